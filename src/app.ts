@@ -1,0 +1,59 @@
+import { randomUUID } from 'node:crypto'
+import { serveStatic } from '@hono/node-server/serve-static'
+import { Hono } from 'hono'
+import { BffError } from './errors.js'
+import { errorResponse } from './http.js'
+import { authRoutes } from './routes/auth.js'
+import { healthRoutes } from './routes/health.js'
+import { proxyMiddleware } from './routes/proxy.js'
+import type { AppEnv, Deps } from './types.js'
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Builds the HTTP application from its dependencies. Reads no environment and
+ * does no I/O of its own, so tests mount it with whatever deps they need.
+ */
+export function createApp(deps: Deps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+
+  app.use('*', async function requestContext(c, next) {
+    const given = c.req.header('x-request-id')
+    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID()
+    c.set('requestId', requestId)
+    c.set('log', deps.logger.child({ requestId }))
+    await next()
+    c.header('x-request-id', requestId)
+  })
+
+  app.route('/auth', authRoutes(deps))
+  app.route('/', healthRoutes(deps))
+  app.use('*', proxyMiddleware(deps))
+
+  if (deps.config.staticDir) {
+    const root = deps.config.staticDir
+    app.use('*', serveStatic({ root }))
+    // Client-side routing: unknown page paths get the SPA's index.html.
+    app.get('*', async (c, next) => {
+      if (!(c.req.header('accept') ?? '').includes('text/html')) return next()
+      return serveStatic({ root, path: 'index.html' })(c, next)
+    })
+  }
+
+  app.notFound((c) => errorResponse(c, new BffError('not_found', 'Nothing is served at this path.')))
+
+  app.onError((err, c) => {
+    const log = c.get('log') ?? deps.logger
+    if (err instanceof BffError && err.status < 500) {
+      log.info({ code: err.code, detail: err.logDetail, path: c.req.path }, 'request refused')
+    } else if (err instanceof BffError) {
+      log.warn({ code: err.code, detail: err.logDetail, path: c.req.path }, 'request failed')
+    } else {
+      // Only the name and message: a stack or cause could carry a token.
+      log.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'unexpected error')
+    }
+    return errorResponse(c, err)
+  })
+
+  return app
+}

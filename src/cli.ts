@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+import { loadConfig } from './config.js'
+import { generateKeyringEntry } from './crypto/keyring.js'
+import { ConfigError } from './errors.js'
+import { startServer } from './server.js'
+
+const USAGE = `Usage: tokenward <command>
+
+Commands:
+  serve            start the server from BFF_* environment variables
+  check-config     validate the environment; exit 1 listing every problem
+  keys generate    print a new BFF_ENCRYPTION_KEYS entry and a cookie secret
+`
+
+function configOrExit() {
+  try {
+    return loadConfig(process.env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tokenward: ${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
+}
+
+async function serve(): Promise<void> {
+  const config = configOrExit()
+  // Production never uses the in-memory store (CONTRACT.md, Commands).
+  const server = await startServer(config, { store: 'redis' })
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    server.deps.logger.info({ signal }, 'shutting down')
+    const force = setTimeout(() => process.exit(1), 25_000)
+    force.unref()
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, sub] = argv
+  switch (command) {
+    case 'serve':
+    case undefined:
+      return serve()
+    case 'check-config': {
+      const config = configOrExit()
+      for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`)
+      process.stdout.write(`configuration is valid: ${config.routes.length} route(s), issuer ${config.issuer}\n`)
+      return
+    }
+    case 'keys':
+      if (sub === 'generate') {
+        process.stdout.write(`BFF_ENCRYPTION_KEYS=${generateKeyringEntry()}\n`)
+        process.stdout.write(`BFF_COOKIE_SECRET=${(await import('node:crypto')).randomBytes(32).toString('base64url')}\n`)
+        return
+      }
+      break
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE)
+      return
+  }
+  process.stderr.write(USAGE)
+  process.exit(2)
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`tokenward: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exit(1)
+})

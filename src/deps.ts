@@ -1,0 +1,52 @@
+import type { Config } from './config.js'
+import { Keyring } from './crypto/keyring.js'
+import type { Logger } from './log.js'
+import { OidcClient, type OidcClientOptions } from './oidc/client.js'
+import { CookieSealer } from './session/cookie.js'
+import { MemorySessionStore } from './session/memory-store.js'
+import { createRedisClient, RedisSessionStore } from './session/redis-store.js'
+import { SessionManager } from './session/sessions.js'
+import type { SessionStore } from './session/store.js'
+import { TransactionStore } from './session/transactions.js'
+import { TokenService } from './tokens/refresh.js'
+import type { Deps } from './types.js'
+
+export interface DepsOptions {
+  logger: Logger
+  /** An existing store (tests, demo); otherwise Redis from the configuration. */
+  store?: SessionStore | 'redis' | 'memory'
+  oidc?: OidcClientOptions
+  now?: () => number
+}
+
+export function createStore(config: Config, kind: 'redis' | 'memory'): SessionStore {
+  return kind === 'memory' ? new MemorySessionStore() : new RedisSessionStore(createRedisClient(config.redis), config.redis.prefix)
+}
+
+/** Wires the dependencies once at startup. Does not wait for Redis or the IdP. */
+export function createDeps(config: Config, options: DepsOptions): Deps {
+  const now = options.now ?? Date.now
+  const { logger } = options
+  const store = typeof options.store === 'object' ? options.store : createStore(config, options.store ?? 'redis')
+  const keyring = new Keyring(config.encryptionKeys)
+  const sessions = new SessionManager({
+    store,
+    keyring,
+    idleTimeoutMs: config.session.idleTimeout * 1000,
+    maxAgeMs: config.session.maxAge * 1000,
+    now,
+    onUndecryptable: (sid, err) => logger.warn({ sid, reason: err.message }, 'session entry cannot be decrypted; treated as no session'),
+  })
+  const oidc = new OidcClient(config, { timeout: 10, ...options.oidc })
+  const tokens = new TokenService({ config, sessions, oidc, logger, now })
+  return {
+    config,
+    logger,
+    sessions,
+    oidc,
+    cookies: new CookieSealer(config.cookieSecrets),
+    tokens,
+    transactions: new TransactionStore(store, keyring),
+    now,
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * One error hierarchy. Every refusal tokenward makes is a BffError with a stable
+ * `code` from CONTRACT.md; only `toErrorResponse` (used by app.onError and the
+ * routes) turns one into HTTP. `logDetail` is for the server log only and must
+ * never contain a token, cookie value or secret.
+ */
+
+export type BffErrorCode =
+  | 'invalid_request'
+  | 'login_required'
+  | 'csrf_failed'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'payload_too_large'
+  | 'upstream_unavailable'
+  | 'session_store_unavailable'
+  | 'idp_unavailable'
+  | 'upstream_timeout'
+  | 'server_error'
+
+const STATUS: Record<BffErrorCode, number> = {
+  invalid_request: 400,
+  login_required: 401,
+  csrf_failed: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  upstream_unavailable: 502,
+  session_store_unavailable: 503,
+  idp_unavailable: 503,
+  upstream_timeout: 504,
+  server_error: 500,
+}
+
+export interface BffErrorOptions {
+  /** Server-side detail for the log; never sent to the client. */
+  logDetail?: string
+  cause?: unknown
+  /** Seconds, for 503 responses. */
+  retryAfter?: number
+}
+
+export class BffError extends Error {
+  readonly code: BffErrorCode
+  readonly status: number
+  readonly logDetail: string | undefined
+  readonly retryAfter: number | undefined
+
+  constructor(code: BffErrorCode, message: string, options: BffErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = this.constructor.name
+    this.code = code
+    this.status = STATUS[code]
+    this.logDetail = options.logDetail
+    this.retryAfter = options.retryAfter
+  }
+}
+
+export class SessionStoreUnavailableError extends BffError {
+  constructor(options: BffErrorOptions = {}) {
+    super('session_store_unavailable', 'The session store is unavailable, try again shortly.', {
+      retryAfter: 2,
+      ...options,
+    })
+  }
+}
+
+export class IdpUnavailableError extends BffError {
+  constructor(options: BffErrorOptions = {}) {
+    super('idp_unavailable', 'The identity provider is unavailable, try again shortly.', {
+      retryAfter: 5,
+      ...options,
+    })
+  }
+}
+
+export class LoginRequiredError extends BffError {
+  constructor(message = 'Authentication is required.', options: BffErrorOptions = {}) {
+    super('login_required', message, options)
+  }
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[]
+
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export interface ErrorBody {
+  error: BffErrorCode
+  message: string
+}
+
+/** The JSON body and headers for an error; unexpected errors become a bare 500. */
+export function toErrorResponse(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
+  const e =
+    err instanceof BffError
+      ? err
+      : new BffError('server_error', 'An unexpected error occurred.')
+  const headers: Record<string, string> = { 'cache-control': 'no-store' }
+  if (e.retryAfter !== undefined) headers['retry-after'] = String(e.retryAfter)
+  return { status: e.status, body: { error: e.code, message: e.message }, headers }
+}

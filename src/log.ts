@@ -1,0 +1,64 @@
+// pino: fast structured JSON logging with path-based redaction, so the rule "no token,
+// cookie or secret in a log line" is enforced in one place rather than at every call.
+import { pino, type Logger, type DestinationStream } from 'pino'
+
+export type { Logger }
+
+export type AuditEvent =
+  | 'login'
+  | 'refresh'
+  | 'refresh_failed'
+  | 'refresh_token_rejected'
+  | 'logout'
+  | 'backchannel_logout'
+  | 'session_expired'
+  | 'session_revoked'
+  | 'csrf_rejected'
+
+/** Field names that must never reach a log line, wherever they appear. */
+const REDACT = [
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'accessToken',
+  'refreshToken',
+  'idToken',
+  'token',
+  'logout_token',
+  'code_verifier',
+  'client_secret',
+  'password',
+  'cookie',
+  'authorization',
+  'set-cookie',
+]
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const paths = REDACT.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers["${k}"]`])
+  return pino(
+    {
+      level,
+      base: { service: 'tokenward' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths, censor: '[redacted]' },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  )
+}
+
+export interface AuditFields {
+  sub?: string | undefined
+  /** tokenward's non-secret session reference. */
+  sid?: string | undefined
+  ip?: string | undefined
+  userAgent?: string | undefined
+  outcome: 'success' | 'failure'
+  reason?: string | undefined
+  [key: string]: unknown
+}
+
+/** One JSON line per security-relevant event, tagged `"audit": true` (CONTRACT.md, Logs and audit). */
+export function audit(logger: Logger, event: AuditEvent, fields: AuditFields): void {
+  logger.info({ audit: true, event, ...fields }, `audit ${event}`)
+}

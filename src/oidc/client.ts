@@ -1,0 +1,224 @@
+// openid-client: panva's certified relying-party library (discovery, PKCE, ID token
+// validation, RFC 9207 iss checks, revocation); hand-writing these is where BFFs go wrong.
+import * as oidc from 'openid-client'
+import type { Config } from '../config.js'
+import { BffError, IdpUnavailableError } from '../errors.js'
+import { importPrivateKey } from './keys.js'
+
+/** The token endpoint's answer, normalised. Contains secrets: never log it. */
+export interface TokenResult {
+  readonly accessToken: string
+  readonly tokenType: string
+  /** Seconds. */
+  readonly expiresIn: number | undefined
+  readonly refreshToken: string | undefined
+  /** Seconds; not standard, sent by some IdPs. */
+  readonly refreshTokenExpiresIn: number | undefined
+  readonly scope: string | undefined
+  readonly idToken: string | undefined
+  readonly idClaims: oidc.IDToken | undefined
+}
+
+export interface OidcClientOptions {
+  /** Seconds for each request to the IdP. */
+  timeout?: number
+  customFetch?: oidc.CustomFetch
+}
+
+/**
+ * tokenward's relying-party side. Discovery happens lazily and is cached once it
+ * succeeds, so tokenward starts (and /healthz answers) while the IdP is down, and
+ * /readyz reports it (SECURITY-CHECKLIST #57).
+ */
+export class OidcClient {
+  readonly #config: Config
+  readonly #options: OidcClientOptions
+  #configuration: oidc.Configuration | undefined
+  #pending: Promise<oidc.Configuration> | undefined
+  #lastError: string | undefined
+
+  constructor(config: Config, options: OidcClientOptions = {}) {
+    this.#config = config
+    this.#options = options
+  }
+
+  get loaded(): boolean {
+    return this.#configuration !== undefined
+  }
+
+  /** Why the last discovery failed, for /readyz and `doctor` (no secrets in it). */
+  get lastError(): string | undefined {
+    return this.#lastError
+  }
+
+  get serverMetadata(): oidc.ServerMetadata | undefined {
+    return this.#configuration?.serverMetadata()
+  }
+
+  /** Discovers the IdP once; concurrent callers share one request. */
+  configuration(): Promise<oidc.Configuration> {
+    if (this.#configuration) return Promise.resolve(this.#configuration)
+    this.#pending ??= this.#discover().finally(() => {
+      this.#pending = undefined
+    })
+    return this.#pending
+  }
+
+  async #discover(): Promise<oidc.Configuration> {
+    const c = this.#config
+    try {
+      const auth = await this.#clientAuth()
+      const execute: Array<(config: oidc.Configuration) => void> = [
+        // ID token signatures are verified against the IdP's JWKS even on the
+        // token-endpoint response: defence in depth beyond TLS (SECURITY-CHECKLIST #9).
+        oidc.enableNonRepudiationChecks,
+      ]
+      if (c.allowHttp) execute.push(oidc.allowInsecureRequests)
+      // Discovery compares the returned `issuer` with the configured one exactly
+      // (OpenID Connect Discovery §4.3; SECURITY-CHECKLIST #8).
+      const configuration = await oidc.discovery(
+        new URL(c.issuer),
+        c.clientId,
+        undefined,
+        auth,
+        {
+          execute,
+          timeout: this.#options.timeout ?? 10,
+          ...(this.#options.customFetch ? { [oidc.customFetch]: this.#options.customFetch } : {}),
+        },
+      )
+      if (this.#options.customFetch) configuration[oidc.customFetch] = this.#options.customFetch
+      configuration.timeout = this.#options.timeout ?? 10
+      this.#configuration = configuration
+      this.#lastError = undefined
+      return configuration
+    } catch (err) {
+      this.#lastError = describe(err)
+      throw new IdpUnavailableError({ cause: err, logDetail: `discovery failed: ${this.#lastError}` })
+    }
+  }
+
+  async #clientAuth(): Promise<oidc.ClientAuth> {
+    const c = this.#config
+    switch (c.clientAuth) {
+      case 'client_secret_post':
+        return oidc.ClientSecretPost(c.clientSecret)
+      case 'private_key_jwt':
+        return oidc.PrivateKeyJwt(await importPrivateKey(c.clientPrivateKey ?? ''))
+      default:
+        return oidc.ClientSecretBasic(c.clientSecret)
+    }
+  }
+
+  /** The authorization request: code flow with PKCE S256, state and nonce (RFC 9700 §2.1.1). */
+  async authorizationUrl(params: { state: string; nonce: string; codeChallenge: string; extra?: Record<string, string> }): Promise<URL> {
+    const configuration = await this.configuration()
+    const p = new URLSearchParams(this.#config.authParams as Array<[string, string]>)
+    for (const [k, v] of Object.entries(params.extra ?? {})) p.set(k, v)
+    p.set('redirect_uri', this.#config.redirectUri)
+    p.set('scope', this.#config.scopes.join(' '))
+    p.set('response_type', 'code')
+    p.set('state', params.state)
+    p.set('nonce', params.nonce)
+    p.set('code_challenge', params.codeChallenge)
+    p.set('code_challenge_method', 'S256')
+    return oidc.buildAuthorizationUrl(configuration, p)
+  }
+
+  /**
+   * Redeems the code. openid-client checks state, `iss` (RFC 9207, when the IdP
+   * advertises it), the ID token's iss/aud/azp/exp/nonce and signature. The
+   * callback URL is rebuilt from BFF_PUBLIC_URL, never from the Host header.
+   */
+  async authorizationCodeGrant(
+    search: string,
+    checks: { codeVerifier: string; state: string; nonce: string },
+  ): Promise<TokenResult> {
+    const configuration = await this.configuration()
+    const currentUrl = new URL(`${this.#config.redirectUri}${search}`)
+    const r = await oidc.authorizationCodeGrant(configuration, currentUrl, {
+      pkceCodeVerifier: checks.codeVerifier,
+      expectedState: checks.state,
+      expectedNonce: checks.nonce,
+      idTokenExpected: true,
+    })
+    return normalise(r)
+  }
+
+  async refreshTokenGrant(refreshToken: string, params?: Record<string, string>): Promise<TokenResult> {
+    const configuration = await this.configuration()
+    return normalise(await oidc.refreshTokenGrant(configuration, refreshToken, params))
+  }
+
+  /** RFC 7009 revocation; false when the IdP has no revocation endpoint. */
+  async revokeRefreshToken(refreshToken: string): Promise<boolean> {
+    const configuration = await this.configuration()
+    if (!configuration.serverMetadata().revocation_endpoint) return false
+    await oidc.tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' })
+    return true
+  }
+
+  /** The IdP's end-session URL, or undefined when the IdP has none (or is not loaded). */
+  endSessionUrl(params: { postLogoutRedirectUri: string; idTokenHint?: string | undefined }): string | undefined {
+    const configuration = this.#configuration
+    if (!configuration?.serverMetadata().end_session_endpoint) return undefined
+    const p: Record<string, string> = {
+      client_id: this.#config.clientId,
+      post_logout_redirect_uri: params.postLogoutRedirectUri,
+    }
+    if (params.idTokenHint) p.id_token_hint = params.idTokenHint
+    return oidc.buildEndSessionUrl(configuration, p).href
+  }
+}
+
+function normalise(r: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers): TokenResult {
+  const rtExp = (r as { refresh_token_expires_in?: unknown }).refresh_token_expires_in
+  return {
+    accessToken: r.access_token,
+    tokenType: r.token_type,
+    expiresIn: r.expiresIn(),
+    refreshToken: r.refresh_token,
+    refreshTokenExpiresIn: typeof rtExp === 'number' && rtExp > 0 ? rtExp : undefined,
+    scope: r.scope,
+    idToken: r.id_token,
+    idClaims: r.claims(),
+  }
+}
+
+/** A short, secret-free description of an openid-client or network error. */
+export function describe(err: unknown): string {
+  if (err instanceof oidc.ResponseBodyError) return `${err.error} (HTTP ${err.status})`
+  if (err instanceof oidc.AuthorizationResponseError) return `authorization error ${err.error}`
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : ''
+    return `${typeof code === 'string' ? `${code} ` : ''}${err.message}${cause}`.slice(0, 300)
+  }
+  return 'unknown error'
+}
+
+/** RFC 6749 §5.2: these mean the grant is dead; anything else may be transient. */
+export function isFatalGrantError(err: unknown): boolean {
+  return err instanceof oidc.ResponseBodyError && (err.error === 'invalid_grant' || err.error === 'invalid_client')
+}
+
+/** Network failure, timeout or 5xx: the IdP is (for now) unavailable. */
+export function isTransientIdpError(err: unknown): boolean {
+  if (err instanceof IdpUnavailableError) return true
+  if (err instanceof oidc.ResponseBodyError) return err.status >= 500 || err.error === 'temporarily_unavailable'
+  if (err instanceof TypeError) return true // fetch failed: connection refused, reset, DNS
+  if (err instanceof Error) {
+    if (err.name === 'TimeoutError' || err.name === 'AbortError') return true
+    const cause = err.cause
+    if (cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError' || cause instanceof TypeError)) return true
+    if (cause instanceof Response && cause.status >= 500) return true
+  }
+  return false
+}
+
+/** Maps an IdP failure to the client-facing error. */
+export function toIdpError(err: unknown, fallback: () => BffError): BffError {
+  if (err instanceof BffError) return err
+  if (isTransientIdpError(err)) return new IdpUnavailableError({ cause: err, logDetail: describe(err) })
+  return fallback()
+}

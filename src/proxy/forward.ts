@@ -1,0 +1,167 @@
+import * as http from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import * as https from 'node:https'
+import { BffError } from '../errors.js'
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1) plus fields tokenward owns: never copied
+ * from the browser to the upstream or back.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+])
+
+/** Request fields tokenward sets or must never forward (BBA §6.1.1, SECURITY-CHECKLIST #52). */
+const REQUEST_DROP = new Set([
+  ...HOP_BY_HOP,
+  'host',
+  'cookie',
+  'authorization',
+  'x-csrf',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-real-ip',
+])
+
+/** Response fields that must not reach the browser (SECURITY-CHECKLIST #53). */
+function dropResponseHeader(name: string): boolean {
+  return HOP_BY_HOP.has(name) || name === 'set-cookie' || name === 'set-cookie2' || name.startsWith('access-control-')
+}
+
+/** Field names listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionListed(headers: IncomingHttpHeaders): Set<string> {
+  const v = headers.connection
+  return new Set(v ? v.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean) : [])
+}
+
+const agents = {
+  http: new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' }),
+  https: new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' }),
+}
+
+export interface ForwardOptions {
+  target: URL
+  method: string
+  incoming: IncomingMessage
+  authorization: string | undefined
+  forwarded: { for: string | undefined; proto: string; host: string }
+  timeoutMs: number
+  maxBodyBytes: number
+  /** Whether the request body should be streamed (false for bodyless requests). */
+  hasBody: boolean
+}
+
+export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
+  const listed = connectionListed(o.incoming.headers)
+  const out: OutgoingHttpHeaders = {}
+  const raw = o.incoming.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (REQUEST_DROP.has(name) || listed.has(name)) continue
+    const prev = out[name]
+    out[name] = prev === undefined ? raw[i + 1]! : Array.isArray(prev) ? [...prev, raw[i + 1]!] : [String(prev), raw[i + 1]!]
+  }
+  out.host = o.target.host
+  if (o.authorization) out.authorization = o.authorization
+  // Set, never appended: the browser's own X-Forwarded-* would be spoofable.
+  if (o.forwarded.for) out['x-forwarded-for'] = o.forwarded.for
+  out['x-forwarded-proto'] = o.forwarded.proto
+  out['x-forwarded-host'] = o.forwarded.host
+  if (!o.hasBody) delete out['content-length']
+  return out
+}
+
+export function inboundHeaders(res: IncomingMessage): OutgoingHttpHeaders {
+  const listed = connectionListed(res.headers)
+  const out: OutgoingHttpHeaders = {}
+  const raw = res.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (dropResponseHeader(name) || listed.has(name)) continue
+    const prev = out[name]
+    out[name] = prev === undefined ? raw[i + 1]! : Array.isArray(prev) ? [...prev, raw[i + 1]!] : [String(prev), raw[i + 1]!]
+  }
+  return out
+}
+
+/**
+ * Sends the request upstream and resolves with the upstream response once its
+ * headers arrived. The body streams with backpressure (bounded memory); the byte
+ * limit is enforced while streaming, so chunked uploads are bounded too.
+ */
+export function sendUpstream(o: ForwardOptions): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const isHttps = o.target.protocol === 'https:'
+    const req = (isHttps ? https : http).request(o.target, {
+      method: o.method,
+      headers: outboundHeaders(o),
+      agent: isHttps ? agents.https : agents.http,
+      // Certificates are always verified (SECURITY-CHECKLIST #55): no rejectUnauthorized override.
+    })
+    let settled = false
+    const fail = (err: BffError) => {
+      if (settled) return
+      settled = true
+      req.destroy()
+      reject(err)
+    }
+    const timer = setTimeout(
+      () => fail(new BffError('upstream_timeout', 'The upstream API did not answer in time.', { logDetail: `timeout after ${o.timeoutMs} ms` })),
+      o.timeoutMs,
+    )
+    req.on('response', (res) => {
+      clearTimeout(timer)
+      if (settled) {
+        res.resume()
+        return
+      }
+      settled = true
+      resolve(res)
+    })
+    req.on('error', (err) => {
+      clearTimeout(timer)
+      fail(new BffError('upstream_unavailable', 'The upstream API could not be reached.', { cause: err, logDetail: err.message }))
+    })
+
+    if (!o.hasBody) {
+      req.end()
+      return
+    }
+    let bytes = 0
+    o.incoming.on('data', (chunk: Buffer) => {
+      bytes += chunk.length
+      if (bytes > o.maxBodyBytes) {
+        clearTimeout(timer)
+        o.incoming.unpipe(req)
+        fail(new BffError('payload_too_large', 'The request body is too large for this route.', { logDetail: `over ${o.maxBodyBytes} bytes` }))
+        o.incoming.resume()
+      }
+    })
+    o.incoming.on('aborted', () => fail(new BffError('invalid_request', 'The request body was cut short.', { logDetail: 'client aborted' })))
+    o.incoming.pipe(req)
+  })
+}
+
+/** Streams the upstream response to the browser, unbuffered (server-sent events arrive event by event). */
+export function pipeResponse(res: IncomingMessage, outgoing: ServerResponse, extraHeaders: OutgoingHttpHeaders): void {
+  outgoing.writeHead(res.statusCode ?? 502, { ...inboundHeaders(res), ...extraHeaders })
+  if (typeof outgoing.flushHeaders === 'function' && /event-stream/.test(String(res.headers['content-type']))) outgoing.flushHeaders()
+  res.pipe(outgoing)
+  res.on('error', () => outgoing.destroy())
+  res.on('aborted', () => outgoing.destroy())
+  outgoing.on('close', () => {
+    if (!res.complete) res.destroy()
+  })
+}

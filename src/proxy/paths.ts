@@ -1,0 +1,80 @@
+import type { RouteConfig } from '../config.js'
+
+export type RouteMatch =
+  | { kind: 'route'; route: RouteConfig; target: URL }
+  | { kind: 'refused'; reason: string }
+  | { kind: 'none' }
+
+/** The route whose prefix matches whole path segments of `path`, most specific first. */
+export function findRoute(routes: readonly RouteConfig[], path: string): RouteConfig | undefined {
+  return routes.find((r) => path === r.prefix || path.startsWith(`${r.prefix}/`))
+}
+
+/**
+ * Maps a raw request target (`/api/orders/7?x=1`, exactly as received, not decoded)
+ * to its upstream URL, or refuses it. Nothing that escapes the prefix after
+ * decoding is forwarded: dot segments (also `%2e`), encoded `/` or `\`, empty
+ * segments (`//host`), control characters, or a first segment that reads as a
+ * scheme or authority (`http:`, `@host`). BBA §6.1.3.6; SECURITY-CHECKLIST #50.
+ */
+export function mapRequest(routes: readonly RouteConfig[], rawTarget: string): RouteMatch {
+  if (!rawTarget.startsWith('/')) return { kind: 'refused', reason: 'request target is not a path' }
+  const q = rawTarget.indexOf('?')
+  const rawPath = q < 0 ? rawTarget : rawTarget.slice(0, q)
+  const query = q < 0 ? '' : rawTarget.slice(q)
+  if (query.includes('#')) return { kind: 'refused', reason: 'fragment in request target' }
+
+  const route = findRoute(routes, rawPath)
+  if (!route) {
+    // Not a route as sent; if it becomes one once normalised (`/x/../api`,
+    // `/%61pi`), it is an evasion attempt rather than an unknown path.
+    const normalised = normalise(rawPath)
+    return normalised !== undefined && findRoute(routes, normalised)
+      ? { kind: 'refused', reason: 'path reaches a route only after normalisation' }
+      : { kind: 'none' }
+  }
+
+  const rest = rawPath.slice(route.prefix.length)
+  const problem = checkRest(rest)
+  if (problem) return { kind: 'refused', reason: problem }
+
+  const base = route.upstream
+  const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname
+  // String concatenation onto the configured origin: the host can never change.
+  const target = new URL(base.origin)
+  target.pathname = `${basePath}${rest}` || '/'
+  target.search = query
+  if (target.origin !== base.origin) return { kind: 'refused', reason: 'target left the upstream origin' }
+  return { kind: 'route', route, target }
+}
+
+function checkRest(rest: string): string | undefined {
+  if (rest === '') return undefined
+  // rest starts with '/', by construction of the segment-wise match.
+  const segments = rest.slice(1).split('/')
+  for (let i = 0; i < segments.length; i++) {
+    const raw = segments[i]!
+    if (raw === '' && i < segments.length - 1) return 'empty path segment'
+    let seg: string
+    try {
+      seg = decodeURIComponent(raw)
+    } catch {
+      return 'invalid percent-encoding'
+    }
+    if (seg === '.' || seg === '..') return 'dot segment'
+    if (/[/\\]/.test(seg)) return 'encoded slash or backslash'
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(seg)) return 'control character'
+    if (i === 0 && (seg.startsWith('@') || /^[a-z][a-z0-9+.-]*:/i.test(seg))) return 'segment looks like a scheme or authority'
+  }
+  return undefined
+}
+
+function normalise(rawPath: string): string | undefined {
+  try {
+    // WHATWG URL resolves `.`/`..` and their `%2e` spellings; then decode the rest.
+    return decodeURIComponent(new URL(rawPath.replace(/\\/g, '/'), 'http://x').pathname).replace(/\/{2,}/g, '/')
+  } catch {
+    return undefined
+  }
+}

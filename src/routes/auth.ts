@@ -1,0 +1,205 @@
+import { Hono, type Context } from 'hono'
+import { getCookie } from 'hono/cookie'
+import * as oidc from 'openid-client'
+import { BffError, IdpUnavailableError } from '../errors.js'
+import { auditFor, checkCsrf, currentSession, errorResponse, sessionHandle, wantsHtml } from '../http.js'
+import { describe, isTransientIdpError } from '../oidc/client.js'
+import { safeReturnTo } from '../return-to.js'
+import { clearCookie, serializeCookie } from '../session/cookie.js'
+import { newHandle, sidFor, type Session, type SessionData } from '../session/sessions.js'
+import { TRANSACTION_TTL_SECONDS } from '../session/transactions.js'
+import type { AppEnv, Deps } from '../types.js'
+import { errorPage } from './pages.js'
+
+type Ctx = Context<AppEnv>
+
+/** ID token claims that only serve the protocol; the SPA gets the rest. */
+const PROTOCOL_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid', 'jti'])
+
+/** Login, callback, session info and logout (CONTRACT.md, HTTP surface). */
+export function authRoutes(deps: Deps): Hono<AppEnv> {
+  const { config } = deps
+  const app = new Hono<AppEnv>()
+
+  const noStore = (c: Ctx) => {
+    c.header('cache-control', 'no-store')
+    c.header('pragma', 'no-cache')
+  }
+
+  /** A failed login: 400, no session, no cookie; the IdP's text is never reflected (RFC 6749 §4.1.2.1). */
+  const loginFailed = (c: Ctx, err: BffError) => {
+    c.get('log').warn({ reason: err.logDetail ?? err.message }, 'login failed')
+    if (err instanceof IdpUnavailableError) c.header('retry-after', String(err.retryAfter))
+    noStore(c)
+    if (wantsHtml(c)) return c.html(errorPage('Sign-in failed', err.message), err.status as 400)
+    return errorResponse(c, err)
+  }
+
+  app.get('/login', async (c) => {
+    const returnTo = safeReturnTo(c.req.query('returnTo'), config.publicOrigin)
+    // One transaction cookie per browser, reused by concurrent logins in several
+    // tabs, so the cookies cannot pile up (the oauth2-proxy 431 problem).
+    const existing = await deps.cookies.unseal<{ t?: unknown }>(getCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
+    const txHandle = typeof existing?.t === 'string' ? existing.t : newHandle()
+    const state = oidc.randomState()
+    const nonce = oidc.randomNonce()
+    const codeVerifier = oidc.randomPKCECodeVerifier()
+    let url: URL
+    try {
+      url = await deps.oidc.authorizationUrl({
+        state,
+        nonce,
+        codeChallenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+      })
+    } catch (err) {
+      return loginFailed(c, err instanceof BffError ? err : new IdpUnavailableError({ cause: err, logDetail: describe(err) }))
+    }
+    await deps.transactions.put(txHandle, state, { codeVerifier, nonce, returnTo, createdAt: deps.now() })
+    const sealed = await deps.cookies.seal({ t: txHandle }, TRANSACTION_TTL_SECONDS)
+    // Lax, not Strict: the cookie must come back on the IdP's cross-site
+    // redirect to the callback (SECURITY-CHECKLIST #16).
+    c.header('set-cookie', serializeCookie(config, config.cookie.transactionName, sealed, { maxAge: TRANSACTION_TTL_SECONDS, sameSite: 'Lax' }))
+    noStore(c)
+    c.header('referrer-policy', 'no-referrer')
+    return c.redirect(url.href, 302)
+  })
+
+  app.get('/callback', async (c) => {
+    const fail = (detail: string, message = 'The sign-in could not be completed. Please start again.') =>
+      loginFailed(c, new BffError('invalid_request', message, { logDetail: detail }))
+
+    const txCookie = await deps.cookies.unseal<{ t?: unknown }>(getCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
+    const txHandle = typeof txCookie?.t === 'string' ? txCookie.t : undefined
+    // No transaction cookie: a callback this browser did not start (login CSRF,
+    // code injection; RFC 9700 §4.5, §4.7).
+    if (!txHandle) return fail('callback without a login transaction cookie')
+    const state = c.req.query('state')
+    if (!state || state.length > 512) return fail('callback without state')
+    // Single use: taken atomically, so a replayed callback finds nothing.
+    const tx = await deps.transactions.take(txHandle, state, deps.now())
+    if (!tx) return fail('unknown, used or expired login transaction (state)')
+
+    const idpError = c.req.query('error')
+    if (idpError !== undefined) {
+      const code = /^[a-z_]{1,64}$/.test(idpError) ? idpError : 'unknown'
+      return fail(`identity provider returned error=${code}`, `The identity provider refused the sign-in (${code}).`)
+    }
+
+    let tokens
+    try {
+      tokens = await deps.oidc.authorizationCodeGrant(new URL(c.req.url).search, {
+        codeVerifier: tx.codeVerifier,
+        state,
+        nonce: tx.nonce,
+      })
+    } catch (err) {
+      if (isTransientIdpError(err)) return loginFailed(c, new IdpUnavailableError({ cause: err, logDetail: describe(err) }))
+      return fail(`code exchange or ID token validation failed: ${describe(err)}`)
+    }
+    const claims = tokens.idClaims
+    if (!claims) return fail('token response without an ID token')
+    // openid-client requires `iat` but does not bound its age (SECURITY-CHECKLIST #7).
+    const nowSec = Math.floor(deps.now() / 1000)
+    if (typeof claims.iat !== 'number' || nowSec - claims.iat > config.idTokenMaxAge || claims.iat - nowSec > 60) {
+      return fail('ID token iat is missing, too old or in the future')
+    }
+    if (typeof claims.sub !== 'string' || claims.sub.length === 0) return fail('ID token without sub')
+
+    const now = deps.now()
+    const data: SessionData = {
+      sub: claims.sub,
+      iss: claims.iss,
+      aud: Array.isArray(claims.aud) ? claims.aud : [claims.aud],
+      azp: typeof claims.azp === 'string' ? claims.azp : undefined,
+      authTime: typeof claims.auth_time === 'number' ? claims.auth_time : undefined,
+      idpSid: typeof claims.sid === 'string' ? claims.sid : undefined,
+      claims: Object.fromEntries(Object.entries(claims).filter(([k]) => !PROTOCOL_CLAIMS.has(k))),
+      createdAt: now,
+      accessToken: tokens.accessToken,
+      tokenType: tokens.tokenType,
+      accessTokenExpiresAt: tokens.expiresIn === undefined ? undefined : now + tokens.expiresIn * 1000,
+      scope: tokens.scope,
+      refreshToken: tokens.refreshToken,
+      refreshTokenExpiresAt: tokens.refreshTokenExpiresIn === undefined ? undefined : now + tokens.refreshTokenExpiresIn * 1000,
+      idToken: config.logoutIdTokenHint ? tokens.idToken : undefined,
+    }
+
+    // A new random session on every login, never the one the browser brought
+    // (session fixation; OWASP session management, SECURITY-CHECKLIST #12).
+    const previous = await sessionHandle(c, deps)
+    if (previous) await deps.sessions.destroy(sidFor(previous))
+    const { handle, session } = await deps.sessions.create(data)
+    const sealed = await deps.cookies.seal({ h: handle }, config.session.maxAge)
+    c.header('set-cookie', serializeCookie(config, config.cookie.name, sealed, { maxAge: (session.absExp - now) / 1000, sameSite: config.cookie.sameSite }))
+    auditFor(c, 'login', { outcome: 'success', sub: data.sub, sid: session.sid })
+    noStore(c)
+    // 303 to the app: the code leaves the address bar and the Referer (RFC 9700 §4.2.4).
+    c.header('referrer-policy', 'no-referrer')
+    return c.redirect(tx.returnTo, 303)
+  })
+
+  app.get('/session', async (c) => {
+    checkCsrf(c, deps)
+    noStore(c)
+    // `?slide=false` lets the SPA poll without keeping an idle session alive.
+    const session = await currentSession(c, deps, { slide: c.req.query('slide') !== 'false' })
+    if (!session) {
+      return c.json({ authenticated: false, error: 'login_required', message: 'No active session.' }, 401)
+    }
+    return c.json({
+      authenticated: true,
+      sub: session.data.sub,
+      claims: session.data.claims,
+      sid: session.sid,
+      expiresAt: Math.floor(session.absExp / 1000),
+      idleExpiresAt: Math.floor(session.idleExp / 1000),
+    })
+  })
+
+  /** Ends a session: local delete first, then best-effort revocation (RFC 7009 §2.2.1). */
+  const endSession = async (c: Ctx, session: Session): Promise<string> => {
+    await deps.sessions.destroy(session.sid)
+    let revoked: boolean | 'failed' = false
+    if (session.data.refreshToken) {
+      try {
+        revoked = await deps.oidc.revokeRefreshToken(session.data.refreshToken)
+      } catch (err) {
+        revoked = 'failed'
+        c.get('log').warn({ sid: session.sid, reason: describe(err) }, 'refresh token revocation failed')
+      }
+    }
+    auditFor(c, 'logout', { outcome: 'success', sub: session.data.sub, sid: session.sid, revoked })
+    return deps.oidc.endSessionUrl({ postLogoutRedirectUri: config.postLogoutRedirect, idTokenHint: session.data.idToken }) ?? config.postLogoutRedirect
+  }
+
+  const clearSessionCookie = (c: Ctx) => {
+    c.header('set-cookie', clearCookie(config, config.cookie.name, config.cookie.sameSite), { append: true })
+    noStore(c)
+  }
+
+  app.post('/logout', async (c) => {
+    checkCsrf(c, deps)
+    const session = await currentSession(c, deps, { slide: false })
+    const redirectTo = session ? await endSession(c, session) : config.postLogoutRedirect
+    clearSessionCookie(c)
+    return c.json({ redirectTo })
+  })
+
+  // Plain navigation logout: the `sid` only the app can read from /auth/session
+  // keeps a cross-site link from logging the user out (SECURITY-CHECKLIST #24).
+  app.get('/logout', async (c) => {
+    const session = await currentSession(c, deps, { slide: false })
+    if (!session) {
+      clearSessionCookie(c)
+      return c.redirect(config.postLogoutRedirect, 302)
+    }
+    if (c.req.query('sid') !== session.sid) {
+      throw new BffError('invalid_request', 'Logout needs the sid of the current session.', { logDetail: 'logout sid mismatch' })
+    }
+    const redirectTo = await endSession(c, session)
+    clearSessionCookie(c)
+    return c.redirect(redirectTo, 302)
+  })
+
+  return app
+}

@@ -1,0 +1,33 @@
+import { Hono } from 'hono'
+import type { AppEnv, Deps } from '../types.js'
+
+/** Liveness and readiness probes (CONTRACT.md: /healthz, /readyz). */
+export function healthRoutes(deps: Deps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }, 200, { 'cache-control': 'no-store' }))
+
+  app.get('/readyz', async (c) => {
+    const down: string[] = []
+    const [store, idp] = await Promise.allSettled([
+      deps.sessions.store.ping(),
+      // Loads the IdP metadata if it is not loaded yet, so readiness recovers by itself.
+      deps.oidc.configuration(),
+    ])
+    if (store.status === 'rejected') down.push('session store (redis)')
+    if (idp.status === 'rejected') down.push('identity provider metadata')
+    c.header('cache-control', 'no-store')
+    if (down.length === 0) return c.json({ status: 'ready' })
+    c.header('retry-after', '5')
+    return c.json(
+      {
+        error: store.status === 'rejected' ? 'session_store_unavailable' : 'idp_unavailable',
+        message: `Not ready: ${down.join(', ')} unavailable.`,
+        down,
+      },
+      503,
+    )
+  })
+
+  return app
+}

@@ -1,0 +1,94 @@
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import type { MiddlewareHandler } from 'hono'
+import { BffError, LoginRequiredError } from '../errors.js'
+import { checkCsrf, clientIp, currentSession } from '../http.js'
+import { mapRequest } from '../proxy/paths.js'
+import { pipeResponse, sendUpstream } from '../proxy/forward.js'
+import type { Session } from '../session/sessions.js'
+import type { AppEnv, Deps } from '../types.js'
+
+/** Methods whose requests a proxy may replay: they carry no body (RFC 9110 §9.2.2). */
+const RETRYABLE = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
+
+/** RFC 6750 §3.1: the resource server says the token is expired, revoked or malformed. */
+function invalidTokenChallenge(header: string | string[] | undefined): boolean {
+  const v = Array.isArray(header) ? header.join(', ') : header ?? ''
+  return /^\s*bearer\b/i.test(v) && /error\s*=\s*"?invalid_token"?/i.test(v)
+}
+
+function authorizationHeader(type: string, token: string): string {
+  // RFC 6750 §2.1 spells the scheme "Bearer"; some IdPs answer "bearer".
+  return `${type.toLowerCase() === 'bearer' ? 'Bearer' : type} ${token}`
+}
+
+/**
+ * The API proxy: requests under a configured route prefix go to its upstream with
+ * the session's access token; everything else falls through to the next handler.
+ * Needs @hono/node-server's bindings: bodies are piped socket to socket.
+ */
+export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
+  const { config } = deps
+  return async function proxy(c, next) {
+    const incoming = c.env?.incoming
+    const outgoing = c.env?.outgoing
+    if (!incoming || !outgoing) return next()
+    const match = mapRequest(config.routes, incoming.url ?? '/')
+    if (match.kind === 'none') return next()
+    if (match.kind === 'refused') {
+      throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
+    }
+    const { route, target } = match
+    const method = c.req.method
+    if (route.methods && !route.methods.includes(method)) {
+      c.header('allow', route.methods.join(', '))
+      throw new BffError('method_not_allowed', `${method} is not allowed on this route.`)
+    }
+    checkCsrf(c, deps)
+
+    const length = Number(incoming.headers['content-length'] ?? 0)
+    if (length > route.maxBodyBytes) throw new BffError('payload_too_large', 'The request body is too large for this route.')
+    const hasBody = incoming.headers['transfer-encoding'] !== undefined || length > 0
+
+    let session: Session | null = null
+    if (route.token === 'user' || route.token === 'optional') {
+      // API calls slide the idle timeout (CONTRACT.md: sliding, server-side).
+      session = await currentSession(c, deps, { slide: true })
+      if (!session && route.token === 'user') throw new LoginRequiredError()
+    }
+
+    const forwarded = { for: clientIp(c), proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host }
+    for (let attempt = 0; ; attempt++) {
+      let authorization: string | undefined
+      if (session) {
+        const at = await deps.tokens.accessToken(session, { force: attempt > 0 })
+        session = at.session
+        authorization = authorizationHeader(at.type, at.token)
+      }
+      const res = await sendUpstream({
+        target,
+        method,
+        incoming,
+        authorization,
+        forwarded,
+        timeoutMs: route.timeoutMs,
+        maxBodyBytes: route.maxBodyBytes,
+        hasBody,
+      })
+      // One refresh and one retry when the upstream rejects the token itself,
+      // only for requests without a body: a streamed body cannot be replayed.
+      if (
+        res.statusCode === 401 &&
+        attempt === 0 &&
+        session &&
+        !hasBody &&
+        RETRYABLE.has(method) &&
+        invalidTokenChallenge(res.headers['www-authenticate'])
+      ) {
+        res.resume()
+        continue
+      }
+      pipeResponse(res, outgoing, {})
+      return RESPONSE_ALREADY_SENT
+    }
+  }
+}

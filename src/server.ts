@@ -1,0 +1,61 @@
+import { once } from 'node:events'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createAdaptorServer } from '@hono/node-server'
+import { createApp } from './app.js'
+import type { Config } from './config.js'
+import { createDeps } from './deps.js'
+import { createLogger, type Logger } from './log.js'
+import type { SessionStore } from './session/store.js'
+import type { Deps } from './types.js'
+
+export interface StartOptions {
+  store?: 'redis' | 'memory' | SessionStore
+  logger?: Logger
+  /** Overrides BFF_PORT (0 = a free port). */
+  port?: number
+}
+
+export interface RunningServer {
+  readonly url: string
+  readonly port: number
+  readonly deps: Deps
+  close(): Promise<void>
+}
+
+/** Starts tokenward: builds the deps and the app, listens, and loads IdP metadata in the background. */
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger(config.logLevel)
+  for (const w of config.warnings) logger.warn(w)
+  const deps = createDeps(config, { logger, store: options.store ?? 'redis' })
+  if (deps.sessions.store.kind === 'memory') {
+    logger.warn('IN-MEMORY SESSION STORE: sessions live in this process only and vanish on restart. Development only.')
+  }
+  const app = createApp(deps)
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server
+  // Bounded header and request times protect against slow clients (slowloris).
+  server.headersTimeout = 20_000
+  server.requestTimeout = 0
+  server.keepAliveTimeout = 65_000
+  server.listen(options.port ?? config.port, config.host)
+  await once(server, 'listening')
+  const port = (server.address() as AddressInfo).port
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host
+  const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`
+  logger.info({ url, publicUrl: config.publicOrigin, store: deps.sessions.store.kind, routes: config.routes.map((r) => r.prefix) }, 'tokenward listening')
+  deps.oidc.configuration().catch((err: Error) => logger.warn({ reason: err.message }, 'identity provider metadata not loaded yet; will retry on demand'))
+
+  return {
+    url,
+    port,
+    deps,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        // Idle keep-alive sockets would hold close() open.
+        if ('closeIdleConnections' in server) server.closeIdleConnections()
+      })
+      await deps.sessions.store.close()
+    },
+  }
+}

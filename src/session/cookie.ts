@@ -1,0 +1,61 @@
+// iron-session: authenticated encryption (iron) of the small cookie payload, with
+// TTL inside the seal; we use its seal/unseal primitives only, as the cookie carries
+// nothing but an opaque handle.
+import { sealData, unsealData } from 'iron-session'
+import type { Config } from '../config.js'
+
+/**
+ * Seals and unseals cookie payloads. The first secret seals; every secret is tried
+ * on unseal, so operators rotate by prepending a new secret and later dropping the
+ * old one (iron-session's numbered password ids depend on list positions, which
+ * would break when the oldest secret is removed).
+ */
+export class CookieSealer {
+  readonly #secrets: readonly string[]
+
+  constructor(secrets: readonly string[]) {
+    if (secrets.length === 0) throw new Error('at least one cookie secret is required')
+    this.#secrets = secrets
+  }
+
+  seal(data: Record<string, unknown>, ttlSeconds: number): Promise<string> {
+    return sealData(data, { password: this.#secrets[0]!, ttl: ttlSeconds })
+  }
+
+  /** Null for anything that is not a live seal of ours: tampered, expired, foreign. */
+  async unseal<T extends Record<string, unknown>>(value: string | undefined, ttlSeconds: number): Promise<T | null> {
+    // A seal is a few hundred bytes; refuse anything large before doing crypto on it.
+    if (!value || value.length > 2048 || !value.startsWith('Fe26.2*')) return null
+    for (const password of this.#secrets) {
+      try {
+        const data = await unsealData<T>(value, { password, ttl: ttlSeconds })
+        if (data && Object.keys(data).length > 0) return data
+      } catch {
+        // A malformed seal: try the next secret, then give up.
+      }
+    }
+    return null
+  }
+}
+
+export interface CookieOptions {
+  maxAge: number
+  sameSite: 'Strict' | 'Lax'
+}
+
+/**
+ * Builds a Set-Cookie value. `__Host-` cookies must be Secure, Path=/ and carry no
+ * Domain (RFC 6265bis §4.1.3.2); HttpOnly keeps the handle from scripts
+ * (draft-ietf-oauth-browser-based-apps §6.1.3.2, SECURITY-CHECKLIST #15, #16).
+ */
+export function serializeCookie(config: Config, name: string, value: string, options: CookieOptions): string {
+  const parts = [`${name}=${value}`, 'Path=/', `Max-Age=${Math.max(0, Math.floor(options.maxAge))}`, 'HttpOnly']
+  if (config.cookie.secure) parts.push('Secure')
+  parts.push(`SameSite=${options.sameSite}`)
+  return parts.join('; ')
+}
+
+/** Same name, Path and Secure as when set, Max-Age=0 (SECURITY-CHECKLIST #18). */
+export function clearCookie(config: Config, name: string, sameSite: 'Strict' | 'Lax'): string {
+  return serializeCookie(config, name, '', { maxAge: 0, sameSite })
+}

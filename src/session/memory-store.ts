@@ -1,0 +1,92 @@
+import type { ReadOptions, ReplaceResult, SessionStore, StoredEntry } from './store.js'
+
+interface Item<T> {
+  value: T
+  expiresAt: number
+}
+
+/**
+ * In-memory store for `npm run demo` without Redis and for unit tests. Same
+ * semantics as the Redis store (it passes the same contract suite), but one
+ * process only: `npm start` refuses it.
+ */
+export class MemorySessionStore implements SessionStore {
+  readonly kind = 'memory'
+  readonly #sessions = new Map<string, Item<StoredEntry>>()
+  readonly #transactions = new Map<string, Item<Buffer>>()
+  readonly #now: () => number
+  #timer: NodeJS.Timeout
+
+  constructor(options: { now?: () => number } = {}) {
+    this.#now = options.now ?? Date.now
+    // Sweep expired items so a long demo does not grow without bound.
+    this.#timer = setInterval(() => this.#sweep(), 30_000).unref()
+  }
+
+  #live<T>(map: Map<string, Item<T>>, id: string): Item<T> | undefined {
+    const item = map.get(id)
+    if (item && item.expiresAt <= this.#now()) {
+      map.delete(id)
+      return undefined
+    }
+    return item
+  }
+
+  #sweep(): void {
+    const now = this.#now()
+    for (const map of [this.#sessions, this.#transactions] as Array<Map<string, Item<unknown>>>) {
+      for (const [k, v] of map) if (v.expiresAt <= now) map.delete(k)
+    }
+  }
+
+  async createSession(sid: string, entry: StoredEntry, ttlMs: number): Promise<boolean> {
+    if (this.#live(this.#sessions, sid)) return false
+    this.#sessions.set(sid, { value: entry, expiresAt: this.#now() + Math.min(ttlMs, entry.absExp - this.#now()) })
+    return true
+  }
+
+  async readSession(sid: string, { slideMs, now }: ReadOptions): Promise<{ entry: StoredEntry; ttlMs: number } | null> {
+    const item = this.#live(this.#sessions, sid)
+    if (!item) return null
+    const remaining = item.value.absExp - now
+    if (remaining <= 0) {
+      this.#sessions.delete(sid)
+      return null
+    }
+    if (slideMs > 0) item.expiresAt = this.#now() + Math.min(slideMs, remaining)
+    return { entry: item.value, ttlMs: item.expiresAt - this.#now() }
+  }
+
+  async replaceSession(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult> {
+    const item = this.#live(this.#sessions, sid)
+    if (!item) return 'missing'
+    if (item.value.version !== expectedVersion) return 'conflict'
+    const ttl = Math.min(item.expiresAt - this.#now(), maxTtlMs)
+    if (ttl <= 0) {
+      this.#sessions.delete(sid)
+      return 'missing'
+    }
+    this.#sessions.set(sid, { value: entry, expiresAt: this.#now() + ttl })
+    return 'ok'
+  }
+
+  async deleteSession(sid: string): Promise<boolean> {
+    return this.#sessions.delete(sid)
+  }
+
+  async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {
+    this.#transactions.set(id, { value: payload, expiresAt: this.#now() + ttlMs })
+  }
+
+  async takeTransaction(id: string): Promise<Buffer | null> {
+    const item = this.#live(this.#transactions, id)
+    this.#transactions.delete(id)
+    return item?.value ?? null
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer)
+  }
+}

@@ -1,0 +1,180 @@
+// ioredis: the maintained Redis client for Node with Sentinel, Cluster, TLS and Lua
+// script support (EVALSHA with automatic fallback), all of which the session store needs.
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import type { Config } from '../config.js'
+import { SessionStoreUnavailableError } from '../errors.js'
+import { decodeEntry, encodeEntry, type ReadOptions, type ReplaceResult, type SessionStore, type StoredEntry } from './store.js'
+
+/**
+ * Reads a session and slides its idle TTL in one round trip. The TTL never passes
+ * the absolute expiry carried in the entry's header (OWASP session management:
+ * absolute timeout), and an entry past it is deleted at once.
+ * KEYS[1] session key; ARGV[1] now (ms); ARGV[2] idle slide (ms, 0 = no slide).
+ */
+const READ_SCRIPT = `
+local v = redis.call('GET', KEYS[1])
+if not v then return nil end
+local a = string.find(v, ':', 1, true)
+local b = a and string.find(v, ':', a + 1, true)
+if not b then return nil end
+local remaining = tonumber(string.sub(v, a + 1, b - 1)) - tonumber(ARGV[1])
+if remaining <= 0 then
+  redis.call('DEL', KEYS[1])
+  return nil
+end
+local slide = tonumber(ARGV[2])
+if slide > 0 then
+  local ttl = slide
+  if remaining < ttl then ttl = remaining end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {v, ttl}
+end
+return {v, redis.call('PTTL', KEYS[1])}
+`
+
+/**
+ * Compare-and-set on the session version, so a stale writer can never overwrite
+ * a newer entry (for example a rotated refresh token; RFC 9700 §4.14.2).
+ * KEYS[1] session key; ARGV[1] expected version; ARGV[2] new value; ARGV[3] max TTL (ms).
+ * Returns 1 ok, 0 missing, -1 conflict.
+ */
+const REPLACE_SCRIPT = `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local a = string.find(v, ':', 1, true)
+if not a or string.sub(v, 1, a - 1) ~= ARGV[1] then return -1 end
+local ttl = redis.call('PTTL', KEYS[1])
+local cap = tonumber(ARGV[3])
+if ttl < 0 or cap < ttl then ttl = cap end
+if ttl <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+return 1
+`
+
+type Client = Redis | Cluster
+
+interface ScriptCommands {
+  twRead(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
+  twReadBuffer(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
+  twReplace(key: string, expected: number, value: Buffer, maxTtl: number): Promise<number>
+}
+
+/** Connection options that fail fast instead of queueing forever (SECURITY-CHECKLIST #56). */
+export function redisOptions(): RedisOptions {
+  return {
+    // Without this ioredis queues commands while disconnected and requests hang;
+    // we answer 503 within a bounded time instead and keep the cookie.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 2000,
+    connectTimeout: 2000,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
+  }
+}
+
+export function createRedisClient(config: Config['redis']): Client {
+  const options = redisOptions()
+  if (config.mode === 'cluster') {
+    return new Cluster(config.nodes.map((n) => ({ host: n.host, port: n.port })), {
+      redisOptions: options,
+      enableOfflineQueue: false,
+    })
+  }
+  if (config.mode === 'sentinel') {
+    const url = new URL(config.url)
+    return new Redis({
+      ...options,
+      sentinels: config.nodes.map((n) => ({ host: n.host, port: n.port })),
+      name: config.sentinelName ?? 'mymaster',
+      password: url.password ? decodeURIComponent(url.password) : undefined,
+      username: url.username ? decodeURIComponent(url.username) : undefined,
+      ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    })
+  }
+  return new Redis(config.url, options)
+}
+
+export class RedisSessionStore implements SessionStore {
+  readonly kind = 'redis'
+  readonly #redis: Client & ScriptCommands
+  readonly #prefix: string
+
+  constructor(redis: Client, prefix: string) {
+    redis.defineCommand('twRead', { numberOfKeys: 1, lua: READ_SCRIPT })
+    redis.defineCommand('twReplace', { numberOfKeys: 1, lua: REPLACE_SCRIPT })
+    this.#redis = redis as Client & ScriptCommands
+    this.#prefix = prefix
+    // Connection errors surface per command as 503s; an 'error' listener keeps
+    // ioredis from reporting them as unhandled.
+    redis.on('error', () => {})
+  }
+
+  get client(): Client {
+    return this.#redis
+  }
+
+  // The hash tag keeps a session's keys in one Cluster slot, so scripts that touch
+  // several of them stay legal.
+  #sessionKey(sid: string): string {
+    return `${this.#prefix}s:{${sid}}`
+  }
+
+  #transactionKey(id: string): string {
+    return `${this.#prefix}t:${id}`
+  }
+
+  async #run<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op()
+    } catch (cause) {
+      throw new SessionStoreUnavailableError({ cause, logDetail: cause instanceof Error ? cause.message : String(cause) })
+    }
+  }
+
+  async createSession(sid: string, entry: StoredEntry, ttlMs: number): Promise<boolean> {
+    const ttl = Math.max(1, Math.min(ttlMs, entry.absExp - Date.now()))
+    const r = await this.#run(() => this.#redis.set(this.#sessionKey(sid), encodeEntry(entry), 'PX', ttl, 'NX'))
+    return r === 'OK'
+  }
+
+  async readSession(sid: string, { slideMs, now }: ReadOptions): Promise<{ entry: StoredEntry; ttlMs: number } | null> {
+    const r = await this.#run(() => this.#redis.twReadBuffer(this.#sessionKey(sid), now, slideMs))
+    if (!r) return null
+    const entry = decodeEntry(r[0])
+    return entry ? { entry, ttlMs: Number(r[1]) } : null
+  }
+
+  async replaceSession(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult> {
+    const r = await this.#run(() =>
+      this.#redis.twReplace(this.#sessionKey(sid), expectedVersion, encodeEntry(entry), Math.max(1, Math.floor(maxTtlMs))),
+    )
+    return r === 1 ? 'ok' : r === -1 ? 'conflict' : 'missing'
+  }
+
+  async deleteSession(sid: string): Promise<boolean> {
+    return (await this.#run(() => this.#redis.del(this.#sessionKey(sid)))) > 0
+  }
+
+  async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {
+    await this.#run(() => this.#redis.set(this.#transactionKey(id), payload, 'PX', ttlMs))
+  }
+
+  async takeTransaction(id: string): Promise<Buffer | null> {
+    return this.#run(() => this.#redis.getdelBuffer(this.#transactionKey(id)))
+  }
+
+  async ping(): Promise<void> {
+    await this.#run(() => this.#redis.ping())
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#redis.quit()
+    } catch {
+      this.#redis.disconnect()
+    }
+  }
+}

@@ -1,0 +1,154 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { DecryptError, type Keyring } from '../crypto/keyring.js'
+import type { ReplaceResult, SessionStore, StoredEntry } from './store.js'
+
+/** What tokenward keeps per session, encrypted, in the store. Never sent to the browser. */
+export interface SessionData {
+  readonly sub: string
+  readonly iss: string
+  readonly aud: readonly string[]
+  readonly azp?: string | undefined
+  readonly authTime?: number | undefined
+  /** The IdP's session id (`sid` claim), for back-channel logout. */
+  readonly idpSid?: string | undefined
+  /** ID token claims shown by /auth/session (protocol-only claims removed). */
+  readonly claims: Readonly<Record<string, unknown>>
+  /** Epoch ms. */
+  readonly createdAt: number
+  readonly accessToken: string
+  readonly tokenType: string
+  /** Epoch ms; undefined when the IdP did not say. */
+  readonly accessTokenExpiresAt?: number | undefined
+  readonly scope?: string | undefined
+  readonly refreshToken?: string | undefined
+  /** Epoch ms, from `refresh_token_expires_in` where the IdP sends it. */
+  readonly refreshTokenExpiresAt?: number | undefined
+  /** Kept only when BFF_LOGOUT_ID_TOKEN_HINT=true. */
+  readonly idToken?: string | undefined
+}
+
+export interface Session {
+  /** tokenward's non-secret session reference; also the store key. */
+  readonly sid: string
+  readonly version: number
+  /** Epoch ms: absolute expiry, never extended. */
+  readonly absExp: number
+  /** Epoch ms: when the idle timeout ends unless the session is used. */
+  readonly idleExp: number
+  readonly data: SessionData
+}
+
+/** 128 bits from the CSPRNG (OWASP session management: session ID entropy; SECURITY-CHECKLIST #14). */
+export function newHandle(): string {
+  return randomBytes(16).toString('base64url')
+}
+
+/**
+ * The store key and public reference of a session: a one-way hash of the cookie's
+ * handle. A Redis dump or a leaked `sid` therefore cannot be turned back into a
+ * working cookie (SECURITY-CHECKLIST #28).
+ */
+export function sidFor(handle: string): string {
+  return createHash('sha256').update('tokenward/sid\0').update(handle).digest().subarray(0, 24).toString('base64url')
+}
+
+function binding(sid: string, version: number, absExp: number): Buffer {
+  return Buffer.from(`tokenward/session\0${sid}\0${version}\0${absExp}`, 'utf8')
+}
+
+export interface SessionManagerOptions {
+  store: SessionStore
+  keyring: Keyring
+  idleTimeoutMs: number
+  maxAgeMs: number
+  now?: () => number
+  /** Called when an entry exists but cannot be opened (retired key, tampering). */
+  onUndecryptable?: (sid: string, err: Error) => void
+}
+
+/**
+ * Creates, loads, replaces and deletes sessions. Each entry is encrypted under the
+ * keyring and bound (AAD) to its sid, version and absolute expiry, so swapping
+ * entries between sessions or editing the readable header makes them fail to open
+ * (SECURITY-CHECKLIST #26, #27).
+ */
+export class SessionManager {
+  readonly store: SessionStore
+  readonly #keyring: Keyring
+  readonly #idleMs: number
+  readonly #maxAgeMs: number
+  readonly #now: () => number
+  readonly #onUndecryptable: (sid: string, err: Error) => void
+
+  constructor(options: SessionManagerOptions) {
+    this.store = options.store
+    this.#keyring = options.keyring
+    this.#idleMs = options.idleTimeoutMs
+    this.#maxAgeMs = options.maxAgeMs
+    this.#now = options.now ?? Date.now
+    this.#onUndecryptable = options.onUndecryptable ?? (() => {})
+  }
+
+  /** The absolute expiry for a new session: max age, never past the refresh token (SECURITY-CHECKLIST #34). */
+  absoluteExpiry(data: Pick<SessionData, 'createdAt' | 'refreshTokenExpiresAt'>): number {
+    const max = data.createdAt + this.#maxAgeMs
+    return data.refreshTokenExpiresAt === undefined ? max : Math.min(max, data.refreshTokenExpiresAt)
+  }
+
+  #seal(sid: string, version: number, absExp: number, data: SessionData): StoredEntry {
+    const payload = this.#keyring.seal(Buffer.from(JSON.stringify(data), 'utf8'), binding(sid, version, absExp))
+    return { version, absExp, payload }
+  }
+
+  /** Creates a session under a fresh random handle; returns the handle for the cookie. */
+  async create(data: SessionData): Promise<{ handle: string; session: Session }> {
+    const absExp = this.absoluteExpiry(data)
+    const now = this.#now()
+    for (;;) {
+      const handle = newHandle()
+      const sid = sidFor(handle)
+      const entry = this.#seal(sid, 1, absExp, data)
+      const ttl = Math.min(this.#idleMs, absExp - now)
+      // NX: a collision of 128-bit handles is not expected, but never overwrite.
+      if (await this.store.createSession(sid, entry, ttl)) {
+        return { handle, session: { sid, version: 1, absExp, idleExp: now + ttl, data } }
+      }
+    }
+  }
+
+  /** Loads the session for a cookie handle; `slide` extends the idle timeout. */
+  load(handle: string, options: { slide: boolean }): Promise<Session | null> {
+    return this.loadBySid(sidFor(handle), options)
+  }
+
+  async loadBySid(sid: string, { slide }: { slide: boolean }): Promise<Session | null> {
+    const now = this.#now()
+    const r = await this.store.readSession(sid, { slideMs: slide ? this.#idleMs : 0, now })
+    if (!r) return null
+    const { entry, ttlMs } = r
+    let data: SessionData
+    try {
+      data = JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData
+    } catch (err) {
+      if (err instanceof DecryptError || err instanceof SyntaxError) {
+        this.#onUndecryptable(sid, err)
+        return null
+      }
+      throw err
+    }
+    return { sid, version: entry.version, absExp: entry.absExp, idleExp: now + ttlMs, data }
+  }
+
+  /** Compare-and-set: succeeds only if nobody replaced the session since it was read. */
+  async replace(session: Session, data: SessionData): Promise<{ result: ReplaceResult; session: Session }> {
+    const absExp = Math.min(session.absExp, this.absoluteExpiry({ createdAt: data.createdAt, refreshTokenExpiresAt: data.refreshTokenExpiresAt }))
+    const version = session.version + 1
+    const entry = this.#seal(session.sid, version, absExp, data)
+    const result = await this.store.replaceSession(session.sid, session.version, entry, absExp - this.#now())
+    return { result, session: { ...session, version, absExp, data } }
+  }
+
+  destroy(sid: string): Promise<boolean> {
+    return this.store.deleteSession(sid)
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The storage seam. Implementations hold only opaque, already-encrypted bytes;
+ * they know a session's version (for compare-and-set) and its absolute expiry
+ * (so the idle slide can never push the TTL past it), nothing else.
+ */
+
+export interface StoredEntry {
+  /** Incremented on every replace; compare-and-set guards concurrent writers. */
+  readonly version: number
+  /** Epoch milliseconds; the entry is gone at this instant whatever the activity. */
+  readonly absExp: number
+  /** Ciphertext. */
+  readonly payload: Buffer
+}
+
+export interface ReadOptions {
+  /** Slide the idle TTL to this many ms (capped at absExp); 0 reads without sliding. */
+  readonly slideMs: number
+  readonly now: number
+}
+
+export type ReplaceResult = 'ok' | 'conflict' | 'missing'
+
+export interface SessionStore {
+  readonly kind: 'redis' | 'memory'
+  /** Creates a new entry; false when the id already exists (never overwrites). */
+  createSession(sid: string, entry: StoredEntry, ttlMs: number): Promise<boolean>
+  /** Reads (and optionally slides) an entry; null when missing or past absExp. `ttlMs` is the idle time left. */
+  readSession(sid: string, options: ReadOptions): Promise<{ entry: StoredEntry; ttlMs: number } | null>
+  /** Writes `entry` only if the stored version equals `expectedVersion`; keeps the current TTL, capped at maxTtlMs. */
+  replaceSession(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult>
+  deleteSession(sid: string): Promise<boolean>
+  /** Login transactions: short-lived, single-use. */
+  putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void>
+  /** Atomically reads and deletes (GETDEL), so a transaction can be used once only (RFC 9700 §4.2.4). */
+  takeTransaction(id: string): Promise<Buffer | null>
+  /** Throws SessionStoreUnavailableError when the store does not answer. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+const SEP = 0x3a // ':'
+
+/** `<version>:<absExp>:<payload>`: the header stays readable to the store's scripts. */
+export function encodeEntry(entry: StoredEntry): Buffer {
+  return Buffer.concat([Buffer.from(`${entry.version}:${entry.absExp}:`, 'latin1'), entry.payload])
+}
+
+export function decodeEntry(raw: Buffer): StoredEntry | null {
+  const a = raw.indexOf(SEP)
+  const b = a < 0 ? -1 : raw.indexOf(SEP, a + 1)
+  if (a <= 0 || b <= a + 1) return null
+  const version = Number(raw.subarray(0, a).toString('latin1'))
+  const absExp = Number(raw.subarray(a + 1, b).toString('latin1'))
+  if (!Number.isSafeInteger(version) || !Number.isSafeInteger(absExp)) return null
+  return { version, absExp, payload: raw.subarray(b + 1) }
+}

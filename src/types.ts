@@ -1,0 +1,29 @@
+import type { HttpBindings } from '@hono/node-server'
+import type { Config } from './config.js'
+import type { CookieSealer } from './session/cookie.js'
+import type { SessionManager } from './session/sessions.js'
+import type { OidcClient } from './oidc/client.js'
+import type { Logger } from './log.js'
+import type { TokenService } from './tokens/refresh.js'
+import type { TransactionStore } from './session/transactions.js'
+
+/** Everything the app needs, built once by createDeps (or by tests). */
+export interface Deps {
+  readonly config: Config
+  readonly logger: Logger
+  readonly sessions: SessionManager
+  readonly oidc: OidcClient
+  readonly cookies: CookieSealer
+  readonly tokens: TokenService
+  readonly transactions: TransactionStore
+  readonly now: () => number
+}
+
+export interface AppEnv {
+  /** Present when served by @hono/node-server; absent under app.request() in unit tests. */
+  Bindings: Partial<HttpBindings>
+  Variables: {
+    requestId: string
+    log: Logger
+  }
+}

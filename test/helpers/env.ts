@@ -1,0 +1,17 @@
+import { randomBytes } from 'node:crypto'
+
+/** A valid environment for loadConfig, with throwaway secrets generated per call. */
+export function testEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    BFF_PUBLIC_URL: 'http://localhost:3000',
+    BFF_ISSUER: 'http://127.0.0.1:4000',
+    BFF_CLIENT_ID: 'tokenward-test',
+    BFF_CLIENT_SECRET: randomBytes(24).toString('base64url'),
+    BFF_ROUTES: JSON.stringify([{ prefix: '/api', upstream: 'http://127.0.0.1:5000/v1', token: 'user' }]),
+    BFF_COOKIE_SECRET: randomBytes(32).toString('base64url'),
+    BFF_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+    BFF_ALLOW_HTTP: 'true',
+    BFF_LOG_LEVEL: 'silent',
+    ...overrides,
+  }
+}

@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.js'
+import { ConfigError } from '../../src/errors.js'
+import { testEnv } from '../helpers/env.js'
+
+function problems(env: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(env)
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems]
+    throw err
+  }
+  return []
+}
+
+describe('loadConfig', () => {
+  it('accepts a valid environment and applies the contract defaults', () => {
+    const c = loadConfig(testEnv())
+    expect(c.redirectUri).toBe('http://localhost:3000/auth/callback')
+    expect(c.scopes).toEqual(['openid', 'profile', 'email', 'offline_access'])
+    expect(c.redis).toMatchObject({ url: 'redis://127.0.0.1:6379', prefix: 'tokenward:', mode: 'standalone' })
+    expect(c.session).toEqual({ idleTimeout: 1800, maxAge: 28800 })
+    expect(c.refreshSkew).toBe(30)
+    expect(c.port).toBe(3000)
+    expect(c.host).toBe('0.0.0.0')
+    expect(c.postLogoutRedirect).toBe('http://localhost:3000/')
+    expect(c.cookie).toEqual({ name: '__Host-tokenward', transactionName: '__Host-tokenward-tx', secure: true, sameSite: 'Strict' })
+    expect(c.routes[0]).toMatchObject({ prefix: '/api', token: 'user', timeoutMs: 30000 })
+    expect(Object.isFrozen(c)).toBe(true)
+  })
+
+  it('reports every missing required variable at once, by name', () => {
+    const p = problems({})
+    for (const name of ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_CLIENT_SECRET', 'BFF_ROUTES', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']) {
+      expect(p.some((m) => m.startsWith(name)), `${name} in ${JSON.stringify(p)}`).toBe(true)
+    }
+  })
+
+  it('reports malformed variables of each kind together', () => {
+    const p = problems(
+      testEnv({
+        BFF_PUBLIC_URL: 'not a url',
+        BFF_COOKIE_SECRET: 'short',
+        BFF_ENCRYPTION_KEYS: 'k1:AAAA',
+        BFF_ROUTES: '[{"prefix":"api","upstream":"ftp://x","token":"bogus"}]',
+        BFF_SESSION_IDLE_TIMEOUT: 'ten',
+        BFF_REDIS_URL: 'http://redis',
+        BFF_COOKIE_SAMESITE: 'none',
+        BFF_ALLOW_HTTP: 'maybe',
+        BFF_PORT: '99999',
+        BFF_CLIENT_AUTH: 'client_secret_jwt',
+      }),
+    )
+    const expected = [
+      'BFF_PUBLIC_URL',
+      'BFF_COOKIE_SECRET',
+      'BFF_ENCRYPTION_KEYS',
+      'BFF_ROUTES[0].prefix',
+      'BFF_ROUTES[0].upstream',
+      'BFF_ROUTES[0].token',
+      'BFF_SESSION_IDLE_TIMEOUT',
+      'BFF_REDIS_URL',
+      'BFF_COOKIE_SAMESITE',
+      'BFF_ALLOW_HTTP',
+      'BFF_PORT',
+      'BFF_CLIENT_AUTH',
+    ]
+    for (const name of expected) expect(p.some((m) => m.startsWith(name)), `${name} in ${JSON.stringify(p)}`).toBe(true)
+  })
+
+  it('refuses plain http issuer, upstream and public origin without BFF_ALLOW_HTTP', () => {
+    const p = problems(testEnv({ BFF_ALLOW_HTTP: undefined, BFF_PUBLIC_URL: 'http://app.example.com' }))
+    expect(p.some((m) => m.startsWith('BFF_ISSUER must be https'))).toBe(true)
+    expect(p.some((m) => m.startsWith('BFF_ROUTES[0].upstream must be https'))).toBe(true)
+    expect(p.some((m) => m.startsWith('BFF_PUBLIC_URL must be https'))).toBe(true)
+  })
+
+  it('keeps __Host- cookies on http://localhost but drops the prefix for another http origin', () => {
+    expect(loadConfig(testEnv({ BFF_PUBLIC_URL: 'http://127.0.0.1:8080' })).cookie.name).toBe('__Host-tokenward')
+    const c = loadConfig(testEnv({ BFF_PUBLIC_URL: 'http://app.internal:8080' }))
+    expect(c.cookie).toMatchObject({ name: 'tokenward', secure: false })
+    expect(c.warnings.some((w) => w.includes('__Host-'))).toBe(true)
+  })
+
+  it('validates keyrings and cookie-secret lists', () => {
+    const k = (n: number) => Buffer.alloc(32, n).toString('base64')
+    const c = loadConfig(testEnv({ BFF_ENCRYPTION_KEYS: `new:${k(1)}, old:${k(2)}`, BFF_COOKIE_SECRET: `${'a'.repeat(32)},${'b'.repeat(40)}` }))
+    expect(c.encryptionKeys.map((e) => e.id)).toEqual(['new', 'old'])
+    expect(c.cookieSecrets).toHaveLength(2)
+    expect(problems(testEnv({ BFF_ENCRYPTION_KEYS: `a:${k(1)},a:${k(2)}` }))).toEqual(['BFF_ENCRYPTION_KEYS has the key id a twice'])
+    expect(problems(testEnv({ BFF_COOKIE_SECRET: `${'a'.repeat(32)},short` }))).toEqual(['BFF_COOKIE_SECRET entry 2 must be at least 32 characters'])
+  })
+
+  it('refuses routes that shadow tokenward paths, repeat, or use the unsupported client mode', () => {
+    const p = problems(
+      testEnv({
+        BFF_ROUTES: JSON.stringify([
+          { prefix: '/auth/x', upstream: 'http://a', token: 'none' },
+          { prefix: '/api', upstream: 'http://a', token: 'user' },
+          { prefix: '/api/', upstream: 'http://b', token: 'user' },
+          { prefix: '/svc', upstream: 'http://c', token: 'client' },
+          { prefix: '/q', upstream: 'http://c?x=1', token: 'none' },
+        ]),
+      }),
+    )
+    expect(p).toEqual([
+      "BFF_ROUTES[0].prefix /auth/x collides with tokenward's own paths",
+      'BFF_ROUTES[2].prefix /api is listed twice',
+      'BFF_ROUTES[3].token "client" is not supported yet (client-credentials routes arrive in a later release)',
+      'BFF_ROUTES[4].upstream must not carry a query, fragment or credentials',
+    ])
+  })
+
+  it('requires the secret for secret-based client auth and a key for private_key_jwt', () => {
+    expect(problems(testEnv({ BFF_CLIENT_SECRET: undefined }))).toEqual(['BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=client_secret_basic'])
+    expect(problems(testEnv({ BFF_CLIENT_SECRET: undefined, BFF_CLIENT_AUTH: 'private_key_jwt' }))).toEqual([
+      'BFF_CLIENT_PRIVATE_KEY is required when BFF_CLIENT_AUTH=private_key_jwt',
+    ])
+  })
+
+  it('refuses protocol parameters in BFF_AUTH_PARAMS and keeps the others', () => {
+    expect(problems(testEnv({ BFF_AUTH_PARAMS: 'prompt=consent&state=x' }))).toEqual(['BFF_AUTH_PARAMS must not set state'])
+    expect(loadConfig(testEnv({ BFF_AUTH_PARAMS: 'prompt=consent&acr_values=urn:x' })).authParams).toEqual([
+      ['prompt', 'consent'],
+      ['acr_values', 'urn:x'],
+    ])
+  })
+
+  it('reads PORT when BFF_PORT is unset', () => {
+    expect(loadConfig(testEnv({ PORT: '8081' })).port).toBe(8081)
+    expect(loadConfig(testEnv({ PORT: '8081', BFF_PORT: '9000' })).port).toBe(9000)
+  })
+})
