@@ -14,6 +14,8 @@ export class MemorySessionStore implements SessionStore {
   readonly kind = 'memory'
   readonly #sessions = new Map<string, Item<StoredEntry>>()
   readonly #transactions = new Map<string, Item<Buffer>>()
+  readonly #locks = new Map<string, Item<string>>()
+  readonly #journals = new Map<string, Item<number>>()
   readonly #now: () => number
   #timer: NodeJS.Timeout
 
@@ -34,7 +36,7 @@ export class MemorySessionStore implements SessionStore {
 
   #sweep(): void {
     const now = this.#now()
-    for (const map of [this.#sessions, this.#transactions] as Array<Map<string, Item<unknown>>>) {
+    for (const map of [this.#sessions, this.#transactions, this.#locks, this.#journals] as Array<Map<string, Item<unknown>>>) {
       for (const [k, v] of map) if (v.expiresAt <= now) map.delete(k)
     }
   }
@@ -67,11 +69,39 @@ export class MemorySessionStore implements SessionStore {
       return 'missing'
     }
     this.#sessions.set(sid, { value: entry, expiresAt: this.#now() + ttl })
+    this.#journals.delete(sid)
     return 'ok'
   }
 
   async deleteSession(sid: string): Promise<boolean> {
+    this.#locks.delete(sid)
+    this.#journals.delete(sid)
     return this.#sessions.delete(sid)
+  }
+
+  async acquireRefreshLock(sid: string, token: string, leaseMs: number): Promise<{ acquired: boolean; journal: number | null }> {
+    const held = this.#live(this.#locks, sid)
+    if (!held) this.#locks.set(sid, { value: token, expiresAt: this.#now() + leaseMs })
+    return { acquired: !held, journal: this.#live(this.#journals, sid)?.value ?? null }
+  }
+
+  async renewRefreshLock(sid: string, token: string, leaseMs: number): Promise<boolean> {
+    const held = this.#live(this.#locks, sid)
+    if (held?.value !== token) return false
+    held.expiresAt = this.#now() + leaseMs
+    return true
+  }
+
+  async releaseRefreshLock(sid: string, token: string): Promise<void> {
+    if (this.#live(this.#locks, sid)?.value === token) this.#locks.delete(sid)
+  }
+
+  async writeRefreshJournal(sid: string, version: number, ttlMs: number): Promise<void> {
+    this.#journals.set(sid, { value: version, expiresAt: this.#now() + ttlMs })
+  }
+
+  async clearRefreshJournal(sid: string): Promise<void> {
+    this.#journals.delete(sid)
   }
 
   async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {

@@ -35,8 +35,8 @@ return {v, redis.call('PTTL', KEYS[1])}
 /**
  * Compare-and-set on the session version, so a stale writer can never overwrite
  * a newer entry (for example a rotated refresh token; RFC 9700 §4.14.2).
- * KEYS[1] session key; ARGV[1] expected version; ARGV[2] new value; ARGV[3] max TTL (ms).
- * Returns 1 ok, 0 missing, -1 conflict.
+ * KEYS[1] session key, KEYS[2] refresh journal; ARGV[1] expected version;
+ * ARGV[2] new value; ARGV[3] max TTL (ms). Returns 1 ok, 0 missing, -1 conflict.
  */
 const REPLACE_SCRIPT = `
 local v = redis.call('GET', KEYS[1])
@@ -51,7 +51,24 @@ if ttl <= 0 then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+redis.call('DEL', KEYS[2])
 return 1
+`
+
+/** KEYS[1] lock, KEYS[2] journal; ARGV[1] token, ARGV[2] lease (ms). Returns {acquired, journal}. */
+const ACQUIRE_SCRIPT = `
+local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return {ok and 1 or 0, redis.call('GET', KEYS[2])}
+`
+
+/** Compare-and-expire / compare-and-delete: only the holder's token may renew or release. */
+const RENEW_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`
+const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `
 
 type Client = Redis | Cluster
@@ -59,7 +76,10 @@ type Client = Redis | Cluster
 interface ScriptCommands {
   twRead(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
   twReadBuffer(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
-  twReplace(key: string, expected: number, value: Buffer, maxTtl: number): Promise<number>
+  twReplace(session: string, journal: string, expected: number, value: Buffer, maxTtl: number): Promise<number>
+  twAcquire(lock: string, journal: string, token: string, lease: number): Promise<[number, string | null]>
+  twRenew(lock: string, token: string, lease: number): Promise<number>
+  twRelease(lock: string, token: string): Promise<number>
 }
 
 /** Connection options that fail fast instead of queueing forever (SECURITY-CHECKLIST #56). */
@@ -104,7 +124,10 @@ export class RedisSessionStore implements SessionStore {
 
   constructor(redis: Client, prefix: string) {
     redis.defineCommand('twRead', { numberOfKeys: 1, lua: READ_SCRIPT })
-    redis.defineCommand('twReplace', { numberOfKeys: 1, lua: REPLACE_SCRIPT })
+    redis.defineCommand('twReplace', { numberOfKeys: 2, lua: REPLACE_SCRIPT })
+    redis.defineCommand('twAcquire', { numberOfKeys: 2, lua: ACQUIRE_SCRIPT })
+    redis.defineCommand('twRenew', { numberOfKeys: 1, lua: RENEW_SCRIPT })
+    redis.defineCommand('twRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT })
     this.#redis = redis as Client & ScriptCommands
     this.#prefix = prefix
     // Connection errors surface per command as 503s; an 'error' listener keeps
@@ -120,6 +143,14 @@ export class RedisSessionStore implements SessionStore {
   // several of them stay legal.
   #sessionKey(sid: string): string {
     return `${this.#prefix}s:{${sid}}`
+  }
+
+  #lockKey(sid: string): string {
+    return `${this.#prefix}l:{${sid}}`
+  }
+
+  #journalKey(sid: string): string {
+    return `${this.#prefix}j:{${sid}}`
   }
 
   #transactionKey(id: string): string {
@@ -149,13 +180,39 @@ export class RedisSessionStore implements SessionStore {
 
   async replaceSession(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult> {
     const r = await this.#run(() =>
-      this.#redis.twReplace(this.#sessionKey(sid), expectedVersion, encodeEntry(entry), Math.max(1, Math.floor(maxTtlMs))),
+      this.#redis.twReplace(this.#sessionKey(sid), this.#journalKey(sid), expectedVersion, encodeEntry(entry), Math.max(1, Math.floor(maxTtlMs))),
     )
     return r === 1 ? 'ok' : r === -1 ? 'conflict' : 'missing'
   }
 
   async deleteSession(sid: string): Promise<boolean> {
-    return (await this.#run(() => this.#redis.del(this.#sessionKey(sid)))) > 0
+    // One key at a time: in Cluster mode a multi-key DEL must stay in one slot,
+    // which the hash tag guarantees, but separate calls keep it obvious.
+    const [deleted] = await this.#run(() =>
+      Promise.all([this.#redis.del(this.#sessionKey(sid)), this.#redis.del(this.#lockKey(sid)), this.#redis.del(this.#journalKey(sid))]),
+    )
+    return deleted > 0
+  }
+
+  async acquireRefreshLock(sid: string, token: string, leaseMs: number): Promise<{ acquired: boolean; journal: number | null }> {
+    const [ok, journal] = await this.#run(() => this.#redis.twAcquire(this.#lockKey(sid), this.#journalKey(sid), token, leaseMs))
+    return { acquired: ok === 1, journal: journal === null ? null : Number(journal) }
+  }
+
+  async renewRefreshLock(sid: string, token: string, leaseMs: number): Promise<boolean> {
+    return (await this.#run(() => this.#redis.twRenew(this.#lockKey(sid), token, leaseMs))) === 1
+  }
+
+  async releaseRefreshLock(sid: string, token: string): Promise<void> {
+    await this.#run(() => this.#redis.twRelease(this.#lockKey(sid), token))
+  }
+
+  async writeRefreshJournal(sid: string, version: number, ttlMs: number): Promise<void> {
+    await this.#run(() => this.#redis.set(this.#journalKey(sid), String(version), 'PX', Math.max(1, Math.floor(ttlMs))))
+  }
+
+  async clearRefreshJournal(sid: string): Promise<void> {
+    await this.#run(() => this.#redis.del(this.#journalKey(sid)))
   }
 
   async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {

@@ -27,9 +27,26 @@ export interface SessionStore {
   createSession(sid: string, entry: StoredEntry, ttlMs: number): Promise<boolean>
   /** Reads (and optionally slides) an entry; null when missing or past absExp. `ttlMs` is the idle time left. */
   readSession(sid: string, options: ReadOptions): Promise<{ entry: StoredEntry; ttlMs: number } | null>
-  /** Writes `entry` only if the stored version equals `expectedVersion`; keeps the current TTL, capped at maxTtlMs. */
+  /**
+   * Writes `entry` only if the stored version equals `expectedVersion`; keeps the
+   * current TTL, capped at maxTtlMs. Success also clears the refresh journal.
+   */
   replaceSession(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult>
+  /** Deletes the session with its lock and journal. */
   deleteSession(sid: string): Promise<boolean>
+  /**
+   * Takes the refresh lease for a session if nobody holds it. Also reports the
+   * refresh journal: the session version at which a refresh was started and never
+   * finished (its holder died), or null.
+   */
+  acquireRefreshLock(sid: string, token: string, leaseMs: number): Promise<{ acquired: boolean; journal: number | null }>
+  /** Extends the lease while the refresh runs; false when it was lost. */
+  renewRefreshLock(sid: string, token: string, leaseMs: number): Promise<boolean>
+  /** Releases the lease if this token still holds it. */
+  releaseRefreshLock(sid: string, token: string): Promise<void>
+  /** Records that a refresh of `version` is about to redeem the refresh token. */
+  writeRefreshJournal(sid: string, version: number, ttlMs: number): Promise<void>
+  clearRefreshJournal(sid: string): Promise<void>
   /** Login transactions: short-lived, single-use. */
   putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void>
   /** Atomically reads and deletes (GETDEL), so a transaction can be used once only (RFC 9700 §4.2.4). */

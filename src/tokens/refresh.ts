@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto'
+import { setTimeout as delay } from 'node:timers/promises'
 import type { Config } from '../config.js'
-import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
+import { IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
 import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type TokenResult } from '../oidc/client.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
@@ -10,7 +12,13 @@ export interface TokenServiceOptions {
   oidc: OidcClient
   logger: Logger
   now: () => number
+  /** Refresh lease in ms, renewed every third of it while the refresh runs. */
+  leaseMs?: number
+  /** How long a request waits for another instance's refresh before a 503. */
+  lockWaitMs?: number
 }
+
+const POLL_MS = 50
 
 export interface AccessToken {
   readonly token: string
@@ -20,16 +28,23 @@ export interface AccessToken {
 
 /**
  * Hands out a fresh access token for a session, refreshing it when it expires
- * within BFF_REFRESH_SKEW. Refreshes for one session are single-flight in this
- * process; the result is persisted with compare-and-set on the session version,
- * so a stale writer never overwrites a rotated refresh token (RFC 9700 §4.14.2).
+ * within BFF_REFRESH_SKEW. One refresh per session at a time across every
+ * instance: an in-process single flight, then a Redis lease (renewed while the
+ * IdP answers), then a re-read and re-check under the lease. A journal entry
+ * marks a refresh in flight so a crashed holder's token is never redeemed twice,
+ * and the result is written with compare-and-set on the session version, so a
+ * stale writer never overwrites a rotated refresh token (RFC 9700 §4.14.2).
  */
 export class TokenService {
   readonly #o: TokenServiceOptions
   readonly #inflight = new Map<string, Promise<Session>>()
+  readonly #leaseMs: number
+  readonly #lockWaitMs: number
 
   constructor(options: TokenServiceOptions) {
     this.#o = options
+    this.#leaseMs = options.leaseMs ?? 5000
+    this.#lockWaitMs = options.lockWaitMs ?? 15_000
   }
 
   needsRefresh(session: Session): boolean {
@@ -54,19 +69,73 @@ export class TokenService {
   }
 
   async #refresh(seen: Session, force: boolean): Promise<Session> {
+    const { sessions } = this.#o
+    const store = sessions.store
+    // Done when someone else already did the work: a forced refresh (after an
+    // upstream 401) is satisfied by any newer version.
+    const done = (s: Session) => (force ? s.version !== seen.version : !this.needsRefresh(s))
+    const deadline = this.#o.now() + this.#lockWaitMs
+    for (;;) {
+      const session = await sessions.loadBySid(seen.sid, { slide: false })
+      if (!session) throw new LoginRequiredError('The session has ended.')
+      if (done(session)) return session
+      const token = randomUUID()
+      const { acquired, journal } = await store.acquireRefreshLock(session.sid, token, this.#leaseMs)
+      if (acquired) {
+        try {
+          // Re-read under the lock: the previous holder may have finished between
+          // our read and our acquire (the stale-read bug of dotnet/aspnetcore#56170).
+          const fresh = await sessions.loadBySid(seen.sid, { slide: false })
+          if (!fresh) throw new LoginRequiredError('The session has ended.')
+          if (done(fresh)) return fresh
+          if (journal === fresh.version) {
+            // A holder died after it may have redeemed this refresh token. Using it
+            // again could trip the IdP's reuse detection (RFC 9700 §4.14.2), so the
+            // session fails closed and visibly instead.
+            await sessions.destroy(fresh.sid)
+            audit(this.#o.logger, 'refresh_failed', { outcome: 'failure', sub: fresh.data.sub, sid: fresh.sid, reason: 'a previous refresh was interrupted' })
+            throw new LoginRequiredError('The session has ended; please sign in again.')
+          }
+          return await this.#redeem(fresh, token)
+        } finally {
+          await store.releaseRefreshLock(seen.sid, token).catch(() => {})
+        }
+      }
+      if (this.#o.now() >= deadline) {
+        throw new IdpUnavailableError({ logDetail: 'timed out waiting for another instance to refresh' })
+      }
+      await delay(POLL_MS)
+    }
+  }
+
+  /** Redeems the refresh token under the lease, renewing it so a slow IdP cannot outlive it. */
+  async #redeem(session: Session, lockToken: string): Promise<Session> {
     const { sessions, logger } = this.#o
-    // Re-read: another request may have refreshed since this one loaded the session.
-    const session = await sessions.loadBySid(seen.sid, { slide: false })
-    if (!session) throw new LoginRequiredError('The session has ended.')
-    if (session.version !== seen.version && !this.needsRefresh(session)) return session
-    if (!force && !this.needsRefresh(session)) return session
+    const store = sessions.store
     const refreshToken = session.data.refreshToken
     if (!refreshToken) {
       await sessions.destroy(session.sid)
       audit(logger, 'session_expired', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: 'access token expired and no refresh token' })
       throw new LoginRequiredError('The session has expired.')
     }
+    await store.writeRefreshJournal(session.sid, session.version, Math.max(1000, session.absExp - this.#o.now()))
+    const renew = setInterval(() => {
+      store.renewRefreshLock(session.sid, lockToken, this.#leaseMs).then(
+        (held) => {
+          if (!held) logger.warn({ sid: session.sid }, 'refresh lease lost while the refresh was running')
+        },
+        () => {},
+      )
+    }, Math.max(50, Math.floor(this.#leaseMs / 3)))
+    try {
+      return await this.#grant(session, refreshToken)
+    } finally {
+      clearInterval(renew)
+    }
+  }
 
+  async #grant(session: Session, refreshToken: string): Promise<Session> {
+    const { sessions, logger } = this.#o
     let tokens: TokenResult
     try {
       // The original scope is not re-sent: RFC 6749 §6 keeps it unchanged, and it can never be widened.
@@ -78,8 +147,17 @@ export class TokenService {
         throw new LoginRequiredError('The session has ended; please sign in again.')
       }
       audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
-      if (isTransientIdpError(err)) throw new IdpUnavailableError({ cause: err, logDetail: describe(err) })
-      throw new BffError('server_error', 'An unexpected error occurred.', { cause: err, logDetail: describe(err) })
+      if (isTransientIdpError(err)) {
+        // The IdP did not answer: treat the token as not redeemed and keep the
+        // session (CONTRACT.md). Had it rotated anyway, the next refresh gets
+        // invalid_grant and ends the session cleanly.
+        await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
+        throw new IdpUnavailableError({ cause: err, logDetail: describe(err) })
+      }
+      // The IdP answered but the response was unusable (for example an invalid ID
+      // token): the refresh token may be spent, so the session fails closed.
+      await sessions.destroy(session.sid)
+      throw new LoginRequiredError('The session has ended; please sign in again.')
     }
 
     const mismatch = idTokenMismatch(session.data, tokens)

@@ -1,0 +1,98 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+
+export interface RecordedRequest {
+  method: string
+  url: string
+  headers: IncomingHttpHeaders
+  rawHeaders: string[]
+  bodyBytes: number
+}
+
+export interface EchoUpstream {
+  readonly url: string
+  readonly requests: RecordedRequest[]
+  /** Answers 401 invalid_token to requests carrying this bearer token. */
+  rejectToken(token: string | undefined): void
+  close(): Promise<void>
+}
+
+/**
+ * A real HTTP upstream that records what it receives. Paths:
+ * `/echo...` JSON of the request; `/set-cookie` sets a cookie; `/sse` three
+ * events 100 ms apart; `/download?bytes=N` streams N bytes; `/upload` counts the
+ * body; `/slow?ms=N` answers after N ms; `/status/N` answers N.
+ */
+export async function startEchoUpstream(): Promise<EchoUpstream> {
+  const requests: RecordedRequest[] = []
+  let rejected: string | undefined
+  const server: Server = createServer((req, res) => {
+    let bodyBytes = 0
+    req.on('data', (c: Buffer) => {
+      bodyBytes += c.length
+    })
+    req.on('end', () => {
+      const rec: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes }
+      requests.push(rec)
+      const u = new URL(req.url ?? '/', 'http://upstream')
+      const auth = req.headers.authorization
+      if (rejected && auth === `Bearer ${rejected}`) {
+        res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token", error_description="token revoked"' })
+        res.end('{"error":"invalid_token"}')
+        return
+      }
+      if (u.pathname.endsWith('/set-cookie')) {
+        res.writeHead(200, { 'set-cookie': ['__Host-sid=upstream; Path=/; Secure', 'other=1'], 'content-type': 'application/json', 'access-control-allow-origin': '*' })
+        res.end('{}')
+      } else if (u.pathname.endsWith('/sse')) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+        let n = 0
+        const t = setInterval(() => {
+          res.write(`data: ${n}\n\n`)
+          if (++n === 3) {
+            clearInterval(t)
+            res.end()
+          }
+        }, 100)
+      } else if (u.pathname.endsWith('/download')) {
+        let left = Number(u.searchParams.get('bytes') ?? 0)
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(left) })
+        const chunk = Buffer.alloc(64 * 1024, 97)
+        const pump = () => {
+          while (left > 0) {
+            const n = Math.min(left, chunk.length)
+            left -= n
+            if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump)
+          }
+          res.end()
+        }
+        pump()
+      } else if (u.pathname.endsWith('/slow')) {
+        setTimeout(() => res.end('slow'), Number(u.searchParams.get('ms') ?? 1000))
+      } else if (/\/status\/\d{3}$/.test(u.pathname)) {
+        const code = Number(u.pathname.slice(-3))
+        res.writeHead(code, code === 401 ? { 'www-authenticate': 'Bearer realm="api"' } : {})
+        res.end(JSON.stringify({ status: code }))
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ method: rec.method, url: rec.url, headers: rec.headers, bodyBytes }))
+      }
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    rejectToken(token) {
+      rejected = token
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}

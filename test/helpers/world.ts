@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto'
+import { inject } from 'vitest'
+import { startDevIdp, type DevIdp, type DevIdpOptions } from '../../demo/idp.js'
+import { startBff, type TestBff } from './bff.js'
+import { freePort } from './ports.js'
+import { startEchoUpstream, type EchoUpstream } from './upstream.js'
+
+export const CLIENT_ID = 'tokenward-test'
+
+export interface World {
+  readonly idp: DevIdp
+  readonly upstream: EchoUpstream
+  readonly bff: TestBff
+  readonly clientSecret: string
+  /** Another tokenward instance sharing the first one's Redis, keys and secrets. */
+  startInstance(env?: Record<string, string | undefined>): Promise<TestBff>
+  close(): Promise<void>
+}
+
+export interface WorldOptions {
+  idp?: Omit<DevIdpOptions, 'clients'>
+  /** Extra BFF_* variables (undefined removes one). */
+  env?: Record<string, string | undefined>
+  /** Routes; `{upstream}` in an upstream is replaced by the echo upstream's URL. */
+  routes?: Array<Record<string, unknown>>
+}
+
+/**
+ * A real oidc-provider, a real echo upstream and tokenward on free ports, wired
+ * together, with Redis from the global setup under a key prefix of its own.
+ */
+export async function startWorld(options: WorldOptions = {}): Promise<World> {
+  const port = await freePort()
+  const publicUrl = `http://127.0.0.1:${port}`
+  const clientSecret = randomBytes(24).toString('base64url')
+  const idp = await startDevIdp({
+    accessTokenTtl: 60,
+    ...options.idp,
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: clientSecret,
+        redirect_uris: [`${publicUrl}/auth/callback`],
+        post_logout_redirect_uris: [`${publicUrl}/`],
+      },
+    ],
+  })
+  const upstream = await startEchoUpstream()
+  const routes = (options.routes ?? [{ prefix: '/api', upstream: '{upstream}', token: 'user' }]).map((r) => ({
+    ...r,
+    upstream: String(r.upstream).replace('{upstream}', upstream.url),
+  }))
+  const redisUrl = inject('redisUrl')
+  const bff = await startBff({ issuer: idp.issuer, redisUrl, clientId: CLIENT_ID, clientSecret, port, routes, env: options.env })
+  const extra: TestBff[] = []
+  return {
+    idp,
+    upstream,
+    bff,
+    clientSecret,
+    async startInstance(env = {}) {
+      const other = await startBff({
+        issuer: idp.issuer,
+        redisUrl,
+        clientId: CLIENT_ID,
+        clientSecret,
+        routes,
+        env: { ...bff.env, BFF_PORT: undefined, ...env },
+        redisPrefix: bff.env.BFF_REDIS_PREFIX,
+      })
+      extra.push(other)
+      return other
+    },
+    async close() {
+      await Promise.allSettled([bff.close(), ...extra.map((b) => b.close()), upstream.close()])
+      await idp.close()
+    },
+  }
+}
