@@ -23,7 +23,8 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     c.set('requestId', requestId)
     c.set('log', deps.logger.child({ requestId }))
     await next()
-    c.header('x-request-id', requestId)
+    // The proxy writes its response straight to the socket; it adds the id itself.
+    if (!c.env?.outgoing?.headersSent) c.header('x-request-id', requestId)
   })
 
   app.route('/auth', authRoutes(deps))

@@ -87,7 +87,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         res.resume()
         continue
       }
-      pipeResponse(res, outgoing, {})
+      pipeResponse(res, outgoing, { 'x-request-id': c.get('requestId') })
       return RESPONSE_ALREADY_SENT
     }
   }

@@ -1,0 +1,238 @@
+import { request } from 'node:http'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { auditEvents } from '../helpers/bff.js'
+import { CookieJar, login } from '../helpers/login.js'
+import { sessionOf, spaFetch } from '../helpers/session.js'
+import { startWorld, type World } from '../helpers/world.js'
+
+let world: World
+let jar: CookieJar
+
+beforeAll(async () => {
+  world = await startWorld({
+    routes: [
+      { prefix: '/api', upstream: '{upstream}/v1', token: 'user' },
+      { prefix: '/public', upstream: '{upstream}/pub', token: 'none' },
+      { prefix: '/maybe', upstream: '{upstream}/opt', token: 'optional' },
+      { prefix: '/ro', upstream: '{upstream}/ro', token: 'user', methods: ['GET'] },
+      { prefix: '/small', upstream: '{upstream}/small', token: 'user', maxBodyBytes: 1024 },
+      { prefix: '/timeout', upstream: '{upstream}', token: 'user', timeoutMs: 300 },
+      { prefix: '/down', upstream: 'http://127.0.0.1:9/', token: 'none' },
+    ],
+  })
+  jar = (await login(world.bff.url)).jar
+})
+afterAll(() => world?.close())
+
+/** A raw HTTP request, so the test controls the exact request target and headers. */
+function raw(path: string, headers: Record<string, string> = {}, method = 'GET', body?: Buffer): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  const url = new URL(world.bff.url)
+  return new Promise((resolve, reject) => {
+    const req = request({ host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', ...headers } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const last = () => world.upstream.requests.at(-1)!
+
+describe('forwarding (CONTRACT.md, SECURITY-CHECKLIST #52, #53)', () => {
+  it('maps the path and query, sets the bearer token, and cleans the request headers', async () => {
+    const session = await sessionOf(world.bff, jar)
+    const n = world.upstream.requests.length
+    const res = await raw('/api/orders/7?x=1&y=%20z', {
+      authorization: 'Bearer from-the-browser',
+      'x-forwarded-for': '6.6.6.6',
+      'x-forwarded-host': 'evil.example',
+      forwarded: 'for=6.6.6.6',
+      connection: 'keep-alive, x-drop-me',
+      'x-drop-me': 'secret',
+      'x-custom': 'kept',
+      accept: 'application/json',
+      'proxy-authorization': 'Basic abc',
+      te: 'trailers',
+    })
+    expect(res.status).toBe(200)
+    expect(world.upstream.requests.length).toBe(n + 1)
+    const got = last()
+    expect(got.url).toBe('/v1/orders/7?x=1&y=%20z')
+    expect(got.headers.authorization).toBe(`Bearer ${session!.data.accessToken}`)
+    expect(got.headers.cookie).toBeUndefined()
+    expect(got.headers['x-csrf']).toBeUndefined()
+    expect(got.headers['x-drop-me']).toBeUndefined()
+    expect(got.headers['proxy-authorization']).toBeUndefined()
+    expect(got.headers.te).toBeUndefined()
+    expect(got.headers.forwarded).toBeUndefined()
+    expect(got.headers['x-forwarded-for']).toBe('127.0.0.1')
+    expect(got.headers['x-forwarded-host']).toBe(new URL(world.bff.url).host)
+    expect(got.headers['x-forwarded-proto']).toBe('http')
+    expect(got.headers['x-custom']).toBe('kept')
+    expect(got.headers.accept).toBe('application/json')
+    expect(got.headers.host).toBe(new URL(world.upstream.url).host)
+  })
+
+  it('drops upstream Set-Cookie and CORS headers on the way back (#53)', async () => {
+    const res = await raw('/api/set-cookie')
+    expect(res.status).toBe(200)
+    expect(res.headers['set-cookie']).toBeUndefined()
+    expect(res.headers['access-control-allow-origin']).toBeUndefined()
+  })
+
+  it('token modes: none sends no token, optional sends one only with a session', async () => {
+    await raw('/public/x')
+    expect(last().headers.authorization).toBeUndefined()
+    await raw('/maybe/x')
+    expect(last().headers.authorization).toMatch(/^Bearer /)
+    await raw('/maybe/x', { cookie: '' })
+    expect(last().headers.authorization).toBeUndefined()
+    const anon = await raw('/api/x', { cookie: '' })
+    expect(anon.status).toBe(401)
+    expect(JSON.parse(anon.body)).toMatchObject({ error: 'login_required' })
+  })
+
+  it('passes an upstream 401 or 403 through unchanged (#54)', async () => {
+    const r401 = await raw('/api/status/401')
+    expect(r401.status).toBe(401)
+    expect(r401.headers['www-authenticate']).toBe('Bearer realm="api"')
+    expect(JSON.parse(r401.body)).toEqual({ status: 401 })
+    expect((await raw('/api/status/403')).status).toBe(403)
+  })
+})
+
+describe('refusals: nothing is forwarded', () => {
+  it.each([
+    ['/api/..%2f..%2fadmin', 400],
+    ['/api/%2e%2e/', 400],
+    ['/api/../admin', 400],
+    ['/api//evil.com', 400],
+    ['/api/@evil.com', 400],
+    ['/api/http://evil.com', 400],
+    ['/api/a%5cb', 400],
+    ['/x/../api/y', 400],
+    ['/%61pi/y', 400],
+    ['/nothing/here', 404],
+  ])('%s gives %i (SECURITY-CHECKLIST #50)', async (path, code) => {
+    const n = world.upstream.requests.length
+    const res = await raw(path)
+    expect(res.status).toBe(code)
+    expect(JSON.parse(res.body).error).toBe(code === 400 ? 'invalid_request' : 'not_found')
+    expect(world.upstream.requests.length).toBe(n)
+  })
+
+  it('a forged Host or X-Forwarded-Host changes nothing (#50)', async () => {
+    await raw('/api/echo', { host: 'evil.example', 'x-forwarded-host': 'evil.example' })
+    expect(last().headers.host).toBe(new URL(world.upstream.url).host)
+    expect(last().headers['x-forwarded-host']).toBe(new URL(world.bff.url).host)
+  })
+
+  it.each([
+    ['without X-CSRF', { 'x-csrf': '' }],
+    ['with a cross-site Sec-Fetch-Site', { 'sec-fetch-site': 'cross-site' }],
+    ['with a foreign Origin', { origin: 'https://evil.example' }],
+    ['with Origin null', { origin: 'null' }],
+  ])('%s: 403 csrf_failed (SECURITY-CHECKLIST #20, #22)', async (_name, headers) => {
+    const n = world.upstream.requests.length
+    for (const method of ['GET', 'POST', 'DELETE']) {
+      const res = await raw('/api/echo', headers as Record<string, string>, method)
+      expect(res.status).toBe(403)
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'csrf_failed' })
+    }
+    expect(world.upstream.requests.length).toBe(n)
+    expect(auditEvents(world.bff.logs).some((e) => e.event === 'csrf_rejected')).toBe(true)
+  })
+
+  it('a CORS preflight from a foreign origin gets no CORS grant (SECURITY-CHECKLIST #21)', async () => {
+    const res = await raw('/api/echo', { origin: 'https://evil.example', 'access-control-request-method': 'GET', 'x-csrf': '' }, 'OPTIONS')
+    expect(res.status).toBe(403)
+    expect(res.headers['access-control-allow-origin']).toBeUndefined()
+    expect(res.headers['access-control-allow-credentials']).toBeUndefined()
+  })
+
+  it('a method outside the route allowlist: 405 (SECURITY-CHECKLIST #51)', async () => {
+    const n = world.upstream.requests.length
+    const res = await raw('/ro/x', {}, 'POST', Buffer.from('{}'))
+    expect(res.status).toBe(405)
+    expect(res.headers.allow).toBe('GET')
+    expect(world.upstream.requests.length).toBe(n)
+  })
+
+  it('a body over maxBodyBytes: 413, declared or streamed', async () => {
+    expect((await raw('/small/upload', { 'content-type': 'application/json' }, 'POST', Buffer.alloc(2048))).status).toBe(413)
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const url = new URL(world.bff.url)
+      const req = request({ host: url.hostname, port: url.port, path: '/small/upload', method: 'POST', headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      req.on('error', reject)
+      for (let i = 0; i < 4; i++) req.write(Buffer.alloc(512))
+      req.end()
+    })
+    expect(chunked).toBe(413)
+  })
+
+  it('an unreachable upstream: 502; a slow one: 504', async () => {
+    const down = await raw('/down/x')
+    expect(down.status).toBe(502)
+    expect(JSON.parse(down.body)).toMatchObject({ error: 'upstream_unavailable' })
+    const slow = await raw('/timeout/slow?ms=2000')
+    expect(slow.status).toBe(504)
+    expect(JSON.parse(slow.body)).toMatchObject({ error: 'upstream_timeout' })
+  })
+})
+
+describe('streaming', () => {
+  it('server-sent events arrive event by event, not buffered', async () => {
+    const res = await spaFetch(world.bff, jar, '/api/sse')
+    expect(res.headers.get('content-type')).toBe('text/event-stream')
+    const reader = res.body!.getReader()
+    const arrivals: number[] = []
+    const start = Date.now()
+    let text = ''
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += Buffer.from(value).toString()
+      arrivals.push(Date.now() - start)
+    }
+    expect(text).toBe('data: 0\n\ndata: 1\n\ndata: 2\n\n')
+    expect(arrivals.length).toBeGreaterThanOrEqual(3)
+    expect(arrivals[0]!).toBeLessThan(arrivals.at(-1)! - 150)
+  })
+
+  it('streams a large upload and download with bounded memory', async () => {
+    const size = 100 * 1024 * 1024
+    const before = process.memoryUsage().rss
+    const down = await spaFetch(world.bff, jar, `/api/download?bytes=${size}`)
+    let got = 0
+    for await (const chunk of down.body!) got += (chunk as Uint8Array).length
+    expect(got).toBe(size)
+    const up = await new Promise<number>((resolve, reject) => {
+      const url = new URL(world.bff.url)
+      const req = request({ host: url.hostname, port: url.port, path: '/api/upload', method: 'POST', headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', 'content-type': 'application/octet-stream', 'content-length': String(10 * 1024 * 1024) } }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      req.on('error', reject)
+      const chunk = Buffer.alloc(64 * 1024, 1)
+      let left = 10 * 1024 * 1024
+      const pump = () => {
+        while (left > 0) {
+          left -= chunk.length
+          if (!req.write(chunk)) return void req.once('drain', pump)
+        }
+        req.end()
+      }
+      pump()
+    })
+    expect(up).toBe(200)
+    expect(last().bodyBytes).toBe(10 * 1024 * 1024)
+    // Test process, proxy and upstream share this process: 100 MB through it
+    // must not be held in memory at once.
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024)
+  })
+})
