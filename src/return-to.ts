@@ -25,5 +25,9 @@ export function safeReturnTo(value: string | undefined | null, origin: string): 
     return '/'
   }
   if (url.origin !== origin) return '/'
-  return `${url.pathname}${url.search}${url.hash}`
+  const result = `${url.pathname}${url.search}${url.hash}`
+  // Dot-segment removal can itself produce `//evil.com` from `/.//evil.com`:
+  // check what is actually returned, not only what came in.
+  if (result.startsWith('//') || new URL(result, origin).origin !== origin) return '/'
+  return result
 }

@@ -73,7 +73,7 @@ function checkRest(rest: string): string | undefined {
 function normalise(rawPath: string): string | undefined {
   try {
     // WHATWG URL resolves `.`/`..` and their `%2e` spellings; then decode the rest.
-    return decodeURIComponent(new URL(rawPath.replace(/\\/g, '/'), 'http://x').pathname).replace(/\/{2,}/g, '/')
+    return decodeURIComponent(new URL(rawPath.replace(/[\\/]+/g, '/'), 'http://x').pathname).replace(/\/{2,}/g, '/')
   } catch {
     return undefined
   }

@@ -22,7 +22,11 @@ export class CookieSealer {
     return sealData(data, { password: this.#secrets[0]!, ttl: ttlSeconds })
   }
 
-  /** Null for anything that is not a live seal of ours: tampered, expired, foreign. */
+  /**
+   * Null for anything that is not a live seal of ours: tampered, foreign, or
+   * expired (iron allows 60 s of clock skew; the server-side TTLs are what
+   * actually bound a session or transaction).
+   */
   async unseal<T extends Record<string, unknown>>(value: string | undefined, ttlSeconds: number): Promise<T | null> {
     // A seal is a few hundred bytes; refuse anything large before doing crypto on it.
     if (!value || value.length > 2048 || !value.startsWith('Fe26.2*')) return null

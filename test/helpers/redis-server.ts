@@ -1,4 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { freePort } from './ports.js'
 
@@ -7,8 +10,13 @@ export interface RedisServer {
   readonly port: number
   /** Stops the server (SIGKILL: like a crash, nothing is flushed). */
   stop(): Promise<void>
-  /** Starts it again on the same port (empty: it keeps nothing on disk). */
+  /** Starts it again on the same port (empty unless started with `persist`). */
   start(): Promise<void>
+  /** Freezes the process (SIGSTOP): connections stay open, nothing answers. */
+  pause(): void
+  resume(): void
+  /** Stops it and removes its files. */
+  close(): Promise<void>
 }
 
 export function hasRedisServer(): boolean {
@@ -33,16 +41,22 @@ async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
   }
 }
 
-/** Starts a private redis-server on a free port: nothing persisted, nothing shared with other runs. */
-export async function startRedisServer(): Promise<RedisServer> {
+/**
+ * Starts a private redis-server on a free port, shared with no other run. By
+ * default nothing is persisted; `persist` keeps an append-only file in a temp
+ * directory so data survives stop() and start(), as a production Redis would.
+ */
+export async function startRedisServer(options: { persist?: boolean } = {}): Promise<RedisServer> {
   if (!hasRedisServer()) {
     throw new Error('redis-server is not installed: install it (apt-get install redis-server) or set BFF_REDIS_URL to a Redis the tests may use')
   }
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
   let child: ChildProcess | undefined
+  const dir = options.persist ? mkdtempSync(join(tmpdir(), 'tokenward-redis-')) : undefined
+  const persistence = dir ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir] : ['--appendonly', 'no']
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--loglevel', 'warning'], {
       stdio: 'ignore',
     })
     await waitForPing(url)
@@ -56,5 +70,17 @@ export async function startRedisServer(): Promise<RedisServer> {
     await exited
   }
   await start()
-  return { url, port, stop, start }
+  return {
+    url,
+    port,
+    stop,
+    start,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
+    async close() {
+      child?.kill('SIGCONT')
+      await stop()
+      if (dir) rmSync(dir, { recursive: true, force: true })
+    },
+  }
 }

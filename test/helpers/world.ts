@@ -21,6 +21,8 @@ export interface WorldOptions {
   idp?: Omit<DevIdpOptions, 'clients'>
   /** Extra BFF_* variables (undefined removes one). */
   env?: Record<string, string | undefined>
+  /** Redis to use instead of the run's shared one (e.g. a private server a test may stop). */
+  redisUrl?: string
   /** Routes; `{upstream}` in an upstream is replaced by the echo upstream's URL. */
   routes?: Array<Record<string, unknown>>
 }
@@ -50,7 +52,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     ...r,
     upstream: String(r.upstream).replace('{upstream}', upstream.url),
   }))
-  const redisUrl = inject('redisUrl')
+  const redisUrl = options.redisUrl ?? inject('redisUrl')
   const bff = await startBff({ issuer: idp.issuer, redisUrl, clientId: CLIENT_ID, clientSecret, port, routes, env: options.env })
   const extra: TestBff[] = []
   return {

@@ -120,6 +120,8 @@ describe('returnTo never redirects off-origin (SECURITY-CHECKLIST #11)', () => {
     'evil.com/x',
     '/%2f%2fevil.com',
     'javascript:alert(1)',
+    '/.//evil.com',
+    '/%2e//evil.com',
   ]
   it.each(vectors)('%j lands on /', async (vector) => {
     const r = await login(world.bff.url, { returnTo: vector })

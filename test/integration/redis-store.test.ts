@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
+import { SessionStoreUnavailableError } from '../../src/errors.js'
+import { RedisSessionStore, redisOptions } from '../../src/session/redis-store.js'
+import { runSessionStoreContract } from '../contract/session-store.js'
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The store's client fails fast while not connected (enableOfflineQueue: false), so wait for it. */
+async function connected(url: string): Promise<Redis> {
+  const redis = new Redis(url, redisOptions())
+  redis.on('error', () => {})
+  if (redis.status !== 'ready') await once(redis, 'ready')
+  return redis
+}
+
+async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
+  const keys: string[] = []
+  let cursor = '0'
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+    cursor = next
+    keys.push(...batch)
+  } while (cursor !== '0')
+  return keys
+}
+
+async function redisStore(url: string): Promise<{ store: RedisSessionStore; admin: Redis; prefix: string; cleanup(): Promise<void> }> {
+  const prefix = `tokenward-test:${randomUUID()}:`
+  const store = new RedisSessionStore(await connected(url), prefix)
+  const admin = await connected(url)
+  return {
+    store,
+    admin,
+    prefix,
+    async cleanup() {
+      const keys = await keysUnder(admin, prefix)
+      if (keys.length > 0) await admin.del(...keys)
+      await store.close()
+      admin.disconnect()
+    },
+  }
+}
+
+runSessionStoreContract('RedisSessionStore', () => redisStore(inject('redisUrl')))
+
+describe('RedisSessionStore on a real Redis', () => {
+  let s: Awaited<ReturnType<typeof redisStore>>
+
+  beforeEach(async () => {
+    s = await redisStore(inject('redisUrl'))
+  })
+
+  afterEach(async () => {
+    await s.cleanup()
+  })
+
+  it('SECURITY-CHECKLIST #29: every key the store writes has a TTL > 0', async () => {
+    const absExp = Date.now() + 60_000
+    await s.store.createSession('a', { version: 1, absExp, payload: Buffer.from('a') }, 30_000)
+    await s.store.createSession('b', { version: 1, absExp, payload: Buffer.from('b') }, 30_000)
+    await s.store.readSession('a', { slideMs: 45_000, now: Date.now() })
+    await s.store.readSession('b', { slideMs: 0, now: Date.now() })
+    expect(await s.store.replaceSession('b', 1, { version: 2, absExp, payload: Buffer.from('b2') }, 90_000)).toBe('ok')
+    await s.store.putTransaction('t1', Buffer.from('tx'), 600_000)
+    await s.store.putTransaction('t2', Buffer.from('tx'), 600_000)
+    await s.store.takeTransaction('t2')
+
+    const keys = await keysUnder(s.admin, s.prefix)
+    expect(keys).toHaveLength(3)
+    for (const key of keys) {
+      const pttl = await s.admin.pttl(key)
+      expect(pttl, key).toBeGreaterThan(0)
+      expect(pttl, key).toBeLessThanOrEqual(600_000)
+    }
+    // Session TTLs never pass the absolute expiry.
+    for (const key of keys.filter((k) => !k.startsWith(`${s.prefix}t:`))) {
+      expect(await s.admin.pttl(key), key).toBeLessThanOrEqual(absExp - Date.now() + 50)
+    }
+  })
+
+  it('stores `<version>:<absExp>:` followed by the payload bytes, under the key prefix', async () => {
+    const payload = Buffer.from([0, 0x3a, 255, 10, 13, 0x3a, 128])
+    const absExp = Date.now() + 60_000
+    await s.store.createSession('raw', { version: 7, absExp, payload }, 30_000)
+    const keys = await keysUnder(s.admin, s.prefix)
+    expect(keys).toHaveLength(1)
+    const key = keys[0]!
+    expect(key.startsWith(s.prefix)).toBe(true)
+    const raw = await s.admin.getBuffer(key)
+    expect(raw).not.toBeNull()
+    const header = Buffer.from(`7:${absExp}:`, 'latin1')
+    expect(raw!.subarray(0, header.length).equals(header)).toBe(true)
+    expect(raw!.subarray(header.length).equals(payload)).toBe(true)
+    expect(raw!.length).toBe(header.length + payload.length)
+
+    expect(await s.store.replaceSession('raw', 7, { version: 8, absExp, payload: Buffer.from('new') }, 60_000)).toBe('ok')
+    expect((await s.admin.getBuffer(key))!.toString('latin1')).toBe(`8:${absExp}:new`)
+  })
+
+  it('SECURITY-CHECKLIST #32: an idle-expired session key is gone from Redis', async () => {
+    await s.store.createSession('idle', { version: 1, absExp: Date.now() + 60_000, payload: Buffer.from('x') }, 150)
+    expect(await keysUnder(s.admin, s.prefix)).toHaveLength(1)
+    await sleep(300)
+    expect(await s.store.readSession('idle', { slideMs: 60_000, now: Date.now() })).toBeNull()
+    expect(await keysUnder(s.admin, s.prefix)).toHaveLength(0)
+  })
+
+  it('SECURITY-CHECKLIST #33: a read past absExp deletes the key', async () => {
+    const absExp = Date.now() + 60_000
+    await s.store.createSession('abs', { version: 1, absExp, payload: Buffer.from('x') }, 60_000)
+    expect(await keysUnder(s.admin, s.prefix)).toHaveLength(1)
+    expect(await s.store.readSession('abs', { slideMs: 60_000, now: absExp })).toBeNull()
+    expect(await keysUnder(s.admin, s.prefix)).toHaveLength(0)
+  })
+
+  it('reports itself as a redis store', () => {
+    expect(s.store.kind).toBe('redis')
+  })
+})
+
+describe('RedisSessionStore when Redis goes away (SECURITY-CHECKLIST #56)', () => {
+  let server: RedisServer
+  let store: RedisSessionStore
+
+  beforeAll(async () => {
+    server = await startRedisServer()
+    store = new RedisSessionStore(await connected(server.url), 'tokenward-test:outage:')
+  })
+
+  afterAll(async () => {
+    await store?.close()
+    await server?.stop()
+  })
+
+  it('rejects with SessionStoreUnavailableError within 3 s while down, and works again once Redis is back', async () => {
+    const absExp = Date.now() + 60_000
+    expect(await store.createSession('before', { version: 1, absExp, payload: Buffer.from('x') }, 60_000)).toBe(true)
+    await store.ping()
+
+    await server.stop()
+
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['ping', () => store.ping()],
+      ['readSession', () => store.readSession('before', { slideMs: 1_000, now: Date.now() })],
+      ['createSession', () => store.createSession('during', { version: 1, absExp, payload: Buffer.from('y') }, 60_000)],
+      ['replaceSession', () => store.replaceSession('before', 1, { version: 2, absExp, payload: Buffer.from('z') }, 60_000)],
+      ['deleteSession', () => store.deleteSession('before')],
+      ['putTransaction', () => store.putTransaction('t', Buffer.from('t'), 60_000)],
+      ['takeTransaction', () => store.takeTransaction('t')],
+    ]
+    for (const [name, call] of calls) {
+      const started = Date.now()
+      const outcome = await call().then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      )
+      const elapsed = Date.now() - started
+      expect(outcome.ok, `${name} should reject while Redis is down`).toBe(false)
+      if (!outcome.ok) {
+        expect(outcome.error, name).toBeInstanceOf(SessionStoreUnavailableError)
+        const err = outcome.error as SessionStoreUnavailableError
+        expect(err.code).toBe('session_store_unavailable')
+        expect(err.status).toBe(503)
+      }
+      expect(elapsed, `${name} took ${elapsed} ms`).toBeLessThan(3_000)
+    }
+
+    // Several calls at once, still bounded.
+    const started = Date.now()
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => store.readSession('before', { slideMs: 0, now: Date.now() })))
+    expect(Date.now() - started).toBeLessThan(3_000)
+    for (const r of results) {
+      expect(r.status).toBe('rejected')
+      if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(SessionStoreUnavailableError)
+    }
+
+    await server.start()
+
+    // The same store object recovers by itself (ioredis reconnects).
+    const deadline = Date.now() + 10_000
+    let recovered = false
+    while (Date.now() < deadline) {
+      try {
+        await store.ping()
+        recovered = true
+        break
+      } catch (err) {
+        expect(err).toBeInstanceOf(SessionStoreUnavailableError)
+        await sleep(100)
+      }
+    }
+    expect(recovered, 'store did not recover within 10 s').toBe(true)
+    // The restarted server is empty (nothing persisted); new writes and reads work.
+    expect(await store.createSession('after', { version: 1, absExp, payload: Buffer.from('back') }, 60_000)).toBe(true)
+    expect((await store.readSession('after', { slideMs: 1_000, now: Date.now() }))!.entry.payload.toString()).toBe('back')
+    await store.putTransaction('t2', Buffer.from('t'), 60_000)
+    expect((await store.takeTransaction('t2'))!.toString()).toBe('t')
+  })
+})

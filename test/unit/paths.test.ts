@@ -1,0 +1,198 @@
+import { describe, expect, it } from 'vitest'
+import { loadConfig, type RouteConfig } from '../../src/config.js'
+import { findRoute, mapRequest, type RouteMatch } from '../../src/proxy/paths.js'
+import { testEnv } from '../helpers/env.js'
+
+function routesOf(routes: unknown[], overrides: Record<string, string> = {}): readonly RouteConfig[] {
+  return loadConfig(testEnv({ BFF_ROUTES: JSON.stringify(routes), ...overrides })).routes
+}
+
+const api = routesOf([{ prefix: '/api', upstream: 'http://api.internal/v1', token: 'user' }])
+const nested = routesOf([
+  { prefix: '/api', upstream: 'http://api.internal/v1', token: 'user' },
+  { prefix: '/api/admin', upstream: 'http://admin.internal/root', token: 'user' },
+])
+
+function target(m: RouteMatch): string {
+  if (m.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(m)}`)
+  return m.target.href
+}
+
+describe('findRoute', () => {
+  it('matches the prefix on whole path segments', () => {
+    expect(findRoute(api, '/api')?.prefix).toBe('/api')
+    expect(findRoute(api, '/api/x')?.prefix).toBe('/api')
+    expect(findRoute(api, '/api/x/y')?.prefix).toBe('/api')
+    expect(findRoute(api, '/apix')).toBeUndefined()
+    expect(findRoute(api, '/apix/y')).toBeUndefined()
+    expect(findRoute(api, '/ap')).toBeUndefined()
+    expect(findRoute(api, '/')).toBeUndefined()
+    expect(findRoute(api, '/API/x')).toBeUndefined()
+  })
+
+  it('picks the longest matching prefix, whatever the configured order', () => {
+    const reversed = routesOf([
+      { prefix: '/api/admin', upstream: 'http://admin.internal/root', token: 'user' },
+      { prefix: '/api', upstream: 'http://api.internal/v1', token: 'user' },
+    ])
+    for (const routes of [nested, reversed]) {
+      expect(findRoute(routes, '/api/admin')?.prefix).toBe('/api/admin')
+      expect(findRoute(routes, '/api/admin/users')?.prefix).toBe('/api/admin')
+      expect(findRoute(routes, '/api/adminx')?.prefix).toBe('/api')
+      expect(findRoute(routes, '/api/x')?.prefix).toBe('/api')
+    }
+  })
+})
+
+describe('mapRequest', () => {
+  it('appends the rest of the path and the query to the upstream path (CONTRACT routes)', () => {
+    expect(target(mapRequest(api, '/api/orders/7?x=1'))).toBe('http://api.internal/v1/orders/7?x=1')
+    expect(target(mapRequest(api, '/api'))).toBe('http://api.internal/v1')
+    expect(target(mapRequest(api, '/api?x=1&y=2'))).toBe('http://api.internal/v1?x=1&y=2')
+    expect(target(mapRequest(api, '/api/'))).toBe('http://api.internal/v1/')
+    expect(target(mapRequest(api, '/api/a/b/c'))).toBe('http://api.internal/v1/a/b/c')
+  })
+
+  it('works for the https upstream of the contract example', () => {
+    const routes = routesOf([{ prefix: '/api', upstream: 'https://api.internal/v1', token: 'user' }], { BFF_ALLOW_HTTP: 'false', BFF_ISSUER: 'https://idp.example.com' })
+    expect(target(mapRequest(routes, '/api/orders/7?x=1'))).toBe('https://api.internal/v1/orders/7?x=1')
+  })
+
+  it('handles an upstream with a trailing slash or no path, and keeps the upstream port', () => {
+    const slash = routesOf([{ prefix: '/api', upstream: 'http://api.internal/v1/', token: 'user' }])
+    expect(target(mapRequest(slash, '/api/orders'))).toBe('http://api.internal/v1/orders')
+    const bare = routesOf([{ prefix: '/api', upstream: 'http://api.internal:8080', token: 'user' }])
+    expect(target(mapRequest(bare, '/api/orders?x=1'))).toBe('http://api.internal:8080/orders?x=1')
+    expect(target(mapRequest(bare, '/api'))).toBe('http://api.internal:8080/')
+  })
+
+  it('keeps percent-encoded characters that are not separators as sent', () => {
+    expect(target(mapRequest(api, '/api/a%20b'))).toBe('http://api.internal/v1/a%20b')
+    expect(target(mapRequest(api, '/api/x/@y'))).toBe('http://api.internal/v1/x/@y')
+  })
+
+  it('matches whole segments: /apix is not /api', () => {
+    expect(mapRequest(api, '/apix')).toEqual({ kind: 'none' })
+    expect(mapRequest(api, '/apix/y')).toEqual({ kind: 'none' })
+  })
+
+  it('sends a request to the route with the longest prefix', () => {
+    expect(target(mapRequest(nested, '/api/admin/users?x=1'))).toBe('http://admin.internal/root/users?x=1')
+    expect(target(mapRequest(nested, '/api/admin'))).toBe('http://admin.internal/root')
+    expect(target(mapRequest(nested, '/api/adminx'))).toBe('http://api.internal/v1/adminx')
+    expect(target(mapRequest(nested, '/api/orders'))).toBe('http://api.internal/v1/orders')
+  })
+
+  // SECURITY-CHECKLIST #50 and CONTRACT.md routes: a path that escapes the prefix
+  // after decoding is refused and never forwarded.
+  const escapes = [
+    '/api/..%2f..%2fadmin',
+    '/api/%2e%2e/',
+    '/api/%2e%2e',
+    '/api/../admin',
+    '/api/..',
+    '/api/%2E%2e/x',
+    '/api/.%2e/x',
+    '/api/x/%2e%2e/%2e%2e/admin',
+    '/api/./x',
+    '/api/%2e/x',
+    '/api//evil.com',
+    '/api/x//y',
+    '/api/@evil.com',
+    '/api/%40evil.com',
+    '/api/http://evil.com',
+    '/api/http:%2f%2fevil.com',
+    '/api/HTTPS:evil.com',
+    '/api/%2fevil',
+    '/api/%2Fevil',
+    '/api/a%5cb',
+    '/api/a%5Cb',
+    '/api/a\\b',
+    '/api/\\evil.com',
+    '/api/%00',
+    '/api/a%0d%0aHost:%20evil.com',
+    '/api/%zz',
+    '/api/%',
+    '/api/x?y=1#frag',
+  ]
+
+  it.each(escapes)('SECURITY-CHECKLIST #50: %j is refused', (raw) => {
+    for (const routes of [api, nested]) {
+      const m = mapRequest(routes, raw)
+      expect(m.kind).toBe('refused')
+      if (m.kind === 'refused') expect(m.reason).toMatch(/\S/)
+    }
+  })
+
+  it.each(['/x/../api/y', '/%61pi/y', '/%61%70%69', '/api%2fadmin/x', '/x/%2e%2e/api/y', '/./api/y'])(
+    'SECURITY-CHECKLIST #50: %j reaches a route only after normalisation and is refused',
+    (raw) => {
+      expect(mapRequest(api, raw).kind).toBe('refused')
+    },
+  )
+
+  it.each(['/unknown/path', '/', '/apix', '/x/../y', '/%zz'])('%j matches no route: none (404)', (raw) => {
+    expect(mapRequest(api, raw)).toEqual({ kind: 'none' })
+  })
+
+  it('refuses a request target that is not a path', () => {
+    for (const raw of ['http://evil.com/api/x', 'api/x', '*', '']) {
+      expect(mapRequest(api, raw).kind).toBe('refused')
+    }
+  })
+
+  it('SECURITY-CHECKLIST #50: over many generated paths, a route target never leaves the upstream', () => {
+    const pieces = ['..', '%2e%2e', '%2E%2e', '.%2e', '%2f', '%2F', '@x', 'a', '', '%5c', '.', '%2e', 'b%2Fc', 'http:', '\\', '%00', '%zz', '%252e%252e']
+    const configs = [
+      { routes: api, upstream: new URL('http://api.internal/v1') },
+      { routes: nested, upstream: new URL('http://api.internal/v1') },
+    ]
+    let routed = 0
+    let refused = 0
+    for (const { routes, upstream } of configs) {
+      for (const a of pieces) {
+        for (const b of pieces) {
+          for (const c of pieces) {
+            for (const query of ['', '?q=1']) {
+              const raw = `/api/${a}/${b}/${c}${query}`
+              const m = mapRequest(routes, raw)
+              expect(m.kind, raw).not.toBe('none')
+              if (m.kind === 'refused') {
+                refused++
+                continue
+              }
+              if (m.kind !== 'route') continue
+              routed++
+              const base = m.route.upstream
+              expect(m.target.origin, raw).toBe(base.origin)
+              const basePath = base.pathname.replace(/\/$/, '')
+              expect(m.target.pathname === basePath || m.target.pathname.startsWith(`${basePath}/`), `${raw} -> ${m.target.href}`).toBe(true)
+              if (m.route.prefix === '/api') {
+                expect(m.target.origin, raw).toBe(upstream.origin)
+                expect(m.target.pathname.startsWith(upstream.pathname), raw).toBe(true)
+              }
+              const remainder = m.target.pathname.slice(basePath.length).split('/')
+              for (const seg of remainder) {
+                const decoded = decodeURIComponent(seg)
+                expect(decoded, `${raw} -> ${m.target.href}`).not.toBe('..')
+                expect(decoded, `${raw} -> ${m.target.href}`).not.toBe('.')
+                expect(decoded.includes('/') || decoded.includes('\\'), `${raw} -> ${m.target.href}`).toBe(false)
+              }
+              expect(m.target.search, raw).toBe(query)
+            }
+          }
+        }
+      }
+    }
+    // The generator must exercise both outcomes, or the check above proves nothing.
+    expect(routed).toBeGreaterThan(0)
+    expect(refused).toBeGreaterThan(0)
+  })
+})
+
+describe('normalisation evasions with backslashes', () => {
+  it('a leading backslash that normalises onto a route is refused, not unknown (SECURITY-CHECKLIST #50)', () => {
+    expect(mapRequest(api, '/\\api/y').kind).toBe('refused')
+    expect(mapRequest(api, '/\\\\api/y').kind).toBe('refused')
+  })
+})
