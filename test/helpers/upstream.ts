@@ -13,7 +13,7 @@ export interface RecordedRequest {
 export interface EchoUpstream {
   readonly url: string
   readonly requests: RecordedRequest[]
-  /** Answers 401 invalid_token to requests carrying this bearer token. */
+  /** Answers 401 invalid_token to requests carrying this bearer token ('*': any token). */
   rejectToken(token: string | undefined): void
   close(): Promise<void>
 }
@@ -37,7 +37,7 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
       requests.push(rec)
       const u = new URL(req.url ?? '/', 'http://upstream')
       const auth = req.headers.authorization
-      if (rejected && auth === `Bearer ${rejected}`) {
+      if (rejected && auth && (rejected === '*' || auth === `Bearer ${rejected}`)) {
         res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token", error_description="token revoked"' })
         res.end('{"error":"invalid_token"}')
         return
