@@ -1,0 +1,105 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.js'
+import { login } from '../helpers/login.js'
+import { testEnv } from '../helpers/env.js'
+import { freePort } from '../helpers/ports.js'
+import { spaFetch } from '../helpers/session.js'
+import { startWorld, type World } from '../helpers/world.js'
+
+// The production bundle, built the way `npm run build` builds it, into a
+// directory of its own so the test never races a developer's dist/.
+const root = join(import.meta.dirname, '..', '..')
+const outDir = join(root, '.test-dist', String(process.pid))
+const cli = join(outDir, 'cli.js')
+
+beforeAll(() => {
+  const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: root, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`build failed: ${r.stdout}${r.stderr}`)
+}, 120_000)
+afterAll(() => rmSync(outDir, { recursive: true, force: true }))
+
+function run(args: string[], env: Record<string, string | undefined>) {
+  return spawnSync(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv, encoding: 'utf8' })
+}
+
+describe('tokenward CLI', () => {
+  it('check-config lists every problem at once and exits 1', () => {
+    const r = run(['check-config'], { BFF_PUBLIC_URL: 'nope', BFF_COOKIE_SECRET: 'short' })
+    expect(r.status).toBe(1)
+    for (const name of ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_ROUTES', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']) {
+      expect(r.stderr).toContain(name)
+    }
+  })
+
+  it('check-config accepts a valid environment', () => {
+    const r = run(['check-config'], testEnv())
+    expect(r.stderr).not.toContain('invalid configuration')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('configuration is valid')
+  })
+
+  it('keys generate prints a usable keyring entry and cookie secret', () => {
+    const r = run(['keys', 'generate'], {})
+    expect(r.status).toBe(0)
+    const keys = /BFF_ENCRYPTION_KEYS=(\S+)/.exec(r.stdout)![1]!
+    const secret = /BFF_COOKIE_SECRET=(\S+)/.exec(r.stdout)![1]!
+    const c = loadConfig(testEnv({ BFF_ENCRYPTION_KEYS: keys, BFF_COOKIE_SECRET: secret }))
+    expect(c.encryptionKeys[0]!.key).toHaveLength(32)
+  })
+
+  it('an unknown command prints the usage and exits 2', () => {
+    const r = run(['frobnicate'], {})
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain('Usage: tokenward')
+  })
+})
+
+describe('the production server (npm start: node dist/cli.js serve)', () => {
+  let world: World
+  beforeAll(async () => {
+    world = await startWorld()
+  })
+  afterAll(() => world?.close())
+
+  it('serves login and the API from BFF_* variables alone, and stops on SIGTERM', async () => {
+    // Same env as the in-process instance, on another port; the IdP redirects to
+    // the first instance's public URL, which shares Redis and secrets.
+    const port = await freePort()
+    const child = spawn(process.execPath, [cli, 'serve'], {
+      env: { PATH: process.env.PATH, ...world.bff.env, BFF_PORT: String(port), BFF_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+    try {
+      const url = `http://127.0.0.1:${port}`
+      for (let i = 0; i < 100; i++) {
+        const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false)
+        if (ok) break
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect((await fetch(`${url}/healthz`)).status).toBe(200)
+      expect((await fetch(`${url}/readyz`)).status).toBe(200)
+      const { jar } = await login(world.bff.url)
+      const prod = { ...world.bff, url }
+      expect((await spaFetch(prod, jar, '/auth/session')).status).toBe(200)
+      expect((await spaFetch(prod, jar, '/api/echo')).status).toBe(200)
+      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+      expect(lines.some((l) => l.msg === 'tokenward listening')).toBe(true)
+    } finally {
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+    }
+  })
+
+  it('refuses to start with a bad environment, naming the problem', () => {
+    const r = run(['serve'], { ...world.bff.env, BFF_ENCRYPTION_KEYS: 'bad' })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('BFF_ENCRYPTION_KEYS')
+  })
+})
