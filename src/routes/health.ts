@@ -1,6 +1,16 @@
 import { Hono } from 'hono'
 import type { AppEnv, Deps } from '../types.js'
 
+const PROBE_WAIT_MS = 1500
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), ms)
+  })
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
+}
+
 /** Liveness and readiness probes (CONTRACT.md: /healthz, /readyz). */
 export function healthRoutes(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
@@ -11,8 +21,9 @@ export function healthRoutes(deps: Deps): Hono<AppEnv> {
     const down: string[] = []
     const [store, idp] = await Promise.allSettled([
       deps.sessions.store.ping(),
-      // Loads the IdP metadata if it is not loaded yet, so readiness recovers by itself.
-      deps.oidc.configuration(),
+      // Loads the IdP metadata if it is not loaded yet, so readiness recovers by
+      // itself, but never keeps a probe waiting for a slow discovery.
+      deps.oidc.loaded ? Promise.resolve() : withTimeout(deps.oidc.configuration(), PROBE_WAIT_MS),
     ])
     if (store.status === 'rejected') down.push('session store (redis)')
     if (idp.status === 'rejected') down.push('identity provider metadata')
