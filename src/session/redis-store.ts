@@ -73,6 +73,8 @@ return 0
 
 type Client = Redis | Cluster
 
+const READY_WAIT_MS = 1500
+
 interface ScriptCommands {
   twRead(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
   twReadBuffer(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
@@ -157,8 +159,32 @@ export class RedisSessionStore implements SessionStore {
     return `${this.#prefix}t:${id}`
   }
 
+  /**
+   * Without an offline queue, a command sent while the client is still
+   * connecting (at startup, or reconnecting after an outage) fails at once. Wait
+   * a bounded moment for the connection instead, so a blip is not a 503 and an
+   * outage still is, within READY_WAIT_MS.
+   */
+  async #ready(): Promise<void> {
+    const r = this.#redis
+    if (r.status === 'ready') return
+    if (r.status === 'end' || r.status === 'close') throw new Error(`redis connection is ${r.status}`)
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer)
+        r.off('ready', onReady)
+        if (err) reject(err)
+        else resolve()
+      }
+      const onReady = () => done()
+      const timer = setTimeout(() => done(new Error('redis not ready')), READY_WAIT_MS)
+      r.once('ready', onReady)
+    })
+  }
+
   async #run<T>(op: () => Promise<T>): Promise<T> {
     try {
+      await this.#ready()
       return await op()
     } catch (cause) {
       throw new SessionStoreUnavailableError({ cause, logDetail: cause instanceof Error ? cause.message : String(cause) })
