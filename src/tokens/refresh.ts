@@ -47,6 +47,11 @@ export class TokenService {
     this.#lockWaitMs = options.lockWaitMs ?? 15_000
   }
 
+  /** Refreshes running in this process right now (bounded by the number of active sessions). */
+  get inflight(): number {
+    return this.#inflight.size
+  }
+
   needsRefresh(session: Session): boolean {
     const exp = session.data.accessTokenExpiresAt
     return exp !== undefined && exp - this.#o.config.refreshSkew * 1000 <= this.#o.now()

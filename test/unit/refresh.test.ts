@@ -1,0 +1,200 @@
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import * as oidc from 'openid-client'
+import { afterEach, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.js'
+import { Keyring } from '../../src/crypto/keyring.js'
+import { createLogger } from '../../src/log.js'
+import type { OidcClient, TokenResult } from '../../src/oidc/client.js'
+import { MemorySessionStore } from '../../src/session/memory-store.js'
+import { SessionManager, type SessionData } from '../../src/session/sessions.js'
+import { TokenService } from '../../src/tokens/refresh.js'
+import { testEnv } from '../helpers/env.js'
+
+/** A stand-in for the IdP's token endpoint: these tests are about tokenward's logic, the integration tests use a real IdP. */
+class FakeIdp {
+  grants = 0
+  delayMs = 0
+  next: (refreshToken: string) => TokenResult | Error = (rt) => token({ refreshToken: `${rt}+` })
+  async refreshTokenGrant(refreshToken: string): Promise<TokenResult> {
+    this.grants++
+    if (this.delayMs) await sleep(this.delayMs)
+    const r = this.next(refreshToken)
+    if (r instanceof Error) throw r
+    return r
+  }
+}
+
+function token(over: Partial<TokenResult> = {}): TokenResult {
+  return {
+    accessToken: `at-${randomBytes(4).toString('hex')}`,
+    tokenType: 'Bearer',
+    expiresIn: 300,
+    refreshToken: undefined,
+    refreshTokenExpiresIn: undefined,
+    scope: 'openid',
+    idToken: undefined,
+    idClaims: undefined,
+    ...over,
+  }
+}
+
+const stores: MemorySessionStore[] = []
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()))
+})
+
+function setup() {
+  const config = loadConfig(testEnv())
+  const store = new MemorySessionStore()
+  stores.push(store)
+  const logs: string[] = []
+  const logger = createLogger('info', { write: (l: string) => void logs.push(l) })
+  const sessions = new SessionManager({ store, keyring: new Keyring(config.encryptionKeys), idleTimeoutMs: 60_000, maxAgeMs: 3_600_000 })
+  const idp = new FakeIdp()
+  const tokens = new TokenService({ config, sessions, oidc: idp as unknown as OidcClient, logger, now: Date.now, leaseMs: 300, lockWaitMs: 2000 })
+  const data = (over: Partial<SessionData> = {}): SessionData => ({
+    sub: 'alice',
+    iss: 'https://idp.example',
+    aud: ['tokenward'],
+    claims: { sub: 'alice' },
+    createdAt: Date.now(),
+    accessToken: 'at-old',
+    tokenType: 'Bearer',
+    accessTokenExpiresAt: Date.now() - 1000,
+    refreshToken: 'rt-1',
+    ...over,
+  })
+  const events = () => logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit)
+  return { config, store, sessions, idp, tokens, data, events }
+}
+
+describe('TokenService', () => {
+  it('does not refresh a token that is not about to expire', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data({ accessTokenExpiresAt: Date.now() + 600_000 }))
+    expect((await tokens.accessToken(session)).token).toBe('at-old')
+    expect(idp.grants).toBe(0)
+  })
+
+  it('refreshes within the skew (BFF_REFRESH_SKEW, SECURITY-CHECKLIST #36)', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data({ accessTokenExpiresAt: Date.now() + 10_000 }))
+    expect((await tokens.accessToken(session)).token).not.toBe('at-old')
+    expect(idp.grants).toBe(1)
+  })
+
+  it('50 concurrent callers in one process share one grant (SECURITY-CHECKLIST #37)', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    idp.delayMs = 50
+    const { session } = await sessions.create(data())
+    const got = await Promise.all(Array.from({ length: 50 }, () => tokens.accessToken(session)))
+    expect(idp.grants).toBe(1)
+    expect(new Set(got.map((g) => g.token)).size).toBe(1)
+  })
+
+  it('two TokenServices (two instances) on one store still make one grant, and the waiter reads the winner', async () => {
+    const a = setup()
+    const b = new TokenService({
+      config: a.config,
+      sessions: a.sessions,
+      oidc: a.idp as unknown as OidcClient,
+      logger: createLogger('silent'),
+      now: Date.now,
+      leaseMs: 300,
+      lockWaitMs: 2000,
+    })
+    a.idp.delayMs = 600 // longer than the lease: renewal must keep it
+    const { session } = await a.sessions.create(a.data())
+    const [x, y] = await Promise.all([a.tokens.accessToken(session), b.accessToken(session)])
+    expect(a.idp.grants).toBe(1)
+    expect(x.token).toBe(y.token)
+  })
+
+  it('keeps the refresh token when the IdP sends none, replaces it when the IdP rotates (RFC 6749 §6, SECURITY-CHECKLIST #39)', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data())
+    idp.next = () => token({ refreshToken: undefined })
+    const r1 = await tokens.accessToken(session)
+    expect(r1.session.data.refreshToken).toBe('rt-1')
+    const expired = await sessions.replace(r1.session, { ...r1.session.data, accessTokenExpiresAt: 0 })
+    idp.next = () => token({ refreshToken: 'rt-2', refreshTokenExpiresIn: 60 })
+    const r2 = await tokens.accessToken(expired.session)
+    expect(r2.session.data.refreshToken).toBe('rt-2')
+    expect((await sessions.loadBySid(session.sid, { slide: false }))!.data.refreshToken).toBe('rt-2')
+    // A session never outlives its refresh token (SECURITY-CHECKLIST #34).
+    expect(r2.session.absExp).toBeLessThanOrEqual(Date.now() + 60_000)
+  })
+
+  it('invalid_grant ends the session with refresh_token_rejected (SECURITY-CHECKLIST #40, #41)', async () => {
+    const { sessions, tokens, idp, data, events } = setup()
+    const { session } = await sessions.create(data())
+    idp.next = () => new oidc.ResponseBodyError('invalid_grant', { cause: { error: 'invalid_grant' }, response: new Response(null, { status: 400 }) })
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'login_required', status: 401 })
+    expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
+    expect(events().some((e) => e.event === 'refresh_token_rejected')).toBe(true)
+  })
+
+  it('an unreachable IdP keeps the session and answers idp_unavailable (SECURITY-CHECKLIST #41)', async () => {
+    const { sessions, tokens, idp, data, events } = setup()
+    const { session } = await sessions.create(data())
+    idp.next = () => new TypeError('fetch failed')
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
+    expect(await sessions.loadBySid(session.sid, { slide: false })).not.toBeNull()
+    expect(events().some((e) => e.event === 'refresh_failed')).toBe(true)
+    // The journal was cleared, so the next attempt may redeem the token.
+    idp.next = () => token()
+    expect((await tokens.accessToken(session)).token).not.toBe('at-old')
+  })
+
+  it.each([
+    ['sub', { sub: 'mallory' }],
+    ['iss', { iss: 'https://evil.example' }],
+    ['aud', { aud: ['someone-else'] }],
+  ])('a refreshed ID token that changes %s ends the session (OIDC Core §12.2, SECURITY-CHECKLIST #43)', async (_name, change) => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data())
+    const claims = { iss: 'https://idp.example', sub: 'alice', aud: ['tokenward'], iat: 1, exp: 2, ...change } as oidc.IDToken
+    idp.next = () => token({ idClaims: claims })
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'login_required' })
+    expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
+  })
+
+  it('an expired access token without a refresh token ends the session with session_expired', async () => {
+    const { sessions, tokens, idp, data, events } = setup()
+    const { session } = await sessions.create(data({ refreshToken: undefined }))
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'login_required' })
+    expect(idp.grants).toBe(0)
+    expect(events().some((e) => e.event === 'session_expired')).toBe(true)
+  })
+
+  it('a session ended while the refresh ran is not resurrected by the new tokens', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    idp.delayMs = 100
+    const { session } = await sessions.create(data())
+    const pending = tokens.accessToken(session)
+    await sleep(20)
+    await sessions.destroy(session.sid)
+    await expect(pending).rejects.toMatchObject({ code: 'login_required' })
+    expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
+  })
+
+  it('a waiter gives up with 503 when another holder keeps the lock too long (SECURITY-CHECKLIST #38)', async () => {
+    const { sessions, tokens, store, data } = setup()
+    const { session } = await sessions.create(data())
+    await store.acquireRefreshLock(session.sid, 'someone-else', 10_000)
+    const started = Date.now()
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900)
+    expect(Date.now() - started).toBeLessThan(4000)
+  })
+
+  it('leaves no entry behind in the single-flight map', async () => {
+    const { sessions, tokens, data } = setup()
+    for (let i = 0; i < 20; i++) {
+      const { session } = await sessions.create(data())
+      await tokens.accessToken(session)
+    }
+    expect(tokens.inflight).toBe(0)
+  })
+})
