@@ -212,8 +212,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async deleteSession(sid: string): Promise<boolean> {
-    // One key at a time: in Cluster mode a multi-key DEL must stay in one slot,
-    // which the hash tag guarantees, but separate calls keep it obvious.
+    // Sent together without waiting in between; the session key's result is the answer.
     const [deleted] = await this.#run(() =>
       Promise.all([this.#redis.del(this.#sessionKey(sid)), this.#redis.del(this.#lockKey(sid)), this.#redis.del(this.#journalKey(sid))]),
     )
