@@ -7,6 +7,7 @@ import { MemorySessionStore } from './session/memory-store.js'
 import { createRedisClient, RedisSessionStore } from './session/redis-store.js'
 import { SessionManager } from './session/sessions.js'
 import type { SessionStore } from './session/store.js'
+import { SessionTerminator } from './session/terminate.js'
 import { TransactionStore } from './session/transactions.js'
 import { TokenService } from './tokens/refresh.js'
 import type { Deps } from './types.js'
@@ -38,7 +39,8 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     onUndecryptable: (sid, err) => logger.warn({ sid, reason: err.message }, 'session entry cannot be decrypted; treated as no session'),
   })
   const oidc = new OidcClient(config, { timeout: 10, ...options.oidc })
-  const tokens = new TokenService({ config, sessions, oidc, logger, now })
+  const terminator = new SessionTerminator({ sessions, oidc, logger })
+  const tokens = new TokenService({ config, sessions, oidc, logger, terminator, now })
   return {
     config,
     logger,
@@ -47,6 +49,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     cookies: new CookieSealer(config.cookieSecrets),
     tokens,
     transactions: new TransactionStore(store, keyring),
+    terminator,
     now,
   }
 }

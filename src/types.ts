@@ -6,6 +6,7 @@ import type { OidcClient } from './oidc/client.js'
 import type { Logger } from './log.js'
 import type { TokenService } from './tokens/refresh.js'
 import type { TransactionStore } from './session/transactions.js'
+import type { SessionTerminator } from './session/terminate.js'
 
 /** Everything the app needs, built once by createDeps (or by tests). */
 export interface Deps {
@@ -16,6 +17,7 @@ export interface Deps {
   readonly cookies: CookieSealer
   readonly tokens: TokenService
   readonly transactions: TransactionStore
+  readonly terminator: SessionTerminator
   readonly now: () => number
 }
 

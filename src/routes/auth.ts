@@ -2,11 +2,11 @@ import { Hono, type Context } from 'hono'
 import { getCookie } from 'hono/cookie'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
-import { auditFor, checkCsrf, currentSession, errorResponse, sessionHandle, wantsHtml } from '../http.js'
+import { auditFor, checkCsrf, clientIp, currentSession, errorResponse, sessionHandle, wantsHtml } from '../http.js'
 import { describe, isTransientIdpError } from '../oidc/client.js'
 import { safeReturnTo } from '../return-to.js'
 import { clearCookie, serializeCookie } from '../session/cookie.js'
-import { newHandle, sidFor, type Session, type SessionData } from '../session/sessions.js'
+import { newHandle, type Session, type SessionData } from '../session/sessions.js'
 import { TRANSACTION_TTL_SECONDS } from '../session/transactions.js'
 import type { AppEnv, Deps } from '../types.js'
 import { errorPage } from './pages.js'
@@ -127,7 +127,10 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     // A new random session on every login, never the one the browser brought
     // (session fixation; OWASP session management, SECURITY-CHECKLIST #12).
     const previous = await sessionHandle(c, deps)
-    if (previous) await deps.sessions.destroy(sidFor(previous))
+    if (previous) {
+      const old = await deps.sessions.load(previous, { slide: false })
+      if (old) await deps.terminator.end(old, 'logout', { audit: { reason: 'replaced by a new login' } })
+    }
     const { handle, session } = await deps.sessions.create(data)
     const sealed = await deps.cookies.seal({ h: handle }, config.session.maxAge)
     c.header('set-cookie', serializeCookie(config, config.cookie.name, sealed, { maxAge: (session.absExp - now) / 1000, sameSite: config.cookie.sameSite }))
@@ -156,19 +159,9 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     })
   })
 
-  /** Ends a session: local delete first, then best-effort revocation (RFC 7009 §2.2.1). */
+  /** Ends the session everywhere and answers where the browser goes next. */
   const endSession = async (c: Ctx, session: Session): Promise<string> => {
-    await deps.sessions.destroy(session.sid)
-    let revoked: boolean | 'failed' = false
-    if (session.data.refreshToken) {
-      try {
-        revoked = await deps.oidc.revokeRefreshToken(session.data.refreshToken)
-      } catch (err) {
-        revoked = 'failed'
-        c.get('log').warn({ sid: session.sid, reason: describe(err) }, 'refresh token revocation failed')
-      }
-    }
-    auditFor(c, 'logout', { outcome: 'success', sub: session.data.sub, sid: session.sid, revoked })
+    await deps.terminator.end(session, 'logout', { audit: { ip: clientIp(c), userAgent: c.req.header('user-agent')?.slice(0, 256) } })
     return deps.oidc.endSessionUrl({ postLogoutRedirectUri: config.postLogoutRedirect, idTokenHint: session.data.idToken }) ?? config.postLogoutRedirect
   }
 

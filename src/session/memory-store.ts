@@ -1,4 +1,5 @@
-import type { ReadOptions, ReplaceResult, SessionStore, StoredEntry } from './store.js'
+import { EventEmitter } from 'node:events'
+import type { IndexKind, ReadOptions, ReplaceResult, SessionEvent, SessionStore, StoredEntry } from './store.js'
 
 interface Item<T> {
   value: T
@@ -16,6 +17,9 @@ export class MemorySessionStore implements SessionStore {
   readonly #transactions = new Map<string, Item<Buffer>>()
   readonly #locks = new Map<string, Item<string>>()
   readonly #journals = new Map<string, Item<number>>()
+  readonly #indexes = new Map<string, Set<string>>()
+  readonly #once = new Map<string, Item<true>>()
+  readonly #events = new EventEmitter()
   readonly #now: () => number
   #timer: NodeJS.Timeout
 
@@ -36,7 +40,7 @@ export class MemorySessionStore implements SessionStore {
 
   #sweep(): void {
     const now = this.#now()
-    for (const map of [this.#sessions, this.#transactions, this.#locks, this.#journals] as Array<Map<string, Item<unknown>>>) {
+    for (const map of [this.#sessions, this.#transactions, this.#locks, this.#journals, this.#once] as Array<Map<string, Item<unknown>>>) {
       for (const [k, v] of map) if (v.expiresAt <= now) map.delete(k)
     }
   }
@@ -102,6 +106,43 @@ export class MemorySessionStore implements SessionStore {
 
   async clearRefreshJournal(sid: string): Promise<void> {
     this.#journals.delete(sid)
+  }
+
+  async addToIndex(kind: IndexKind, value: string, sid: string): Promise<void> {
+    const key = `${kind}\0${value}`
+    const set = this.#indexes.get(key) ?? new Set<string>()
+    set.add(sid)
+    this.#indexes.set(key, set)
+  }
+
+  async removeFromIndex(kind: IndexKind, value: string, sid: string): Promise<void> {
+    this.#indexes.get(`${kind}\0${value}`)?.delete(sid)
+  }
+
+  async readIndex(kind: IndexKind, value: string): Promise<string[]> {
+    const key = `${kind}\0${value}`
+    const set = this.#indexes.get(key)
+    if (!set) return []
+    for (const sid of set) if (!this.#live(this.#sessions, sid)) set.delete(sid)
+    if (set.size === 0) this.#indexes.delete(key)
+    return [...set]
+  }
+
+  async rememberOnce(id: string, ttlMs: number): Promise<boolean> {
+    if (this.#live(this.#once, id)) return false
+    this.#once.set(id, { value: true, expiresAt: this.#now() + ttlMs })
+    return true
+  }
+
+  async publish(event: SessionEvent): Promise<void> {
+    this.#events.emit('event', event)
+  }
+
+  async subscribe(listener: (event: SessionEvent) => void): Promise<() => Promise<void>> {
+    this.#events.on('event', listener)
+    return async () => {
+      this.#events.off('event', listener)
+    }
   }
 
   async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {

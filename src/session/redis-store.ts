@@ -1,9 +1,19 @@
 // ioredis: the maintained Redis client for Node with Sentinel, Cluster, TLS and Lua
 // script support (EVALSHA with automatic fallback), all of which the session store needs.
+import { createHash } from 'node:crypto'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { Config } from '../config.js'
 import { SessionStoreUnavailableError } from '../errors.js'
-import { decodeEntry, encodeEntry, type ReadOptions, type ReplaceResult, type SessionStore, type StoredEntry } from './store.js'
+import {
+  decodeEntry,
+  encodeEntry,
+  type IndexKind,
+  type ReadOptions,
+  type ReplaceResult,
+  type SessionEvent,
+  type SessionStore,
+  type StoredEntry,
+} from './store.js'
 
 /**
  * Reads a session and slides its idle TTL in one round trip. The TTL never passes
@@ -66,6 +76,13 @@ const RENEW_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 `
+/** KEYS[1] index set; ARGV[1] sid; ARGV[2] ms the member lives. Extends the set's TTL, never shortens it. */
+const INDEX_ADD_SCRIPT = `
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+`
 const RELEASE_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -82,6 +99,7 @@ interface ScriptCommands {
   twAcquire(lock: string, journal: string, token: string, lease: number): Promise<[number, string | null]>
   twRenew(lock: string, token: string, lease: number): Promise<number>
   twRelease(lock: string, token: string): Promise<number>
+  twIndexAdd(index: string, sid: string, ttl: number): Promise<number>
 }
 
 /** Connection options that fail fast instead of queueing forever (SECURITY-CHECKLIST #56). */
@@ -130,6 +148,7 @@ export class RedisSessionStore implements SessionStore {
     redis.defineCommand('twAcquire', { numberOfKeys: 2, lua: ACQUIRE_SCRIPT })
     redis.defineCommand('twRenew', { numberOfKeys: 1, lua: RENEW_SCRIPT })
     redis.defineCommand('twRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT })
+    redis.defineCommand('twIndexAdd', { numberOfKeys: 1, lua: INDEX_ADD_SCRIPT })
     this.#redis = redis as Client & ScriptCommands
     this.#prefix = prefix
     // Connection errors surface per command as 503s; an 'error' listener keeps
@@ -153,6 +172,12 @@ export class RedisSessionStore implements SessionStore {
 
   #journalKey(sid: string): string {
     return `${this.#prefix}j:{${sid}}`
+  }
+
+  // Index values (a `sub`, an IdP `sid`) are hashed: no personal data or
+  // arbitrary characters in key names.
+  #indexKey(kind: IndexKind, value: string): string {
+    return `${this.#prefix}x:${kind}:${createHash('sha256').update(value).digest('base64url')}`
   }
 
   #transactionKey(id: string): string {
@@ -238,6 +263,59 @@ export class RedisSessionStore implements SessionStore {
 
   async clearRefreshJournal(sid: string): Promise<void> {
     await this.#run(() => this.#redis.del(this.#journalKey(sid)))
+  }
+
+  async addToIndex(kind: IndexKind, value: string, sid: string, absExp: number): Promise<void> {
+    await this.#run(() => this.#redis.twIndexAdd(this.#indexKey(kind, value), sid, Math.max(1000, absExp - Date.now())))
+  }
+
+  async removeFromIndex(kind: IndexKind, value: string, sid: string): Promise<void> {
+    await this.#run(() => this.#redis.srem(this.#indexKey(kind, value), sid))
+  }
+
+  async readIndex(kind: IndexKind, value: string): Promise<string[]> {
+    const key = this.#indexKey(kind, value)
+    const sids = await this.#run(() => this.#redis.smembers(key))
+    // Members live in other Cluster slots than the index, so no script: check
+    // each session key, then prune the ones that expired.
+    const exists = await this.#run(() => Promise.all(sids.map((sid) => this.#redis.exists(this.#sessionKey(sid)))))
+    const gone = sids.filter((_, i) => exists[i] === 0)
+    if (gone.length > 0) await this.#run(() => this.#redis.srem(key, ...gone))
+    return sids.filter((_, i) => exists[i] === 1)
+  }
+
+  async rememberOnce(id: string, ttlMs: number): Promise<boolean> {
+    const key = `${this.#prefix}once:${createHash('sha256').update(id).digest('base64url')}`
+    return (await this.#run(() => this.#redis.set(key, '1', 'PX', Math.max(1000, Math.floor(ttlMs)), 'NX'))) === 'OK'
+  }
+
+  async publish(event: SessionEvent): Promise<void> {
+    await this.#run(() => this.#redis.publish(this.#channel, JSON.stringify(event)))
+  }
+
+  async subscribe(listener: (event: SessionEvent) => void): Promise<() => Promise<void>> {
+    // A subscribed connection can run nothing else, so it is a dedicated one; it
+    // queues while (re)connecting and resubscribes by itself after an outage.
+    const r = this.#redis
+    const sub = r instanceof Cluster ? r.duplicate() : r.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+    sub.on('error', () => {})
+    sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.#channel) return
+      try {
+        const e = JSON.parse(message) as SessionEvent
+        if (typeof e.sid === 'string' && e.type === 'session_ended') listener(e)
+      } catch {
+        // Not ours: ignore.
+      }
+    })
+    await sub.subscribe(this.#channel)
+    return async () => {
+      sub.disconnect()
+    }
+  }
+
+  get #channel(): string {
+    return `${this.#prefix}events`
   }
 
   async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { DecryptError, type Keyring } from '../crypto/keyring.js'
-import type { ReplaceResult, SessionStore, StoredEntry } from './store.js'
+import type { IndexKind, ReplaceResult, SessionStore, StoredEntry } from './store.js'
 
 /** What tokenward keeps per session, encrypted, in the store. Never sent to the browser. */
 export interface SessionData {
@@ -111,6 +111,9 @@ export class SessionManager {
       const ttl = Math.min(this.#idleMs, absExp - now)
       // NX: a collision of 128-bit handles is not expected, but never overwrite.
       if (await this.store.createSession(sid, entry, ttl)) {
+        // Indexes for back-channel logout (by IdP session) and administration (by user).
+        await this.store.addToIndex('sub', data.sub, sid, absExp)
+        if (data.idpSid) await this.store.addToIndex('idp', data.idpSid, sid, absExp)
         return { handle, session: { sid, version: 1, absExp, idleExp: now + ttl, data } }
       }
     }
@@ -148,7 +151,24 @@ export class SessionManager {
     return { result, session: { ...session, version, absExp, data } }
   }
 
-  destroy(sid: string): Promise<boolean> {
-    return this.store.deleteSession(sid)
+  /** Deletes a session; with its data, also its index entries (otherwise they are pruned when read). */
+  async destroy(sid: string, data?: Pick<SessionData, 'sub' | 'idpSid'>): Promise<boolean> {
+    const deleted = await this.store.deleteSession(sid)
+    if (data) {
+      await this.store.removeFromIndex('sub', data.sub, sid)
+      if (data.idpSid) await this.store.removeFromIndex('idp', data.idpSid, sid)
+    }
+    return deleted
+  }
+
+  /** The live sessions of a user (`sub`) or of an IdP session (`sid` claim), decrypted. */
+  async list(kind: IndexKind, value: string): Promise<Session[]> {
+    const sids = await this.store.readIndex(kind, value)
+    const sessions = await Promise.all(sids.map((sid) => this.loadBySid(sid, { slide: false })))
+    return sessions.filter((s): s is Session => s !== null && (kind === 'sub' ? s.data.sub === value : s.data.idpSid === value))
+  }
+
+  get idleTimeoutMs(): number {
+    return this.#idleMs
   }
 }

@@ -21,6 +21,16 @@ export interface ReadOptions {
 
 export type ReplaceResult = 'ok' | 'conflict' | 'missing'
 
+/** Secondary indexes from a user (`sub`) or an IdP session (`sid` claim) to tokenward sessions. */
+export type IndexKind = 'sub' | 'idp'
+
+/** Broadcast to every instance when a session ends, so open tabs can be told. */
+export interface SessionEvent {
+  readonly sid: string
+  readonly type: 'session_ended'
+  readonly reason: string
+}
+
 export interface SessionStore {
   readonly kind: 'redis' | 'memory'
   /** Creates a new entry; false when the id already exists (never overwrites). */
@@ -47,6 +57,19 @@ export interface SessionStore {
   /** Records that a refresh of `version` is about to redeem the refresh token. */
   writeRefreshJournal(sid: string, version: number, ttlMs: number): Promise<void>
   clearRefreshJournal(sid: string): Promise<void>
+  /**
+   * Adds the session to an index; the index lives as long as its longest-lived
+   * member and is pruned of ended sessions when read.
+   */
+  addToIndex(kind: IndexKind, value: string, sid: string, absExp: number): Promise<void>
+  removeFromIndex(kind: IndexKind, value: string, sid: string): Promise<void>
+  /** The live sessions in an index (ended ones are pruned as a side effect). */
+  readIndex(kind: IndexKind, value: string): Promise<string[]>
+  /** Records a one-time identifier (a logout token's `jti`); false when it was seen before. */
+  rememberOnce(id: string, ttlMs: number): Promise<boolean>
+  publish(event: SessionEvent): Promise<void>
+  /** Receives every instance's events until the returned function is called. */
+  subscribe(listener: (event: SessionEvent) => void): Promise<() => Promise<void>>
   /** Login transactions: short-lived, single-use. */
   putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void>
   /** Atomically reads and deletes (GETDEL), so a transaction can be used once only (RFC 9700 §4.2.4). */

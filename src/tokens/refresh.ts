@@ -5,12 +5,14 @@ import { IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
 import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type TokenResult } from '../oidc/client.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
+import type { EndReason, SessionTerminator } from '../session/terminate.js'
 
 export interface TokenServiceOptions {
   config: Config
   sessions: SessionManager
   oidc: OidcClient
   logger: Logger
+  terminator: SessionTerminator
   now: () => number
   /** Refresh lease in ms, renewed every third of it while the refresh runs. */
   leaseMs?: number
@@ -45,6 +47,11 @@ export class TokenService {
     this.#o = options
     this.#leaseMs = options.leaseMs ?? 5000
     this.#lockWaitMs = options.lockWaitMs ?? 15_000
+  }
+
+  /** Ends a session the refresh found dead, through the terminator (index cleanup, event, revocation, audit). */
+  async #end(session: Session, event: EndReason, revoke: boolean, reason: string): Promise<void> {
+    await this.#o.terminator.end(session, event, { revoke, audit: { outcome: 'failure', reason } })
   }
 
   /** Refreshes running in this process right now (bounded by the number of active sessions). */
@@ -97,8 +104,7 @@ export class TokenService {
             // A holder died after it may have redeemed this refresh token. Using it
             // again could trip the IdP's reuse detection (RFC 9700 §4.14.2), so the
             // session fails closed and visibly instead.
-            await sessions.destroy(fresh.sid)
-            audit(this.#o.logger, 'refresh_failed', { outcome: 'failure', sub: fresh.data.sub, sid: fresh.sid, reason: 'a previous refresh was interrupted' })
+            await this.#end(fresh, 'refresh_failed', true, 'a previous refresh was interrupted')
             throw new LoginRequiredError('The session has ended; please sign in again.')
           }
           return await this.#redeem(fresh, token)
@@ -119,8 +125,7 @@ export class TokenService {
     const store = sessions.store
     const refreshToken = session.data.refreshToken
     if (!refreshToken) {
-      await sessions.destroy(session.sid)
-      audit(logger, 'session_expired', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: 'access token expired and no refresh token' })
+      await this.#end(session, 'session_expired', false, 'access token expired and no refresh token')
       throw new LoginRequiredError('The session has expired.')
     }
     await store.writeRefreshJournal(session.sid, session.version, Math.max(1000, session.absExp - this.#o.now()))
@@ -147,12 +152,11 @@ export class TokenService {
       tokens = await this.#o.oidc.refreshTokenGrant(refreshToken)
     } catch (err) {
       if (isFatalGrantError(err)) {
-        await sessions.destroy(session.sid)
-        audit(logger, 'refresh_token_rejected', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
+        await this.#end(session, 'refresh_token_rejected', false, describe(err))
         throw new LoginRequiredError('The session has ended; please sign in again.')
       }
-      audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
       if (isTransientIdpError(err)) {
+        audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
         // The IdP did not answer: treat the token as not redeemed and keep the
         // session (CONTRACT.md). Had it rotated anyway, the next refresh gets
         // invalid_grant and ends the session cleanly.
@@ -161,14 +165,13 @@ export class TokenService {
       }
       // The IdP answered but the response was unusable (for example an invalid ID
       // token): the refresh token may be spent, so the session fails closed.
-      await sessions.destroy(session.sid)
+      await this.#end(session, 'refresh_failed', true, `unusable refresh response: ${describe(err)}`)
       throw new LoginRequiredError('The session has ended; please sign in again.')
     }
 
     const mismatch = idTokenMismatch(session.data, tokens)
     if (mismatch) {
-      await sessions.destroy(session.sid)
-      audit(logger, 'refresh_token_rejected', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: mismatch })
+      await this.#end(session, 'refresh_token_rejected', true, mismatch)
       throw new LoginRequiredError('The session has ended; please sign in again.')
     }
 

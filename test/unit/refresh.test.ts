@@ -8,12 +8,18 @@ import { createLogger } from '../../src/log.js'
 import type { OidcClient, TokenResult } from '../../src/oidc/client.js'
 import { MemorySessionStore } from '../../src/session/memory-store.js'
 import { SessionManager, type SessionData } from '../../src/session/sessions.js'
+import { SessionTerminator } from '../../src/session/terminate.js'
 import { TokenService } from '../../src/tokens/refresh.js'
 import { testEnv } from '../helpers/env.js'
 
 /** A stand-in for the IdP's token endpoint: these tests are about tokenward's logic, the integration tests use a real IdP. */
 class FakeIdp {
   grants = 0
+  revocations = 0
+  async revokeRefreshToken(): Promise<boolean> {
+    this.revocations++
+    return true
+  }
   delayMs = 0
   next: (refreshToken: string) => TokenResult | Error = (rt) => token({ refreshToken: `${rt}+` })
   async refreshTokenGrant(refreshToken: string): Promise<TokenResult> {
@@ -52,7 +58,8 @@ function setup() {
   const logger = createLogger('info', { write: (l: string) => void logs.push(l) })
   const sessions = new SessionManager({ store, keyring: new Keyring(config.encryptionKeys), idleTimeoutMs: 60_000, maxAgeMs: 3_600_000 })
   const idp = new FakeIdp()
-  const tokens = new TokenService({ config, sessions, oidc: idp as unknown as OidcClient, logger, now: Date.now, leaseMs: 300, lockWaitMs: 2000 })
+  const terminator = new SessionTerminator({ sessions, oidc: idp as unknown as OidcClient, logger })
+  const tokens = new TokenService({ config, sessions, oidc: idp as unknown as OidcClient, logger, terminator, now: Date.now, leaseMs: 300, lockWaitMs: 2000 })
   const data = (over: Partial<SessionData> = {}): SessionData => ({
     sub: 'alice',
     iss: 'https://idp.example',
@@ -66,7 +73,7 @@ function setup() {
     ...over,
   })
   const events = () => logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit)
-  return { config, store, sessions, idp, tokens, data, events }
+  return { config, store, sessions, idp, tokens, terminator, data, events }
 }
 
 describe('TokenService', () => {
@@ -100,6 +107,7 @@ describe('TokenService', () => {
       sessions: a.sessions,
       oidc: a.idp as unknown as OidcClient,
       logger: createLogger('silent'),
+      terminator: a.terminator,
       now: Date.now,
       leaseMs: 300,
       lockWaitMs: 2000,
