@@ -3,6 +3,7 @@ import { serveStatic } from '@hono/node-server/serve-static'
 import { Hono } from 'hono'
 import { BffError } from './errors.js'
 import { errorResponse } from './http.js'
+import { lazyChild } from './log.js'
 import { authRoutes } from './routes/auth.js'
 import { healthRoutes } from './routes/health.js'
 import { proxyMiddleware } from './routes/proxy.js'
@@ -21,7 +22,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     const given = c.req.header('x-request-id')
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID()
     c.set('requestId', requestId)
-    c.set('log', deps.logger.child({ requestId }))
+    c.set('log', lazyChild(deps.logger, { requestId }))
     await next()
     // The proxy writes its response straight to the socket; it adds the id itself.
     if (!c.env?.outgoing?.headersSent) c.header('x-request-id', requestId)

@@ -47,6 +47,22 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   )
 }
 
+/**
+ * A child logger created on first use. Most requests log nothing, and pino's
+ * child() runs the redaction over its bindings, which showed up in profiles of
+ * the proxy path.
+ */
+export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Logger {
+  let child: Logger | undefined
+  return new Proxy({} as Logger, {
+    get(_target, prop) {
+      child ??= parent.child(bindings)
+      const value: unknown = Reflect.get(child, prop, child)
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(child) : value
+    },
+  })
+}
+
 export interface AuditFields {
   sub?: string | undefined
   /** tokenward's non-secret session reference. */

@@ -4,6 +4,9 @@
 import { sealData, unsealData } from 'iron-session'
 import type { Config } from '../config.js'
 
+const CACHE_ENTRIES = 10_000
+const CACHE_MS = 60_000
+
 /**
  * Seals and unseals cookie payloads. The first secret seals; every secret is tried
  * on unseal, so operators rotate by prepending a new secret and later dropping the
@@ -12,6 +15,13 @@ import type { Config } from '../config.js'
  */
 export class CookieSealer {
   readonly #secrets: readonly string[]
+  /**
+   * Unsealing derives keys with PBKDF2 on every call, which profiling showed to
+   * be the largest per-request cost of a proxied call. A seal is immutable, so
+   * the result for a given cookie value can be reused: only successful unseals
+   * are kept, for at most a minute, in a bounded LRU.
+   */
+  readonly #cache = new Map<string, { data: Readonly<Record<string, unknown>>; until: number }>()
 
   constructor(secrets: readonly string[]) {
     if (secrets.length === 0) throw new Error('at least one cookie secret is required')
@@ -30,10 +40,23 @@ export class CookieSealer {
   async unseal<T extends Record<string, unknown>>(value: string | undefined, ttlSeconds: number): Promise<T | null> {
     // A seal is a few hundred bytes; refuse anything large before doing crypto on it.
     if (!value || value.length > 2048 || !value.startsWith('Fe26.2*')) return null
+    const now = Date.now()
+    const hit = this.#cache.get(value)
+    if (hit) {
+      this.#cache.delete(value)
+      if (hit.until > now) {
+        this.#cache.set(value, hit)
+        return hit.data as T
+      }
+    }
     for (const password of this.#secrets) {
       try {
         const data = await unsealData<T>(value, { password, ttl: ttlSeconds })
-        if (data && Object.keys(data).length > 0) return data
+        if (data && Object.keys(data).length > 0) {
+          this.#cache.set(value, { data: Object.freeze(data), until: now + Math.min(CACHE_MS, ttlSeconds * 1000) })
+          if (this.#cache.size > CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!)
+          return data
+        }
       } catch {
         // A malformed seal: try the next secret, then give up.
       }
