@@ -7,7 +7,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose'
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose'
 import Provider, { errors } from 'oidc-provider'
 import type {
   Account,
@@ -76,6 +76,8 @@ export interface DevIdp {
   issuer: string
   port: number
   provider: Provider
+  /** The IdP's private signing key, so tests can forge tokens that differ in exactly one way. */
+  signingKey: JWK
   counts: DevIdpCounts
   events: DevIdpEvent[]
   setTokenEndpointDelay(ms: number): void
@@ -107,9 +109,11 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   const port = (server.address() as AddressInfo).port
   const issuer = options.issuer ?? `http://${urlHost(host)}:${port}`
   let provider: Provider
+  let key: JWK
   try {
     if (new URL(issuer).pathname !== '/') throw new Error(`dev IdP issuer must be an origin without a path: ${issuer}`)
-    provider = new Provider(issuer, await buildConfiguration(options))
+    key = await signingKey()
+    provider = new Provider(issuer, await buildConfiguration(options, key))
     // oidc-provider checks static client metadata only on first use; a typo
     // in a test's client should fail here, not as an odd error mid-flow.
     for (const client of options.clients ?? []) await provider.Client.find(client.client_id)
@@ -171,6 +175,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     issuer,
     port,
     provider,
+    signingKey: key,
     counts,
     events,
     setTokenEndpointDelay(ms) {
@@ -191,7 +196,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
 // ---------------------------------------------------------------------------
 // Configuration
 
-async function buildConfiguration(options: DevIdpOptions): Promise<Configuration> {
+async function buildConfiguration(options: DevIdpOptions, key: JWK): Promise<Configuration> {
   const accessTokenTtl = options.accessTokenTtl ?? 60
   const refreshTokenTtl = options.refreshTokenTtl ?? 14 * DAY
   const sessionTtl = options.sessionTtl ?? 14 * DAY
@@ -201,7 +206,14 @@ async function buildConfiguration(options: DevIdpOptions): Promise<Configuration
     clients: (options.clients ?? []).map(withClientDefaults),
     // Authorization code only: no implicit or hybrid flows (RFC 9700 §2.1.2).
     responseTypes: ['code'],
-    jwks: { keys: [await signingKey()] },
+    jwks: { keys: [key] },
+    // oidc-provider refuses outgoing requests (back-channel logout) to loopback
+    // and private addresses, as SSRF protection. This IdP serves tokenward on
+    // the same machine by design, so its requests go out without that dispatcher.
+    fetch: (url, init) => {
+      const { dispatcher: _ssrfGuard, ...rest } = init as RequestInit & { dispatcher?: unknown }
+      return globalThis.fetch(url, rest)
+    },
     // Random per start: cookies of an earlier run are simply not recognised.
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     claims: {
@@ -314,7 +326,7 @@ function resourceIndicators(resource: string, accessTokenTtl: number): NonNullab
   }
 }
 
-async function signingKey(): Promise<Record<string, unknown>> {
+async function signingKey(): Promise<JWK> {
   const { privateKey } = await generateKeyPair('RS256', { extractable: true })
   const jwk = await exportJWK(privateKey)
   // RFC 7638 thumbprint as kid: unique per start, so keys of two IdPs never

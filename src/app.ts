@@ -5,6 +5,7 @@ import { BffError } from './errors.js'
 import { errorResponse } from './http.js'
 import { lazyChild } from './log.js'
 import { authRoutes } from './routes/auth.js'
+import { backchannelRoutes } from './routes/backchannel.js'
 import { healthRoutes } from './routes/health.js'
 import { proxyMiddleware } from './routes/proxy.js'
 import type { AppEnv, Deps } from './types.js'
@@ -29,6 +30,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   })
 
   app.route('/auth', authRoutes(deps))
+  app.route('/auth', backchannelRoutes(deps))
   app.route('/', healthRoutes(deps))
   app.use('*', proxyMiddleware(deps))
 

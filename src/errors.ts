@@ -12,6 +12,7 @@ export type BffErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'payload_too_large'
+  | 'rate_limited'
   | 'upstream_unavailable'
   | 'session_store_unavailable'
   | 'idp_unavailable'
@@ -25,6 +26,7 @@ const STATUS: Record<BffErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
+  rate_limited: 429,
   upstream_unavailable: 502,
   session_store_unavailable: 503,
   idp_unavailable: 503,

@@ -44,6 +44,8 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         client_secret: clientSecret,
         redirect_uris: [`${publicUrl}/auth/callback`],
         post_logout_redirect_uris: [`${publicUrl}/`],
+        backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
+        backchannel_logout_session_required: true,
       },
     ],
   })

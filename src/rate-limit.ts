@@ -1,0 +1,37 @@
+/**
+ * A fixed-window counter per key (usually the client IP), in memory. Enough to
+ * blunt floods of the anonymous endpoints on one instance; a shared limit across
+ * instances belongs in front of tokenward (ingress, WAF).
+ */
+export class RateLimiter {
+  readonly #limit: number
+  readonly #windowMs: number
+  readonly #maxKeys: number
+  readonly #windows = new Map<string, { start: number; count: number }>()
+
+  constructor(options: { limit: number; windowMs: number; maxKeys?: number }) {
+    this.#limit = options.limit
+    this.#windowMs = options.windowMs
+    this.#maxKeys = options.maxKeys ?? 10_000
+  }
+
+  /** Counts one request; false when the key is over its limit for the current window. */
+  take(key: string, now = Date.now()): boolean {
+    let w = this.#windows.get(key)
+    if (!w || now - w.start >= this.#windowMs) {
+      // Bounded memory: when full, drop the oldest windows first (Map keeps insertion order).
+      if (!w && this.#windows.size >= this.#maxKeys) this.#windows.delete(this.#windows.keys().next().value!)
+      w = { start: now, count: 0 }
+      this.#windows.delete(key)
+      this.#windows.set(key, w)
+    }
+    w.count++
+    return w.count <= this.#limit
+  }
+
+  /** Seconds until the key's window resets. */
+  retryAfter(key: string, now = Date.now()): number {
+    const w = this.#windows.get(key)
+    return w ? Math.max(1, Math.ceil((w.start + this.#windowMs - now) / 1000)) : 1
+  }
+}
