@@ -6,6 +6,7 @@ import { errorResponse } from './http.js'
 import { lazyChild } from './log.js'
 import { authRoutes } from './routes/auth.js'
 import { backchannelRoutes } from './routes/backchannel.js'
+import { eventRoutes } from './routes/events.js'
 import { healthRoutes } from './routes/health.js'
 import { proxyMiddleware } from './routes/proxy.js'
 import type { AppEnv, Deps } from './types.js'
@@ -31,16 +32,26 @@ export function createApp(deps: Deps): Hono<AppEnv> {
 
   app.route('/auth', authRoutes(deps))
   app.route('/auth', backchannelRoutes(deps))
+  app.route('/auth', eventRoutes(deps))
   app.route('/', healthRoutes(deps))
   app.use('*', proxyMiddleware(deps))
 
   if (deps.config.staticDir) {
     const root = deps.config.staticDir
-    app.use('*', serveStatic({ root }))
+    // HTML shows who is signed in: never from a cache, not even the back/forward
+    // cache, after a logout (OWASP session management: web content caching).
+    const noStoreHtml = serveStatic<AppEnv>({
+      root,
+      onFound: (path, c) => {
+        if (path.endsWith('.html')) c.header('cache-control', 'no-store')
+      },
+    })
+    app.use('*', noStoreHtml)
     // Client-side routing: unknown page paths get the SPA's index.html.
     app.get('*', async (c, next) => {
       if (!(c.req.header('accept') ?? '').includes('text/html')) return next()
-      return serveStatic({ root, path: 'index.html' })(c, next)
+      c.header('cache-control', 'no-store')
+      return serveStatic<AppEnv>({ root, path: 'index.html' })(c, next)
     })
   }
 

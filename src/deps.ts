@@ -7,6 +7,7 @@ import { MemorySessionStore } from './session/memory-store.js'
 import { createRedisClient, RedisSessionStore } from './session/redis-store.js'
 import { SessionManager } from './session/sessions.js'
 import type { SessionStore } from './session/store.js'
+import { SessionEventHub } from './session/events.js'
 import { SessionTerminator } from './session/terminate.js'
 import { TransactionStore } from './session/transactions.js'
 import { TokenService } from './tokens/refresh.js'
@@ -50,6 +51,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     tokens,
     transactions: new TransactionStore(store, keyring),
     terminator,
+    events: new SessionEventHub(store, logger),
     now,
   }
 }

@@ -50,6 +50,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     port,
     deps,
     async close() {
+      // Open event streams would hold the server open: end them first.
+      await deps.events.close()
+      deps.terminator.close()
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         // Idle keep-alive sockets would hold close() open.

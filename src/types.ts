@@ -7,6 +7,7 @@ import type { Logger } from './log.js'
 import type { TokenService } from './tokens/refresh.js'
 import type { TransactionStore } from './session/transactions.js'
 import type { SessionTerminator } from './session/terminate.js'
+import type { SessionEventHub } from './session/events.js'
 
 /** Everything the app needs, built once by createDeps (or by tests). */
 export interface Deps {
@@ -18,6 +19,7 @@ export interface Deps {
   readonly tokens: TokenService
   readonly transactions: TransactionStore
   readonly terminator: SessionTerminator
+  readonly events: SessionEventHub
   readonly now: () => number
 }
 

@@ -174,6 +174,11 @@ function updateCountdowns() {
   if (ended && !state.busy && Date.now() - state.lastEndCheck > 10_000) {
     state.lastEndCheck = Date.now()
     loadSession()
+// A page restored from the back/forward cache shows what it showed when it was
+// left; after a sign-out that would be a signed-in view. Ask the server again.
+addEventListener('pageshow', (event) => {
+  if (event.persisted) loadSession()
+})
   }
 }
 

@@ -97,6 +97,21 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
     }
   })
 
+  it('sessions list and revoke work against the running instances, and the revoke is audited', async () => {
+    const { jar } = await login(world.bff.url, { username: 'kim' })
+    const listed = run(['sessions', 'list', '--sub', 'kim', '--json'], world.bff.env)
+    expect(listed.status).toBe(0)
+    const sid = (JSON.parse(listed.stdout.trim()) as { sid: string }).sid
+    const revoked = run(['sessions', 'revoke', '--sid', sid], world.bff.env)
+    expect(revoked.status).toBe(0)
+    expect(revoked.stdout).toContain(`revoked ${sid}`)
+    const audit = revoked.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(audit.some((l) => l.audit === true && l.event === 'session_revoked' && l.sid === sid)).toBe(true)
+    expect((await spaFetch(world.bff, jar, '/auth/session')).status).toBe(401)
+    expect(run(['sessions', 'revoke'], world.bff.env).status).toBe(2)
+    expect(run(['sessions', 'revoke', '--sid', 'a', '--sub', 'b'], world.bff.env).status).toBe(2)
+  })
+
   it('refuses to start with a bad environment, naming the problem', () => {
     const r = run(['serve'], { ...world.bff.env, BFF_ENCRYPTION_KEYS: 'bad' })
     expect(r.status).toBe(1)

@@ -1,0 +1,76 @@
+import { Hono } from 'hono'
+import { streamSSE } from 'hono/streaming'
+import { BffError } from '../errors.js'
+import { auditFor, currentSession } from '../http.js'
+import type { AppEnv, Deps } from '../types.js'
+
+const HEARTBEAT_MS = 25_000
+
+/**
+ * `GET /auth/events`: server-sent events that tell an open tab its session
+ * ended (logout in another tab, back-channel logout, an administrator's revoke,
+ * a rejected refresh, or expiry), on whichever instance it happened. Reading it
+ * neither slides the idle timeout nor needs the X-CSRF header (EventSource
+ * cannot send one), so it is limited to same-origin requests by Fetch Metadata
+ * and Origin instead.
+ */
+export function eventRoutes(deps: Deps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+
+  app.get('/events', async (c) => {
+    const origin = c.req.header('origin')
+    if (c.req.header('sec-fetch-site') === 'cross-site' || (origin !== undefined && origin !== deps.config.publicOrigin)) {
+      auditFor(c, 'csrf_rejected', { outcome: 'failure', reason: 'cross-site event stream', path: c.req.path })
+      throw new BffError('csrf_failed', 'The event stream is for the application itself.')
+    }
+    const session = await currentSession(c, deps, { slide: false })
+    if (!session) throw new BffError('login_required', 'No active session.')
+    const { sid } = session
+
+    c.header('cache-control', 'no-store')
+    c.header('x-accel-buffering', 'no')
+    return streamSSE(c, async (stream) => {
+      let finish!: () => void
+      const done = new Promise<void>((resolve) => (finish = resolve))
+      let ended = false
+      const end = async (reason: string) => {
+        if (ended) return
+        ended = true
+        await stream.writeSSE({ event: 'session_ended', data: JSON.stringify({ reason }) }).catch(() => {})
+        finish()
+      }
+
+      const stopListening = await deps.events.listen(sid, (e) => void end(e.reason))
+      const stopOnClose = deps.events.onClose(finish)
+      // Expiry produces no event, so check when the session would lapse.
+      let timer: NodeJS.Timeout | undefined
+      const watch = (at: number) => {
+        timer = setTimeout(async () => {
+          try {
+            const r = await deps.sessions.store.readSession(sid, { slideMs: 0, now: deps.now() })
+            if (!r) return void end('session_expired')
+            watch(Math.min(r.entry.absExp, deps.now() + r.ttlMs))
+          } catch {
+            watch(deps.now() + 5000) // the store is down: look again shortly, keep the stream
+          }
+        }, Math.max(100, at - deps.now() + 100))
+      }
+      watch(Math.min(session.absExp, session.idleExp))
+      const heartbeat = setInterval(() => void stream.write(': keep-alive\n\n').catch(() => finish()), HEARTBEAT_MS)
+      stream.onAbort(() => finish())
+
+      await stream.writeSSE({
+        event: 'session',
+        data: JSON.stringify({ authenticated: true, expiresAt: Math.floor(session.absExp / 1000) }),
+        retry: 5000,
+      })
+      await done
+      clearTimeout(timer)
+      clearInterval(heartbeat)
+      stopListening()
+      stopOnClose()
+    })
+  })
+
+  return app
+}

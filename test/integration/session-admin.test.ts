@@ -1,0 +1,168 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { doctor, listSessions, revokeSessions } from '../../src/commands.js'
+import { loadConfig } from '../../src/config.js'
+import type { TestBff } from '../helpers/bff.js'
+import { CookieJar, login } from '../helpers/login.js'
+import { freePort } from '../helpers/ports.js'
+import { sessionOf, spaFetch } from '../helpers/session.js'
+import { startWorld, type World } from '../helpers/world.js'
+
+let world: World
+let other: TestBff
+
+beforeAll(async () => {
+  world = await startWorld({ env: { BFF_SESSION_IDLE_TIMEOUT: '3' } })
+  other = await world.startInstance()
+})
+afterAll(() => world?.close())
+
+interface SseEvent {
+  event: string
+  data: string
+  at: number
+}
+
+/** Opens /auth/events like EventSource would, collecting events as they arrive. */
+async function openEvents(bff: TestBff, jar: CookieJar, headers: Record<string, string> = {}) {
+  const controller = new AbortController()
+  const res = await fetch(`${bff.url}/auth/events`, {
+    headers: { cookie: jar.header(bff.url), accept: 'text/event-stream', ...headers },
+    signal: controller.signal,
+  })
+  const events: SseEvent[] = []
+  let closed = false
+  const reading = (async () => {
+    if (!res.ok || !res.body) return
+    let buf = ''
+    try {
+      for await (const chunk of res.body) {
+        buf += Buffer.from(chunk as Uint8Array).toString()
+        let i
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i)
+          buf = buf.slice(i + 2)
+          const event = /^event: (.*)$/m.exec(block)?.[1]
+          const data = /^data: (.*)$/m.exec(block)?.[1] ?? ''
+          if (event) events.push({ event, data, at: Date.now() })
+        }
+      }
+    } catch {
+      // aborted
+    }
+    closed = true
+  })()
+  const waitFor = async (name: string, timeoutMs: number): Promise<SseEvent> => {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const e = events.find((x) => x.event === name)
+      if (e) return e
+      if (Date.now() > deadline) throw new Error(`no ${name} event within ${timeoutMs} ms; got ${JSON.stringify(events)}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+  return { res, events, waitFor, isClosed: () => closed, close: () => controller.abort(), done: reading }
+}
+
+describe('GET /auth/events tells open tabs their session ended', () => {
+  it('a logout on another instance arrives as session_ended within a second, and the stream closes', async () => {
+    const { jar } = await login(world.bff.url)
+    const stream = await openEvents(world.bff, jar)
+    expect(stream.res.status).toBe(200)
+    expect(stream.res.headers.get('content-type')).toContain('text/event-stream')
+    await stream.waitFor('session', 2000)
+    const t0 = Date.now()
+    expect((await spaFetch(other, jar, '/auth/logout', { method: 'POST' })).status).toBe(200)
+    const ended = await stream.waitFor('session_ended', 1000)
+    expect(ended.at - t0).toBeLessThan(1000)
+    expect(JSON.parse(ended.data)).toEqual({ reason: 'logout' })
+    await stream.done
+    expect(stream.isClosed()).toBe(true)
+  })
+
+  it('a back-channel logout and an administrator revoke arrive too', async () => {
+    const a = await login(world.bff.url, { username: 'hank' })
+    const streamA = await openEvents(other, a.jar)
+    await streamA.waitFor('session', 2000)
+    const sid = (await sessionOf(world.bff, a.jar))!.sid
+    expect(await revokeSessions(world.bff.config, { sid }, () => {})).toBe(0)
+    expect(JSON.parse((await streamA.waitFor('session_ended', 1000)).data)).toEqual({ reason: 'session_revoked' })
+    streamA.close()
+  })
+
+  it('expiry arrives as session_expired; reading the stream does not slide the session', async () => {
+    const { jar } = await login(world.bff.url)
+    const stream = await openEvents(world.bff, jar)
+    await stream.waitFor('session', 2000)
+    const ended = await stream.waitFor('session_ended', 5000)
+    expect(JSON.parse(ended.data)).toEqual({ reason: 'session_expired' })
+    expect((await spaFetch(world.bff, jar, '/auth/session')).status).toBe(401)
+  })
+
+  it('needs a session, and refuses cross-site requests', async () => {
+    const anon = await openEvents(world.bff, new CookieJar())
+    expect(anon.res.status).toBe(401)
+    const { jar } = await login(world.bff.url)
+    const cross = await openEvents(world.bff, jar, { 'sec-fetch-site': 'cross-site' })
+    expect(cross.res.status).toBe(403)
+    const foreign = await openEvents(world.bff, jar, { origin: 'https://evil.example' })
+    expect(foreign.res.status).toBe(403)
+  })
+})
+
+describe('tokenward sessions list / revoke', () => {
+  it('lists a user’s sessions without tokens, and revoking by sub ends them on every instance and at the IdP', async () => {
+    const a1 = await login(world.bff.url, { username: 'ivy' })
+    const a2 = await login(world.bff.url, { username: 'ivy' })
+    const b = await login(world.bff.url, { username: 'jack' })
+    const s1 = (await sessionOf(world.bff, a1.jar))!
+    const lines: string[] = []
+    expect(await listSessions(world.bff.config, 'ivy', true, (l) => lines.push(l))).toBe(0)
+    const rows = lines.map((l) => JSON.parse(l) as Record<string, string>)
+    expect(rows.map((r) => r.sid).sort()).toEqual([s1.sid, (await sessionOf(world.bff, a2.jar))!.sid].sort())
+    for (const r of rows) expect(Object.keys(r).sort()).toEqual(['created', 'expires', 'idleExpires', 'lastUsed', 'sid', 'sub'])
+    expect(lines.join('\n')).not.toContain(s1.data.accessToken)
+    expect(lines.join('\n')).not.toContain(s1.data.refreshToken!)
+
+    const revocations = world.idp.counts.revocations
+    const out: string[] = []
+    expect(await revokeSessions(world.bff.config, { sub: 'ivy' }, (l) => out.push(l))).toBe(0)
+    expect(out.filter((l) => l.startsWith('revoked '))).toHaveLength(2)
+    expect(world.idp.counts.revocations).toBe(revocations + 2)
+    for (const bff of [world.bff, other]) {
+      expect((await spaFetch(bff, a1.jar, '/auth/session')).status).toBe(401)
+      expect((await spaFetch(bff, a2.jar, '/auth/session')).status).toBe(401)
+      expect((await spaFetch(bff, b.jar, '/auth/session')).status).toBe(200)
+    }
+    const after: string[] = []
+    await listSessions(world.bff.config, 'ivy', false, (l) => after.push(l))
+    expect(after[0]).toBe('0 session(s) for sub ivy')
+  })
+
+  it('revoking an unknown sid says so and exits 1', async () => {
+    const out: string[] = []
+    expect(await revokeSessions(world.bff.config, { sid: 'no-such-session' }, (l) => out.push(l))).toBe(1)
+    expect(out).toContain('no matching session')
+  })
+})
+
+describe('tokenward doctor', () => {
+  it('reports Redis and what the IdP supports', async () => {
+    const out: string[] = []
+    expect(await doctor(world.bff.config, (l) => out.push(l))).toBe(0)
+    const text = out.join('\n')
+    expect(text).toMatch(/^ok +redis: write, read and delete/m)
+    expect(text).toMatch(/^ok +PKCE S256/m)
+    expect(text).toMatch(/^ok +revocation \(RFC 7009\)/m)
+    expect(text).toMatch(/^ok +back-channel logout: supported/m)
+    expect(text).toMatch(/^ok +iss in authorization response/m)
+  })
+
+  it('fails, naming what is down, when Redis and the IdP do not answer', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`
+    const config = loadConfig({ ...world.bff.env, BFF_REDIS_URL: `redis://127.0.0.1:${await freePort()}`, BFF_ISSUER: dead })
+    const out: string[] = []
+    expect(await doctor(config, (l) => out.push(l))).toBe(1)
+    expect(out.some((l) => l.startsWith('FAIL  redis'))).toBe(true)
+    expect(out.some((l) => l.startsWith('FAIL  idp discovery'))).toBe(true)
+  })
+})
