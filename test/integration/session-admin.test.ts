@@ -166,3 +166,24 @@ describe('tokenward doctor', () => {
     expect(out.some((l) => l.startsWith('FAIL  idp discovery'))).toBe(true)
   })
 })
+
+describe('revocation when the IdP is down (SECURITY-CHECKLIST #46)', () => {
+  it('logout still ends the local session at once, and the revocation is retried until the IdP answers', async () => {
+    const { jar } = await login(world.bff.url, { username: 'liam' })
+    const before = world.idp.counts.revocations
+    await world.idp.stop()
+    let res: Response
+    try {
+      res = await spaFetch(world.bff, jar, '/auth/logout', { method: 'POST' })
+      expect(res.status).toBe(200)
+      expect((await spaFetch(world.bff, jar, '/auth/session')).status).toBe(401)
+      expect(world.bff.server.deps.terminator.pendingRetries).toBeGreaterThan(0)
+    } finally {
+      await world.idp.start()
+    }
+    const deadline = Date.now() + 8000
+    while (world.idp.counts.revocations === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    expect(world.idp.counts.revocations).toBe(before + 1)
+    expect(world.bff.logs.some((l) => l.includes('refresh token revoked after retry'))).toBe(true)
+  })
+})
