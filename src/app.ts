@@ -13,6 +13,23 @@ import type { AppEnv, Deps } from './types.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
+const ENDPOINTS = new Set([
+  '/auth/login',
+  '/auth/callback',
+  '/auth/session',
+  '/auth/logout',
+  '/auth/events',
+  '/auth/backchannel-logout',
+  '/healthz',
+  '/readyz',
+  '/metrics',
+])
+
+/** A bounded label for requests that are not proxied (the proxy labels its own). */
+function routeLabel(path: string): string {
+  return ENDPOINTS.has(path) ? path : 'other'
+}
+
 /**
  * Builds the HTTP application from its dependencies. Reads no environment and
  * does no I/O of its own, so tests mount it with whatever deps they need.
@@ -25,9 +42,15 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID()
     c.set('requestId', requestId)
     c.set('log', lazyChild(deps.logger, { requestId }))
-    await next()
-    // The proxy writes its response straight to the socket; it adds the id itself.
-    if (!c.env?.outgoing?.headersSent) c.header('x-request-id', requestId)
+    try {
+      await next()
+    } finally {
+      const sent = c.env?.outgoing?.headersSent
+      // The proxy writes its response straight to the socket; it adds the id itself.
+      if (!sent) c.header('x-request-id', requestId)
+      const status = sent ? c.env!.outgoing!.statusCode : c.res.status
+      deps.metrics.requests.inc({ route: c.get('route') ?? routeLabel(c.req.path), method: c.req.method, status })
+    }
   })
 
   app.route('/auth', authRoutes(deps))

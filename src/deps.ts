@@ -1,6 +1,7 @@
 import type { Config } from './config.js'
 import { Keyring } from './crypto/keyring.js'
 import type { Logger } from './log.js'
+import { Metrics } from './metrics.js'
 import { OidcClient, type OidcClientOptions } from './oidc/client.js'
 import { CookieSealer } from './session/cookie.js'
 import { MemorySessionStore } from './session/memory-store.js'
@@ -21,15 +22,27 @@ export interface DepsOptions {
   now?: () => number
 }
 
-export function createStore(config: Config, kind: 'redis' | 'memory'): SessionStore {
-  return kind === 'memory' ? new MemorySessionStore() : new RedisSessionStore(createRedisClient(config.redis), config.redis.prefix)
+export function createStore(config: Config, kind: 'redis' | 'memory', metrics?: Metrics): SessionStore {
+  if (kind === 'memory') return new MemorySessionStore()
+  return new RedisSessionStore(createRedisClient(config.redis), config.redis.prefix, { onError: () => metrics?.storeErrors.inc() })
+}
+
+/** Counting sessions scans the store: do it at most every 30 s, whatever the scrape rate. */
+function cachedCount(count: () => Promise<number | undefined>): () => Promise<number | undefined> {
+  let last: { at: number; value: Promise<number | undefined> } | undefined
+  return () => {
+    if (!last || Date.now() - last.at > 30_000) last = { at: Date.now(), value: count().catch(() => undefined) }
+    return last.value
+  }
 }
 
 /** Wires the dependencies once at startup. Does not wait for Redis or the IdP. */
 export function createDeps(config: Config, options: DepsOptions): Deps {
   const now = options.now ?? Date.now
   const { logger } = options
-  const store = typeof options.store === 'object' ? options.store : createStore(config, options.store ?? 'redis')
+  let store: SessionStore | undefined
+  const metrics = new Metrics({ activeSessions: cachedCount(() => store!.countSessions()) })
+  store = typeof options.store === 'object' ? options.store : createStore(config, options.store ?? 'redis', metrics)
   const keyring = new Keyring(config.encryptionKeys)
   const sessions = new SessionManager({
     store,
@@ -41,7 +54,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
   })
   const oidc = new OidcClient(config, { timeout: 10, ...options.oidc })
   const terminator = new SessionTerminator({ sessions, oidc, logger })
-  const tokens = new TokenService({ config, sessions, oidc, logger, terminator, now })
+  const tokens = new TokenService({ config, sessions, oidc, logger, terminator, metrics, now })
   return {
     config,
     logger,
@@ -52,6 +65,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     transactions: new TransactionStore(store, keyring),
     terminator,
     events: new SessionEventHub(store, logger),
+    metrics,
     now,
   }
 }

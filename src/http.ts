@@ -59,6 +59,7 @@ export function checkCsrf(c: Ctx, deps: Deps): void {
     if (origin !== undefined && origin !== deps.config.publicOrigin) reason = 'foreign Origin'
   }
   if (reason) {
+    deps.metrics.csrfRejections.inc()
     auditFor(c, 'csrf_rejected', { outcome: 'failure', reason, method: c.req.method, path: c.req.path })
     throw new BffError('csrf_failed', 'This request must come from the application itself (X-CSRF: 1, same origin).', {
       logDetail: reason,

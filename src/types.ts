@@ -4,6 +4,7 @@ import type { CookieSealer } from './session/cookie.js'
 import type { SessionManager } from './session/sessions.js'
 import type { OidcClient } from './oidc/client.js'
 import type { Logger } from './log.js'
+import type { Metrics } from './metrics.js'
 import type { TokenService } from './tokens/refresh.js'
 import type { TransactionStore } from './session/transactions.js'
 import type { SessionTerminator } from './session/terminate.js'
@@ -20,6 +21,7 @@ export interface Deps {
   readonly transactions: TransactionStore
   readonly terminator: SessionTerminator
   readonly events: SessionEventHub
+  readonly metrics: Metrics
   readonly now: () => number
 }
 
@@ -29,5 +31,7 @@ export interface AppEnv {
   Variables: {
     requestId: string
     log: Logger
+    /** The metrics label for this request: a route prefix or a tokenward endpoint. */
+    route?: string
   }
 }

@@ -17,6 +17,14 @@ export function healthRoutes(deps: Deps): Hono<AppEnv> {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }, 200, { 'cache-control': 'no-store' }))
 
+  // Prometheus text format. Serve it to your scraper, not to the internet: route
+  // only tokenward's public paths through the ingress.
+  app.get('/metrics', async (c) => {
+    c.header('content-type', deps.metrics.contentType)
+    c.header('cache-control', 'no-store')
+    return c.body(await deps.metrics.metrics())
+  })
+
   app.get('/readyz', async (c) => {
     const down: string[] = []
     const [store, idp] = await Promise.allSettled([

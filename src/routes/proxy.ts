@@ -38,6 +38,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
       throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
     }
     const { route, target } = match
+    c.set('route', route.prefix)
     const method = c.req.method
     if (route.methods && !route.methods.includes(method)) {
       c.header('allow', route.methods.join(', '))
@@ -64,6 +65,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         session = at.session
         authorization = authorizationHeader(at.type, at.token)
       }
+      const started = performance.now()
       const res = await sendUpstream({
         target,
         method,
@@ -74,6 +76,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         maxBodyBytes: route.maxBodyBytes,
         hasBody,
       })
+      deps.metrics.upstreamDuration.observe({ route: route.prefix, status: res.statusCode ?? 0 }, (performance.now() - started) / 1000)
       // One refresh and one retry when the upstream rejects the token itself,
       // only for requests without a body: a streamed body cannot be replayed.
       if (

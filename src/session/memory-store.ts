@@ -145,6 +145,11 @@ export class MemorySessionStore implements SessionStore {
     }
   }
 
+  async countSessions(): Promise<number> {
+    this.#sweep()
+    return this.#sessions.size
+  }
+
   async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {
     this.#transactions.set(id, { value: payload, expiresAt: this.#now() + ttlMs })
   }

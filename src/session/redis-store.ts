@@ -145,7 +145,10 @@ export class RedisSessionStore implements SessionStore {
   readonly #redis: Client & ScriptCommands
   readonly #prefix: string
 
-  constructor(redis: Client, prefix: string) {
+  readonly #onError: () => void
+
+  constructor(redis: Client, prefix: string, options: { onError?: () => void } = {}) {
+    this.#onError = options.onError ?? (() => {})
     redis.defineCommand('twRead', { numberOfKeys: 1, lua: READ_SCRIPT })
     redis.defineCommand('twReplace', { numberOfKeys: 2, lua: REPLACE_SCRIPT })
     redis.defineCommand('twAcquire', { numberOfKeys: 2, lua: ACQUIRE_SCRIPT })
@@ -215,6 +218,7 @@ export class RedisSessionStore implements SessionStore {
       await this.#ready()
       return await op()
     } catch (cause) {
+      this.#onError()
       throw new SessionStoreUnavailableError({ cause, logDetail: cause instanceof Error ? cause.message : String(cause) })
     }
   }
@@ -319,6 +323,22 @@ export class RedisSessionStore implements SessionStore {
 
   get #channel(): string {
     return `${this.#prefix}events`
+  }
+
+  async countSessions(): Promise<number | undefined> {
+    const r = this.#redis
+    // Cluster: each master holds a share of the keys.
+    const nodes = r instanceof Cluster ? r.nodes('master') : [r]
+    let n = 0
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await this.#run(() => node.scan(cursor, 'MATCH', `${this.#prefix}s:*`, 'COUNT', 1000))
+        cursor = next
+        n += keys.length
+      } while (cursor !== '0')
+    }
+    return n
   }
 
   async putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void> {

@@ -70,6 +70,8 @@ export interface SessionStore {
   publish(event: SessionEvent): Promise<void>
   /** Receives every instance's events until the returned function is called. */
   subscribe(listener: (event: SessionEvent) => void): Promise<() => Promise<void>>
+  /** Approximately how many sessions exist (for metrics); undefined when the store cannot say cheaply. */
+  countSessions(): Promise<number | undefined>
   /** Login transactions: short-lived, single-use. */
   putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void>
   /** Atomically reads and deletes (GETDEL), so a transaction can be used once only (RFC 9700 §4.2.4). */

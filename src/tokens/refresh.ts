@@ -6,6 +6,7 @@ import { audit, type Logger } from '../log.js'
 import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type TokenResult } from '../oidc/client.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
 import type { EndReason, SessionTerminator } from '../session/terminate.js'
+import type { Metrics, RefreshOutcome } from '../metrics.js'
 
 export interface TokenServiceOptions {
   config: Config
@@ -13,6 +14,7 @@ export interface TokenServiceOptions {
   oidc: OidcClient
   logger: Logger
   terminator: SessionTerminator
+  metrics?: Metrics
   now: () => number
   /** Refresh lease in ms, renewed every third of it while the refresh runs. */
   leaseMs?: number
@@ -47,6 +49,10 @@ export class TokenService {
     this.#o = options
     this.#leaseMs = options.leaseMs ?? 5000
     this.#lockWaitMs = options.lockWaitMs ?? 15_000
+  }
+
+  #count(outcome: RefreshOutcome): void {
+    this.#o.metrics?.refreshes.inc({ outcome })
   }
 
   /** Ends a session the refresh found dead, through the terminator (index cleanup, event, revocation, audit). */
@@ -86,14 +92,20 @@ export class TokenService {
     // Done when someone else already did the work: a forced refresh (after an
     // upstream 401) is satisfied by any newer version.
     const done = (s: Session) => (force ? s.version !== seen.version : !this.needsRefresh(s))
-    const deadline = this.#o.now() + this.#lockWaitMs
+    const started = this.#o.now()
+    const deadline = started + this.#lockWaitMs
+    const waited = () => this.#o.metrics?.refreshLockWait.observe((this.#o.now() - started) / 1000)
     for (;;) {
       const session = await sessions.loadBySid(seen.sid, { slide: false })
       if (!session) throw new LoginRequiredError('The session has ended.')
-      if (done(session)) return session
+      if (done(session)) {
+        waited()
+        return session
+      }
       const token = randomUUID()
       const { acquired, journal } = await store.acquireRefreshLock(session.sid, token, this.#leaseMs)
       if (acquired) {
+        waited()
         try {
           // Re-read under the lock: the previous holder may have finished between
           // our read and our acquire (the stale-read bug of dotnet/aspnetcore#56170).
@@ -104,6 +116,7 @@ export class TokenService {
             // A holder died after it may have redeemed this refresh token. Using it
             // again could trip the IdP's reuse detection (RFC 9700 §4.14.2), so the
             // session fails closed and visibly instead.
+            this.#count('interrupted')
             await this.#end(fresh, 'refresh_failed', true, 'a previous refresh was interrupted')
             throw new LoginRequiredError('The session has ended; please sign in again.')
           }
@@ -113,6 +126,7 @@ export class TokenService {
         }
       }
       if (this.#o.now() >= deadline) {
+        this.#count('lock_timeout')
         throw new IdpUnavailableError({ logDetail: 'timed out waiting for another instance to refresh' })
       }
       await delay(POLL_MS)
@@ -152,10 +166,13 @@ export class TokenService {
       tokens = await this.#o.oidc.refreshTokenGrant(refreshToken)
     } catch (err) {
       if (isFatalGrantError(err)) {
+        this.#count('rejected')
+        if ((err as { error?: string }).error === 'invalid_grant') this.#o.metrics?.invalidGrants.inc()
         await this.#end(session, 'refresh_token_rejected', false, describe(err))
         throw new LoginRequiredError('The session has ended; please sign in again.')
       }
       if (isTransientIdpError(err)) {
+        this.#count('idp_unavailable')
         audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
         // The IdP did not answer: treat the token as not redeemed and keep the
         // session (CONTRACT.md). Had it rotated anyway, the next refresh gets
@@ -165,12 +182,14 @@ export class TokenService {
       }
       // The IdP answered but the response was unusable (for example an invalid ID
       // token): the refresh token may be spent, so the session fails closed.
+      this.#count('failed')
       await this.#end(session, 'refresh_failed', true, `unusable refresh response: ${describe(err)}`)
       throw new LoginRequiredError('The session has ended; please sign in again.')
     }
 
     const mismatch = idTokenMismatch(session.data, tokens)
     if (mismatch) {
+      this.#count('failed')
       await this.#end(session, 'refresh_token_rejected', true, mismatch)
       throw new LoginRequiredError('The session has ended; please sign in again.')
     }
@@ -197,6 +216,7 @@ export class TokenService {
       logger.warn({ sid: session.sid, result }, 'session changed during refresh; discarding the new tokens')
       throw new LoginRequiredError('The session has ended.')
     }
+    this.#count('success')
     audit(logger, 'refresh', { outcome: 'success', sub: data.sub, sid: session.sid, rotated: Boolean(tokens.refreshToken) })
     return updated
   }
