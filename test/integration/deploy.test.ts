@@ -1,0 +1,801 @@
+// The deployment files (deploy/, docker-compose.yml, .dockerignore) checked
+// against the code they deploy. No Docker daemon, compose plugin, cluster or
+// helm binary is assumed, so the files have to be right by construction: this
+// test is what keeps them right when src/ changes (a renamed variable, a moved
+// probe, a new runtime dependency that the production image would lack).
+
+import { execFile, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { builtinModules } from 'node:module'
+import { basename, join, posix } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parse, parseAllDocuments } from 'yaml'
+import { loadConfig } from '../../src/config.js'
+import { startServer } from '../../src/server.js'
+
+const root = join(import.meta.dirname, '..', '..')
+const read = (path: string): string => readFileSync(join(root, path), 'utf8')
+const tmp = join(root, '.test-dist', `deploy-${process.pid}`)
+afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+
+type Env = Record<string, string | undefined>
+
+// ---------------------------------------------------------------------------
+// What the code reads
+
+/** Every BFF_* name src/config.ts mentions: the variables tokenward reads. */
+const configVars = new Set(read('src/config.ts').match(/\bBFF_[A-Z0-9_]+/g))
+
+/** CONTRACT.md's required variables (BFF_CLIENT_SECRET: unless private_key_jwt). */
+const REQUIRED = ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_CLIENT_SECRET', 'BFF_ROUTES', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']
+
+const bffNames = (text: string): string[] => [...new Set(text.match(/\bBFF_[A-Z0-9_]+/g) ?? [])]
+
+/** Valid values for the secrets the deploy files must never contain. */
+function generatedSecrets(): Record<string, string> {
+  return {
+    BFF_CLIENT_SECRET: randomBytes(24).toString('base64url'),
+    BFF_COOKIE_SECRET: randomBytes(32).toString('base64url'),
+    BFF_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Kubernetes objects, as far as these checks look into them
+
+interface Meta { name: string, labels?: Record<string, string> }
+interface Probe { httpGet?: { path: string, port: string | number } }
+interface SecurityContext {
+  runAsNonRoot?: boolean
+  runAsUser?: number
+  readOnlyRootFilesystem?: boolean
+  allowPrivilegeEscalation?: boolean
+  privileged?: boolean
+  capabilities?: { drop?: string[], add?: string[] }
+  seccompProfile?: { type: string }
+}
+interface Container {
+  name: string
+  image: string
+  command?: string[]
+  args?: string[]
+  ports?: Array<{ name?: string, containerPort: number }>
+  env?: Array<{ name: string, value?: string }>
+  envFrom?: Array<{ configMapRef?: { name: string }, secretRef?: { name: string } }>
+  livenessProbe?: Probe
+  readinessProbe?: Probe
+  lifecycle?: { preStop?: { exec?: { command: string[] }, sleep?: { seconds: number } } }
+  resources?: { requests?: Record<string, unknown>, limits?: Record<string, unknown> }
+  securityContext?: SecurityContext
+}
+interface Deployment {
+  kind: 'Deployment'
+  metadata: Meta
+  spec: {
+    replicas: number
+    selector: { matchLabels: Record<string, string> }
+    template: {
+      metadata: Meta
+      spec: {
+        containers: Container[]
+        securityContext?: SecurityContext
+        terminationGracePeriodSeconds?: number
+      }
+    }
+  }
+}
+interface K8sObject {
+  apiVersion: string
+  kind: string
+  metadata: Meta
+  data?: Record<string, unknown>
+  stringData?: Record<string, unknown>
+  spec?: Record<string, unknown>
+}
+
+function parseManifests(text: string, where: string): K8sObject[] {
+  const objects: K8sObject[] = []
+  for (const doc of parseAllDocuments(text)) {
+    expect(doc.errors.map((e) => e.message), `YAML errors in ${where}`).toEqual([])
+    const value = doc.toJS() as K8sObject | null
+    if (value === null) continue
+    expect(value.apiVersion, `${where}: apiVersion`).toBeTypeOf('string')
+    expect(value.kind, `${where}: kind`).toBeTypeOf('string')
+    expect(value.metadata?.name, `${where}: metadata.name`).toBeTypeOf('string')
+    objects.push(value)
+  }
+  return objects
+}
+
+/** The environment a pod gets from a ConfigMap and then a Secret (envFrom: the last source wins). */
+function envFrom(configMap: K8sObject, secret: K8sObject | undefined): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const [k, v] of Object.entries(configMap.data ?? {})) env[k] = String(v)
+  for (const [k, v] of Object.entries(secret?.data ?? {})) env[k] = Buffer.from(String(v), 'base64').toString('utf8')
+  for (const [k, v] of Object.entries(secret?.stringData ?? {})) env[k] = String(v)
+  return env
+}
+
+/** Placeholder secret values swapped for valid generated ones; every swapped one must be a placeholder. */
+function withRealSecrets(env: Record<string, string>): Env {
+  const real = generatedSecrets()
+  const out: Env = { ...env }
+  for (const [k, v] of Object.entries(env)) {
+    if (/REPLACE|change-?me|<.*>/i.test(v)) {
+      expect(real[k], `no generated value for the placeholder in ${k}`).toBeDefined()
+      out[k] = real[k]
+    }
+  }
+  return out
+}
+
+/** tokenward's own drain limit after SIGTERM (src/cli.ts), when it can be found. */
+function drainSeconds(): number | undefined {
+  const m = /setTimeout\(\(\) => process\.exit\(1\),\s*([\d_]+)\)/.exec(read('src/cli.ts'))
+  return m ? Number(m[1]!.replace(/_/g, '')) / 1000 : undefined
+}
+
+/**
+ * The checks every tokenward Deployment must pass, for deploy/k8s and for the
+ * rendered Helm chart alike. Returns the container and its ConfigMap and Secret.
+ */
+function checkDeployment(objects: K8sObject[], where: string): { container: Container, configMap: K8sObject, secret: K8sObject | undefined, deployment: Deployment } {
+  const deployments = objects.filter((o) => o.kind === 'Deployment') as unknown as Deployment[]
+  expect(deployments, `${where}: one Deployment`).toHaveLength(1)
+  const deployment = deployments[0]!
+  const { spec } = deployment
+  expect(spec.replicas, `${where}: replicas`).toBeGreaterThanOrEqual(2)
+  const podLabels = spec.template.metadata.labels ?? {}
+  expect(podLabels, `${where}: the selector matches the pod labels`).toMatchObject(spec.selector.matchLabels)
+
+  const pod = spec.template.spec
+  const container = pod.containers.find((c) => c.name === 'tokenward') ?? pod.containers[0]!
+  expect(container, `${where}: a tokenward container`).toBeDefined()
+  // The image's CMD (node dist/cli.js serve) is what runs: nothing overrides it.
+  expect(container.command, `${where}: no command override`).toBeUndefined()
+  expect(container.args, `${where}: no args override`).toBeUndefined()
+
+  // Restrictive security settings, on the container or inherited from the pod.
+  const sc: SecurityContext = { ...pod.securityContext, ...container.securityContext }
+  expect(sc.runAsNonRoot, `${where}: runAsNonRoot`).toBe(true)
+  expect(sc.readOnlyRootFilesystem, `${where}: readOnlyRootFilesystem`).toBe(true)
+  expect(sc.allowPrivilegeEscalation, `${where}: allowPrivilegeEscalation`).toBe(false)
+  expect(sc.privileged ?? false, `${where}: privileged`).toBe(false)
+  expect(sc.capabilities?.drop, `${where}: capabilities drop ALL`).toContain('ALL')
+  expect(sc.capabilities?.add ?? [], `${where}: no capabilities added`).toEqual([])
+  expect(sc.seccompProfile?.type, `${where}: seccompProfile`).toBe('RuntimeDefault')
+  if (sc.runAsUser !== undefined) expect(sc.runAsUser, `${where}: runAsUser`).toBeGreaterThan(0)
+
+  for (const kind of ['requests', 'limits'] as const) {
+    expect(container.resources?.[kind], `${where}: resources.${kind}`).toMatchObject({ cpu: expect.anything(), memory: expect.anything() })
+  }
+
+  // Probes on the container's own port, at the paths tokenward serves.
+  const port = container.ports?.find((p) => p.name === 'http') ?? container.ports?.[0]
+  expect(port?.containerPort, `${where}: containerPort`).toBeTypeOf('number')
+  const probePort = (probe: Probe | undefined): number | undefined => {
+    const p = probe?.httpGet?.port
+    return typeof p === 'number' ? p : container.ports?.find((cp) => cp.name === p)?.containerPort
+  }
+  expect(container.livenessProbe?.httpGet?.path, `${where}: liveness path`).toBe('/healthz')
+  expect(container.readinessProbe?.httpGet?.path, `${where}: readiness path`).toBe('/readyz')
+  expect(probePort(container.livenessProbe), `${where}: liveness port`).toBe(port!.containerPort)
+  expect(probePort(container.readinessProbe), `${where}: readiness port`).toBe(port!.containerPort)
+
+  // Endpoints drain before SIGTERM, and the drain fits the grace period.
+  const preStop = container.lifecycle?.preStop
+  const sleep = preStop?.sleep?.seconds ?? (preStop?.exec?.command[0] === 'sleep' ? Number(preStop.exec.command[1]) : NaN)
+  expect(sleep, `${where}: a preStop sleep`).toBeGreaterThan(0)
+  const grace = pod.terminationGracePeriodSeconds ?? 30
+  expect(grace, `${where}: terminationGracePeriodSeconds covers the preStop sleep`).toBeGreaterThan(sleep)
+  const drain = drainSeconds()
+  if (drain !== undefined) expect(grace, `${where}: terminationGracePeriodSeconds covers preStop + tokenward's ${drain} s drain`).toBeGreaterThan(sleep + drain)
+
+  // The env comes from a ConfigMap and a Secret of this set (Secret last, so it wins).
+  const configMapName = container.envFrom?.find((e) => e.configMapRef)?.configMapRef?.name
+  const secretName = container.envFrom?.find((e) => e.secretRef)?.secretRef?.name
+  expect(configMapName, `${where}: envFrom a ConfigMap`).toBeDefined()
+  expect(secretName, `${where}: envFrom a Secret`).toBeDefined()
+  expect(container.envFrom!.findIndex((e) => e.secretRef), `${where}: the Secret comes after the ConfigMap`)
+    .toBeGreaterThan(container.envFrom!.findIndex((e) => e.configMapRef))
+  const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === configMapName)
+  expect(configMap, `${where}: the ConfigMap ${configMapName}`).toBeDefined()
+  const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name === secretName)
+  for (const v of Object.values(configMap!.data ?? {})) expect(v, `${where}: ConfigMap values are strings`).toBeTypeOf('string')
+  for (const e of container.env ?? []) expect(configVars.has(e.name) || !e.name.startsWith('BFF_'), `${where}: env ${e.name}`).toBe(true)
+
+  // Service and PodDisruptionBudget select these pods.
+  const service = objects.find((o) => o.kind === 'Service') as { spec: { selector: Record<string, string>, ports: Array<{ targetPort: string | number }> } } | undefined
+  expect(service, `${where}: a Service`).toBeDefined()
+  expect(podLabels, `${where}: the Service selects the pods`).toMatchObject(service!.spec.selector)
+  for (const p of service!.spec.ports) expect([port!.name, port!.containerPort], `${where}: the Service's targetPort`).toContain(p.targetPort)
+  const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget') as { spec: { minAvailable: number, selector: { matchLabels: Record<string, string> } } } | undefined
+  expect(pdb?.spec.minAvailable, `${where}: PodDisruptionBudget minAvailable`).toBe(1)
+  expect(podLabels, `${where}: the PodDisruptionBudget selects the pods`).toMatchObject(pdb!.spec.selector.matchLabels)
+
+  return { container, configMap: configMap!, secret, deployment }
+}
+
+// ---------------------------------------------------------------------------
+// Dockerfile
+
+interface Instruction { op: string, args: string }
+interface Stage { name: string | undefined, instructions: Instruction[] }
+
+/** Logical instructions per stage: continuations joined, comments dropped. */
+function parseDockerfile(text: string): Stage[] {
+  const logical: string[] = []
+  let current = ''
+  for (const raw of text.split('\n')) {
+    const line = raw.trimEnd()
+    if (/^\s*#/.test(line) || (line.trim() === '' && current === '')) continue
+    if (line.endsWith('\\')) {
+      current += `${line.slice(0, -1)} `
+      continue
+    }
+    logical.push(`${current}${line}`.trim())
+    current = ''
+  }
+  const stages: Stage[] = []
+  for (const line of logical) {
+    const m = /^(\S+)\s*(.*)$/.exec(line)!
+    const op = m[1]!.toUpperCase()
+    const args = m[2]!
+    if (op === 'FROM') {
+      const from = /^(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args)
+      stages.push({ name: from?.[2], instructions: [] })
+    } else if (stages.length > 0) {
+      stages.at(-1)!.instructions.push({ op, args })
+    }
+  }
+  return stages
+}
+
+const ops = (stage: Stage, op: string): string[] => stage.instructions.filter((i) => i.op === op).map((i) => i.args)
+
+/** COPY sources and destination, flags removed. */
+function copies(stage: Stage): Array<{ from: string | undefined, sources: string[], dest: string }> {
+  return ops(stage, 'COPY').map((args) => {
+    const words = args.split(/\s+/)
+    const from = words.find((w) => w.startsWith('--from='))?.slice('--from='.length)
+    const paths = words.filter((w) => !w.startsWith('--'))
+    return { from, sources: paths.slice(0, -1), dest: paths.at(-1)! }
+  })
+}
+
+// ---------------------------------------------------------------------------
+
+describe('container image (deploy/Dockerfile)', () => {
+  const stages = parseDockerfile(read('deploy/Dockerfile'))
+  const runtime = stages.at(-1)!
+  const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>, bin: Record<string, string>, dependencies: Record<string, string> }
+  const outDir = join(tmp, 'dist')
+
+  // The production bundle, built the way the image's `npm run build` builds it
+  // (asserted below), into a directory of the test's own.
+  beforeAll(() => {
+    const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: root, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`build failed: ${r.stdout}${r.stderr}`)
+  }, 120_000)
+
+  it('the default (last) stage is the runtime stage and runs `node dist/cli.js serve`, as npm start does', () => {
+    expect(runtime.name).toBe('runtime')
+    const cmd = ops(runtime, 'CMD').at(-1)
+    expect(cmd).toBeDefined()
+    expect(JSON.parse(cmd!)).toEqual(['node', 'dist/cli.js', 'serve'])
+    expect(ops(runtime, 'ENTRYPOINT')).toEqual([])
+    expect(pkg.scripts.start).toBe('node dist/cli.js serve')
+    expect(pkg.bin.tokenward).toBe('dist/cli.js')
+  })
+
+  it('runs as a numeric non-root user, in production mode, with a curl-free HEALTHCHECK on /healthz', () => {
+    const user = ops(runtime, 'USER').at(-1)
+    expect(user, 'a USER in the runtime stage').toBeDefined()
+    // Numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+    const m = /^(\d+)(?::(\d+))?$/.exec(user!)
+    expect(m, `USER ${user} is numeric`).not.toBeNull()
+    expect(Number(m![1])).toBeGreaterThan(0)
+    expect(ops(runtime, 'ENV').some((e) => /\bNODE_ENV=production\b/.test(e))).toBe(true)
+    const health = ops(runtime, 'HEALTHCHECK')
+    expect(health).toHaveLength(1)
+    expect(health[0]).toMatch(/\bCMD\b/)
+    expect(health[0]).toContain('/healthz')
+    expect(health[0]).not.toMatch(/\b(curl|wget)\b/)
+    // The probe's port follows the server's: BFF_PORT, then PORT, then the default.
+    expect(health[0]).toContain('process.env.BFF_PORT||process.env.PORT||')
+  })
+
+  it('the HEALTHCHECK command is valid exec form and passes against a running tokenward, and fails without one', async () => {
+    // Docker silently falls back to shell form when the JSON is invalid, so parse it.
+    const health = ops(runtime, 'HEALTHCHECK')[0]!
+    const argv = JSON.parse(health.slice(health.indexOf('CMD') + 3).trim()) as string[]
+    expect(argv[0]).toBe('node')
+    const config = loadConfig({ ...envOf('deploy/k8s/configmap.yaml'), ...generatedSecrets(), BFF_HOST: '127.0.0.1', BFF_LOG_LEVEL: 'silent' })
+    const server = await startServer(config, { store: 'memory', port: 0 })
+    // Asynchronously: the server answers from this very process.
+    const run = (env: Env) => new Promise<number | null>((resolve) => {
+      execFile(process.execPath, argv.slice(1), { env: { PATH: process.env.PATH, ...env }, timeout: 10_000 }, (err) => {
+        resolve(err ? (typeof err.code === 'number' ? err.code : 1) : 0)
+      })
+    })
+    try {
+      expect(await run({ BFF_PORT: String(server.port) })).toBe(0)
+      expect(await run({ PORT: String(server.port) })).toBe(0)
+    } finally {
+      await server.close()
+    }
+    expect(await run({ BFF_PORT: String(server.port) })).not.toBe(0)
+  })
+
+  it('exposes the port tokenward listens on by default', () => {
+    const port = loadConfig({ ...envOf('deploy/k8s/configmap.yaml'), BFF_PORT: undefined, ...generatedSecrets() }).port
+    expect(ops(runtime, 'EXPOSE').flatMap((e) => e.split(/\s+/))).toContain(String(port))
+    expect(read('deploy/Dockerfile')).toContain(`||${port})+'/healthz'`)
+  })
+
+  it('the runtime stage holds only dist/, package.json, package-lock.json and production dependencies', () => {
+    const runs = ops(runtime, 'RUN')
+    expect(runs.some((r) => /\bnpm ci\b/.test(r) && /--omit=dev\b/.test(r))).toBe(true)
+    for (const r of runs) {
+      if (/\bnpm (ci|install|i)\b/.test(r)) expect(r, 'every install in the runtime stage omits dev dependencies').toMatch(/--omit=dev\b/)
+    }
+    const copied = copies(runtime).flatMap((c) => c.sources.map((s) => basename(s)))
+    expect(copied.sort()).toEqual(['dist', 'package-lock.json', 'package.json'])
+  })
+
+  it('the build stage runs npm ci and npm run build, whose output directory (dist/) the runtime stage copies', () => {
+    const fromBuild = copies(runtime).find((c) => c.from !== undefined)
+    expect(fromBuild, 'a COPY --from=<build stage>').toBeDefined()
+    const build = stages.find((s) => s.name === fromBuild!.from)
+    expect(build, `a stage named ${fromBuild!.from}`).toBeDefined()
+    const runs = ops(build!, 'RUN')
+    expect(runs.some((r) => /\bnpm ci\b/.test(r))).toBe(true)
+    expect(runs.some((r) => /\bnpm run build\b/.test(r))).toBe(true)
+    // What `npm run build` runs, and where it writes: this test builds the same.
+    expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json')
+    const buildConfig = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { outDir: string } }
+    const workdir = ops(build!, 'WORKDIR').at(-1)!
+    expect(fromBuild!.sources).toEqual([posix.join(workdir, buildConfig.compilerOptions.outDir)])
+    expect(posix.normalize(fromBuild!.dest)).toBe(buildConfig.compilerOptions.outDir)
+    // The build has the files it needs from the context.
+    const inputs = copies(build!).filter((c) => c.from === undefined).flatMap((c) => c.sources)
+    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src']) expect(inputs).toContain(f)
+  })
+
+  it('the CMD\'s script exists in the production build', () => {
+    const cmd = JSON.parse(ops(runtime, 'CMD').at(-1)!) as string[]
+    const script = cmd[1]!
+    expect(script.startsWith('dist/')).toBe(true)
+    expect(statSync(join(outDir, script.slice('dist/'.length))).isFile()).toBe(true)
+  })
+
+  it('the production build imports nothing but Node built-ins and production dependencies', () => {
+    // A dev dependency imported from src/ passes every test and then crashes
+    // the image, whose runtime stage installs production dependencies only.
+    const builtins = new Set(builtinModules)
+    const deps = new Set(Object.keys(pkg.dependencies))
+    const missing = new Set<string>()
+    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.js') ? [join(dir, e.name)] : [])
+    const jsFiles = files(outDir)
+    expect(jsFiles.length).toBeGreaterThan(0)
+    for (const file of jsFiles) {
+      const code = readFileSync(file, 'utf8')
+      const specifiers = [
+        ...code.matchAll(/\bfrom\s*['"]([^'"]+)['"]/g),
+        ...code.matchAll(/\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g),
+        ...code.matchAll(/^\s*import\s*['"]([^'"]+)['"]/gm),
+      ].map((m) => m[1]!)
+      for (const s of specifiers) {
+        if (s.startsWith('.') || s.startsWith('/') || s.startsWith('node:') || builtins.has(s)) continue
+        const name = s.startsWith('@') ? s.split('/').slice(0, 2).join('/') : s.split('/')[0]!
+        if (!deps.has(name)) missing.add(`${name} (${file.slice(outDir.length + 1)})`)
+      }
+    }
+    expect([...missing], 'imported by the build but not a production dependency').toEqual([])
+  })
+
+  it('has a dev stage that runs the demo entry scripts', () => {
+    const dev = stages.find((s) => s.name === 'dev')
+    expect(dev).toBeDefined()
+    const cmd = JSON.parse(ops(dev!, 'CMD').at(-1)!) as string[]
+    const script = cmd.find((a) => a.endsWith('.ts'))
+    expect(script).toBeDefined()
+    expect(existsSync(join(root, script!))).toBe(true)
+  })
+
+  it('.dockerignore lets in exactly what the Dockerfile copies from the context, and never .env', () => {
+    const lines = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+    // An allowlist: everything out, then the inputs back in.
+    expect(lines[0]).toBe('*')
+    const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''))
+    expect(allowed).not.toContain('.env')
+    const fromContext = stages.flatMap((s) => copies(s).filter((c) => c.from === undefined).flatMap((c) => c.sources))
+    expect([...new Set(fromContext)].sort()).toEqual([...allowed].sort())
+  })
+})
+
+// ---------------------------------------------------------------------------
+
+function envOf(configMapPath: string): Record<string, string> {
+  const cm = parseManifests(read(configMapPath), configMapPath).find((o) => o.kind === 'ConfigMap')!
+  return envFrom(cm, undefined)
+}
+
+describe('Kubernetes manifests (deploy/k8s)', () => {
+  const files = readdirSync(join(root, 'deploy/k8s')).filter((f) => /\.ya?ml$/.test(f))
+  const objects = files.flatMap((f) => parseManifests(read(`deploy/k8s/${f}`), `deploy/k8s/${f}`))
+
+  it('parse, and hold a Deployment, Service, ConfigMap, Secret and PodDisruptionBudget', () => {
+    expect(files.length).toBeGreaterThan(0)
+    expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Secret', 'Service'])
+  })
+
+  it('the Deployment is restrictive, replicated, drained, probed and resourced', () => {
+    const { deployment } = checkDeployment(objects, 'deploy/k8s')
+    // The pod runs as the image's own numeric USER, so file permissions in the image hold.
+    const user = ops(parseDockerfile(read('deploy/Dockerfile')).at(-1)!, 'USER').at(-1)!
+    expect(deployment.spec.template.spec.securityContext?.runAsUser).toBe(Number(user.split(':')[0]))
+  })
+
+  it('every BFF_* name in the manifests is one src/config.ts reads', () => {
+    for (const f of files) {
+      for (const name of bffNames(read(`deploy/k8s/${f}`))) expect(configVars, `${name} in deploy/k8s/${f}`).toContain(name)
+    }
+  })
+
+  it('the ConfigMap and Secret provide every required variable, and the Secret only placeholders', () => {
+    const { configMap, secret } = checkDeployment(objects, 'deploy/k8s')
+    expect(secret, 'the Secret the Deployment reads').toBeDefined()
+    const env = envFrom(configMap, secret)
+    for (const name of REQUIRED) expect(env[name], `${name} from the ConfigMap or Secret`).toBeTruthy()
+    // Secrets live in the Secret, never in the ConfigMap.
+    for (const name of ['BFF_CLIENT_SECRET', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS', 'BFF_CLIENT_PRIVATE_KEY']) {
+      expect(configMap.data ?? {}, `${name} is not in the ConfigMap`).not.toHaveProperty(name)
+    }
+    for (const [k, v] of Object.entries({ ...secret!.stringData, ...secret!.data })) {
+      expect(String(v), `${k} in the example Secret is a placeholder`).toMatch(/REPLACE_ME/)
+    }
+  })
+
+  it('an unedited example Secret is refused at startup, naming the secrets to fill in', () => {
+    const { configMap, secret } = checkDeployment(objects, 'deploy/k8s')
+    expect(() => loadConfig(envFrom(configMap, secret))).toThrow(/BFF_COOKIE_SECRET[\s\S]*BFF_ENCRYPTION_KEYS|BFF_ENCRYPTION_KEYS[\s\S]*BFF_COOKIE_SECRET/)
+  })
+
+  it('the ConfigMap\'s BFF_ROUTES is JSON, and with real secrets the pod\'s environment passes loadConfig on the container port', () => {
+    const { configMap, secret, container } = checkDeployment(objects, 'deploy/k8s')
+    const routes = JSON.parse(String(configMap.data!.BFF_ROUTES)) as unknown
+    expect(Array.isArray(routes)).toBe(true)
+    const config = loadConfig(withRealSecrets(envFrom(configMap, secret)))
+    expect(config.routes.length).toBeGreaterThan(0)
+    expect(config.allowHttp, 'production manifests never allow plain http').toBe(false)
+    expect(config.port).toBe(container.ports![0]!.containerPort)
+  })
+
+  it('the probe paths are served by tokenward (liveness 200 without Redis or IdP; readiness answers, not 404)', async () => {
+    const { configMap, secret, container } = checkDeployment(objects, 'deploy/k8s')
+    // The manifest's environment, on a free loopback port, with an IdP that is
+    // certainly down and the in-memory store: the probes must still exist.
+    const config = loadConfig({
+      ...withRealSecrets(envFrom(configMap, secret)),
+      BFF_ISSUER: 'http://127.0.0.1:1',
+      BFF_ALLOW_HTTP: 'true',
+      BFF_HOST: '127.0.0.1',
+      BFF_LOG_LEVEL: 'silent',
+    })
+    const server = await startServer(config, { store: 'memory', port: 0 })
+    try {
+      const base = `http://127.0.0.1:${server.port}`
+      const live = await fetch(`${base}${container.livenessProbe!.httpGet!.path}`)
+      expect(live.status).toBe(200)
+      const ready = await fetch(`${base}${container.readinessProbe!.httpGet!.path}`)
+      expect([200, 503]).toContain(ready.status)
+      expect(ready.headers.get('content-type')).toMatch(/json/)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------
+
+interface ComposeService {
+  image?: string
+  build?: { context?: string, dockerfile?: string, target?: string }
+  command?: string[] | string
+  environment?: Record<string, string | number | boolean | null> | string[]
+  ports?: Array<string | { target: number, published: string | number, host_ip?: string }>
+  volumes?: string[]
+  network_mode?: string
+  read_only?: boolean
+  healthcheck?: { test: string[] | string }
+}
+
+function serviceEnv(service: ComposeService): Record<string, string> {
+  const env: Record<string, string> = {}
+  if (Array.isArray(service.environment)) {
+    for (const entry of service.environment) {
+      const i = entry.indexOf('=')
+      env[i < 0 ? entry : entry.slice(0, i)] = i < 0 ? '' : entry.slice(i + 1)
+    }
+  } else {
+    for (const [k, v] of Object.entries(service.environment ?? {})) env[k] = v === null ? '' : String(v)
+  }
+  return env
+}
+
+/** Compose's ${VAR}, ${VAR:?msg}, ${VAR:-default} interpolation, from `vars`. */
+function interpolate(value: string, vars: Record<string, string>): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([?-])([^}]*))?\}/g, (_m, name: string, op: string | undefined, arg: string | undefined) => {
+    const v = vars[name]
+    if (v) return v
+    if (op === '-') return arg ?? ''
+    throw new Error(`${name} is not set${op === '?' ? `: ${arg}` : ''}`)
+  })
+}
+
+/** Host port published for a container port, on a service's `ports`. */
+function published(service: ComposeService, containerPort: number): { host: string | undefined, port: number } | undefined {
+  for (const p of service.ports ?? []) {
+    if (typeof p === 'string') {
+      const parts = p.split(':')
+      const target = Number(parts.at(-1))
+      if (target !== containerPort) continue
+      return { host: parts.length === 3 ? parts[0] : undefined, port: Number(parts.at(-2) ?? target) }
+    }
+    if (p.target === containerPort) return { host: p.host_ip, port: Number(p.published) }
+  }
+  return undefined
+}
+
+const portOf = (url: URL): number => Number(url.port || (url.protocol === 'https:' ? 443 : 80))
+
+describe('docker compose demo (docker-compose.yml)', () => {
+  const text = read('docker-compose.yml')
+  const compose = parse(text) as { services: Record<string, ComposeService>, volumes?: Record<string, unknown> }
+  const { redis, idp, api, tokenward } = compose.services
+  const stageNames = parseDockerfile(read('deploy/Dockerfile')).map((s) => s.name)
+  const secrets = generatedSecrets()
+
+  it('has redis, idp, api and tokenward', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['api', 'idp', 'redis', 'tokenward'])
+  })
+
+  it('redis: 7-alpine, append-only persistence on a volume, healthchecked with redis-cli ping', () => {
+    expect(redis!.image).toMatch(/^redis:7(\.\d+)*-alpine$/)
+    const command = Array.isArray(redis!.command) ? redis!.command : (redis!.command ?? '').split(/\s+/)
+    expect(command[command.indexOf('--appendonly') + 1]).toBe('yes')
+    const volume = redis!.volumes?.find((v) => v.split(':')[1] === '/data')
+    expect(volume, 'a volume on /data').toBeDefined()
+    expect(compose.volumes ?? {}, 'a named volume').toHaveProperty(volume!.split(':')[0]!)
+    const test = [redis!.healthcheck?.test].flat().join(' ')
+    expect(test).toContain('redis-cli')
+    expect(test).toContain('ping')
+  })
+
+  it('tokenward runs the production image read-only; idp and api run the dev image\'s entry scripts', () => {
+    expect(tokenward!.build?.dockerfile).toBe('deploy/Dockerfile')
+    expect(tokenward!.build?.target).toBe('runtime')
+    expect(tokenward!.read_only).toBe(true)
+    expect(tokenward!.command, 'the image\'s CMD runs').toBeUndefined()
+    for (const [service, script] of [[idp!, 'demo/idp-main.ts'], [api!, 'demo/api-main.ts']] as const) {
+      expect(service.build?.dockerfile).toBe('deploy/Dockerfile')
+      expect(stageNames).toContain(service.build?.target)
+      expect(service.build?.target).toBe('dev')
+      expect([service.command].flat()).toContain(script)
+      expect(existsSync(join(root, script))).toBe(true)
+    }
+  })
+
+  it('every BFF_* name in the compose file is one src/config.ts reads', () => {
+    for (const name of bffNames(text)) expect(configVars, `${name} in docker-compose.yml`).toContain(name)
+  })
+
+  it('commits no secret: the secrets are required interpolations from .env', () => {
+    const env = serviceEnv(tokenward!)
+    for (const name of ['BFF_CLIENT_SECRET', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']) {
+      expect(env[name], name).toMatch(new RegExp(`^\\$\\{${name}:\\?[^}]+\\}$`))
+    }
+    // The dev IdP registers the client with the very same secret.
+    expect(serviceEnv(idp!).DEMO_CLIENT_SECRET).toBe(env.BFF_CLIENT_SECRET)
+  })
+
+  it('tokenward\'s environment has every required variable and passes loadConfig', () => {
+    const env = serviceEnv(tokenward!)
+    for (const name of REQUIRED) expect(env[name], name).toBeTruthy()
+    const resolved = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(v, secrets)]))
+    const config = loadConfig(resolved)
+    expect(config.routes.length).toBeGreaterThan(0)
+  })
+
+  it('one shared network namespace: the browser and every container reach the issuer, API and tokenward by the same URLs', () => {
+    const env = Object.fromEntries(Object.entries(serviceEnv(tokenward!)).map(([k, v]) => [k, interpolate(v, secrets)]))
+    const config = loadConfig(env)
+    const idpEnv = serviceEnv(idp!)
+    const apiEnv = serviceEnv(api!)
+
+    // api and tokenward live in idp's network namespace, so localhost means the same everywhere.
+    expect(tokenward!.network_mode).toBe('service:idp')
+    expect(api!.network_mode).toBe('service:idp')
+    expect(idp!.network_mode).toBeUndefined()
+
+    // The issuer: the same string for tokenward, the dev IdP and the demo API.
+    expect(idpEnv.DEMO_IDP_ISSUER).toBe(config.issuer)
+    expect(apiEnv.DEMO_IDP_ISSUER).toBe(config.issuer)
+    const issuer = new URL(config.issuer)
+    expect(issuer.hostname).toBe('localhost')
+    expect(Number(idpEnv.DEMO_IDP_PORT)).toBe(portOf(issuer))
+    // Published ports land on the container's interface, so the IdP binds all of them.
+    expect(idpEnv.DEMO_IDP_HOST).toBe('0.0.0.0')
+    expect(published(idp!, portOf(issuer))?.port, 'the issuer\'s port is published for the browser').toBe(portOf(issuer))
+
+    // tokenward: the browser opens BFF_PUBLIC_URL, published from the shared namespace.
+    expect(config.publicUrl.hostname).toBe('localhost')
+    expect(config.port).toBe(portOf(config.publicUrl))
+    expect(['0.0.0.0', '::']).toContain(config.host)
+    expect(published(idp!, config.port)?.port, 'tokenward\'s port is published for the browser').toBe(portOf(config.publicUrl))
+    // The dev IdP's client redirects back to that same origin, and uses tokenward's client id.
+    expect(idpEnv.DEMO_PUBLIC_URL).toBe(config.publicOrigin)
+    expect(idpEnv.DEMO_CLIENT_ID).toBe(config.clientId)
+
+    // The demo API: the route's upstream, and the audience the IdP issues tokens for.
+    const upstream = config.routes[0]!.upstream
+    expect(apiEnv.DEMO_API_AUDIENCE).toBe(upstream.origin)
+    expect(idpEnv.DEMO_API_AUDIENCE).toBe(upstream.origin)
+    expect(Number(apiEnv.DEMO_API_PORT)).toBe(portOf(upstream))
+    expect(config.scopes).toContain('api')
+
+    // Redis by service name, on the project network the namespace is attached to.
+    expect(new URL(config.redis.url).hostname).toBe('redis')
+  })
+
+  it('serves the demo SPA from a read-only mount of demo/spa', () => {
+    const env = serviceEnv(tokenward!)
+    const mount = tokenward!.volumes?.map((v) => v.split(':')).find((parts) => parts[1] === env.BFF_STATIC_DIR)
+    expect(mount, 'a volume at BFF_STATIC_DIR').toBeDefined()
+    expect(mount![2]).toBe('ro')
+    expect(existsSync(join(root, mount![0]!, 'index.html'))).toBe(true)
+  })
+
+  it('`docker compose config` accepts the file', (ctx) => {
+    const version = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8' })
+    if (version.status !== 0) {
+      ctx.skip('no working `docker compose` here (the docker CLI has no compose plugin); the static checks above still ran')
+    }
+    const r = spawnSync('docker', ['compose', '-f', 'docker-compose.yml', 'config', '--quiet'], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, ...secrets },
+    })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+  })
+})
+
+// ---------------------------------------------------------------------------
+
+describe('deploy/env.example', () => {
+  const text = read('deploy/env.example')
+
+  it('names only variables src/config.ts reads, and documents every one of them', () => {
+    const names = bffNames(text)
+    for (const name of names) expect(configVars, `${name} in deploy/env.example`).toContain(name)
+    for (const name of configVars) expect(names, `${name} documented in deploy/env.example`).toContain(name)
+    expect(text).toMatch(/^# PORT=/m)
+  })
+
+  it('holds no value for any secret', () => {
+    const assigned = text.split('\n').filter((l) => /^[A-Z_][A-Z0-9_]*=/.test(l))
+    expect(assigned.map((l) => l.split('=')[0]).sort()).toEqual(['BFF_CLIENT_SECRET', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS'])
+    for (const line of assigned) expect(line, 'empty until the user fills it in').toMatch(/=$/)
+    expect(text).toContain('keys generate')
+  })
+})
+
+// ---------------------------------------------------------------------------
+
+describe('Helm chart (deploy/helm/tokenward)', () => {
+  const chartDir = 'deploy/helm/tokenward'
+  const chart = parse(read(`${chartDir}/Chart.yaml`)) as Record<string, unknown>
+  const values = parse(read(`${chartDir}/values.yaml`)) as Record<string, unknown>
+  const templateFiles = readdirSync(join(root, chartDir, 'templates'))
+
+  it('is a v2 chart with the expected templates', () => {
+    expect(chart).toMatchObject({ apiVersion: 'v2', name: 'tokenward', type: 'application' })
+    expect(chart.version).toBeTypeOf('string')
+    expect(chart.appVersion).toBeTypeOf('string')
+    for (const f of ['deployment.yaml', 'service.yaml', 'configmap.yaml', 'secret.yaml', 'pdb.yaml', '_helpers.tpl', 'NOTES.txt']) {
+      expect(templateFiles).toContain(f)
+    }
+  })
+
+  it('every .Values path the templates use exists in values.yaml', () => {
+    const missing: string[] = []
+    for (const f of templateFiles) {
+      const source = read(`${chartDir}/templates/${f}`)
+      for (const m of source.matchAll(/\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)) {
+        let node: unknown = values
+        for (const key of m[1]!.slice(1).split('.')) {
+          if (node === null || typeof node !== 'object' || !Object.hasOwn(node, key)) {
+            missing.push(`${f}: .Values${m[1]}`)
+            break
+          }
+          node = (node as Record<string, unknown>)[key]
+        }
+      }
+    }
+    expect(missing).toEqual([])
+  })
+
+  it('templates name only variables src/config.ts reads, and provide every required one', () => {
+    const all = templateFiles.map((f) => read(`${chartDir}/templates/${f}`)).join('\n')
+    for (const name of bffNames(all)) expect(configVars, `${name} in the chart`).toContain(name)
+    const provided = bffNames(read(`${chartDir}/templates/configmap.yaml`) + read(`${chartDir}/templates/secret.yaml`))
+    for (const name of REQUIRED) expect(provided, name).toContain(name)
+    // Every Redis mode's settings can be rendered.
+    for (const name of ['BFF_REDIS_MODE', 'BFF_REDIS_NODES', 'BFF_REDIS_SENTINEL_NAME']) expect(provided).toContain(name)
+    // Routes are a YAML list rendered to the BFF_ROUTES JSON.
+    expect(read(`${chartDir}/templates/configmap.yaml`)).toMatch(/BFF_ROUTES: \{\{ \.Values\.routes \| toJson \| quote \}\}/)
+  })
+
+  it('the default values describe a valid, replicated deployment', () => {
+    const v = values as {
+      replicaCount: number
+      publicUrl: string
+      oidc: { issuer: string, clientId: string }
+      routes: unknown[]
+      redis: { mode: string, url: string }
+      podDisruptionBudget: { enabled: boolean, minAvailable: number }
+      existingSecret: string
+      secrets: Record<string, string>
+    }
+    expect(v.replicaCount).toBeGreaterThanOrEqual(2)
+    expect(v.podDisruptionBudget).toEqual({ enabled: true, minAvailable: 1 })
+    expect(['standalone', 'sentinel', 'cluster']).toContain(v.redis.mode)
+    expect(v.existingSecret).toBe('')
+    for (const [k, s] of Object.entries(v.secrets)) expect(s, `secrets.${k} has no default`).toBe('')
+    const config = loadConfig({
+      BFF_PUBLIC_URL: v.publicUrl,
+      BFF_ISSUER: v.oidc.issuer,
+      BFF_CLIENT_ID: v.oidc.clientId,
+      BFF_ROUTES: JSON.stringify(v.routes),
+      BFF_REDIS_URL: v.redis.url,
+      BFF_REDIS_MODE: v.redis.mode,
+      ...generatedSecrets(),
+    })
+    expect(config.routes.length).toBeGreaterThan(0)
+  })
+
+  it('`helm template` renders the same restrictive deployment', (ctx) => {
+    const helm = spawnSync('helm', ['version', '--short'], { encoding: 'utf8' })
+    if (helm.status !== 0) {
+      ctx.skip('no `helm` binary on PATH: the template checks above are static only')
+    }
+    mkdirSync(tmp, { recursive: true })
+    const real = generatedSecrets()
+    const chartSecrets = { clientSecret: real.BFF_CLIENT_SECRET, cookieSecret: real.BFF_COOKIE_SECRET, encryptionKeys: real.BFF_ENCRYPTION_KEYS }
+    const render = (name: string, extra: Record<string, unknown>): K8sObject[] => {
+      const file = join(tmp, `values-${name}.json`)
+      // JSON is YAML: no escaping trouble with secrets on the command line.
+      writeFileSync(file, JSON.stringify({ secrets: chartSecrets, ...extra }))
+      const r = spawnSync('helm', ['template', 'tokenward', join(root, chartDir), '-f', file], { encoding: 'utf8' })
+      expect(r.stderr).not.toMatch(/Error/)
+      expect(r.status).toBe(0)
+      return parseManifests(r.stdout, `helm template (${name})`)
+    }
+    const objects = render('default', {})
+    const { configMap, secret, container } = checkDeployment(objects, 'helm template')
+    const config = loadConfig(envFrom(configMap, secret))
+    expect(config.port).toBe(container.ports![0]!.containerPort)
+    expect(config.routes.map((r) => r.prefix)).toEqual((values.routes as Array<{ prefix: string }>).map((r) => r.prefix))
+
+    const sentinel = render('sentinel', {
+      redis: { ...(values.redis as object), mode: 'sentinel', nodes: ['s1:26379', 's2:26379'], sentinelName: 'mymaster' },
+    })
+    const s = checkDeployment(sentinel, 'helm template (sentinel)')
+    const sc = loadConfig(envFrom(s.configMap, s.secret))
+    expect(sc.redis).toMatchObject({ mode: 'sentinel', sentinelName: 'mymaster', nodes: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }] })
+  })
+})
