@@ -41,9 +41,13 @@ function dropResponseHeader(name: string): boolean {
 }
 
 /** Field names listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1). */
+const NONE = new Set<string>()
+
 function connectionListed(headers: IncomingHttpHeaders): Set<string> {
   const v = headers.connection
-  return new Set(v ? v.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean) : [])
+  // The common values name no other header: skip the split.
+  if (!v || v === 'keep-alive' || v === 'close' || v === 'Keep-Alive') return NONE
+  return new Set(v.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean))
 }
 
 const agents = {

@@ -1,8 +1,7 @@
 import { Hono, type Context } from 'hono'
-import { getCookie } from 'hono/cookie'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
-import { auditFor, checkCsrf, clientIp, currentSession, errorResponse, sessionHandle, wantsHtml } from '../http.js'
+import { auditFor, checkCsrf, clientIp, currentSession, readCookie, errorResponse, sessionHandle, wantsHtml } from '../http.js'
 import { describe, isTransientIdpError } from '../oidc/client.js'
 import { safeReturnTo } from '../return-to.js'
 import { clearCookie, serializeCookie } from '../session/cookie.js'
@@ -39,7 +38,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     const returnTo = safeReturnTo(c.req.query('returnTo'), config.publicOrigin)
     // One transaction cookie per browser, reused by concurrent logins in several
     // tabs, so the cookies cannot pile up (the oauth2-proxy 431 problem).
-    const existing = await deps.cookies.unseal<{ t?: unknown }>(getCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
+    const existing = await deps.cookies.unseal<{ t?: unknown }>(readCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
     const txHandle = typeof existing?.t === 'string' ? existing.t : newHandle()
     const state = oidc.randomState()
     const nonce = oidc.randomNonce()
@@ -68,7 +67,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     const fail = (detail: string, message = 'The sign-in could not be completed. Please start again.') =>
       loginFailed(c, new BffError('invalid_request', message, { logDetail: detail }))
 
-    const txCookie = await deps.cookies.unseal<{ t?: unknown }>(getCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
+    const txCookie = await deps.cookies.unseal<{ t?: unknown }>(readCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
     const txHandle = typeof txCookie?.t === 'string' ? txCookie.t : undefined
     // No transaction cookie: a callback this browser did not start (login CSRF,
     // code injection; RFC 9700 §4.5, §4.7).

@@ -3,9 +3,7 @@
 // nothing but an opaque handle.
 import { sealData, unsealData } from 'iron-session'
 import type { Config } from '../config.js'
-
-const CACHE_ENTRIES = 10_000
-const CACHE_MS = 60_000
+import { Lru } from '../lru.js'
 
 /**
  * Seals and unseals cookie payloads. The first secret seals; every secret is tried
@@ -21,7 +19,7 @@ export class CookieSealer {
    * the result for a given cookie value can be reused: only successful unseals
    * are kept, for at most a minute, in a bounded LRU.
    */
-  readonly #cache = new Map<string, { data: Readonly<Record<string, unknown>>; until: number }>()
+  readonly #cache = new Lru<string, Readonly<Record<string, unknown>>>(10_000, 60_000)
 
   constructor(secrets: readonly string[]) {
     if (secrets.length === 0) throw new Error('at least one cookie secret is required')
@@ -40,21 +38,13 @@ export class CookieSealer {
   async unseal<T extends Record<string, unknown>>(value: string | undefined, ttlSeconds: number): Promise<T | null> {
     // A seal is a few hundred bytes; refuse anything large before doing crypto on it.
     if (!value || value.length > 2048 || !value.startsWith('Fe26.2*')) return null
-    const now = Date.now()
     const hit = this.#cache.get(value)
-    if (hit) {
-      this.#cache.delete(value)
-      if (hit.until > now) {
-        this.#cache.set(value, hit)
-        return hit.data as T
-      }
-    }
+    if (hit) return hit as T
     for (const password of this.#secrets) {
       try {
         const data = await unsealData<T>(value, { password, ttl: ttlSeconds })
         if (data && Object.keys(data).length > 0) {
-          this.#cache.set(value, { data: Object.freeze(data), until: now + Math.min(CACHE_MS, ttlSeconds * 1000) })
-          if (this.#cache.size > CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!)
+          this.#cache.set(value, Object.freeze(data))
           return data
         }
       } catch {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { DecryptError, type Keyring } from '../crypto/keyring.js'
+import { Lru } from '../lru.js'
 import type { IndexKind, ReplaceResult, SessionStore, StoredEntry } from './store.js'
 
 /** What tokenward keeps per session, encrypted, in the store. Never sent to the browser. */
@@ -79,6 +80,15 @@ export class SessionManager {
   readonly #maxAgeMs: number
   readonly #now: () => number
   readonly #onUndecryptable: (sid: string, err: Error) => void
+  /** handle → sid: one SHA-256 less per request. */
+  readonly #sids = new Lru<string, string>(10_000)
+  /**
+   * The last entry opened per session, with its plaintext. An unchanged entry
+   * (same version and the very same ciphertext bytes, compared in full) is not
+   * decrypted and parsed again: the store is still read on every request, so
+   * logout and revocation on another instance take effect at once.
+   */
+  readonly #opened = new Lru<string, { entry: StoredEntry; data: SessionData }>(5_000)
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store
@@ -121,7 +131,9 @@ export class SessionManager {
 
   /** Loads the session for a cookie handle; `slide` extends the idle timeout. */
   load(handle: string, options: { slide: boolean }): Promise<Session | null> {
-    return this.loadBySid(sidFor(handle), options)
+    let sid = this.#sids.get(handle)
+    if (sid === undefined) this.#sids.set(handle, (sid = sidFor(handle)))
+    return this.loadBySid(sid, options)
   }
 
   async loadBySid(sid: string, { slide }: { slide: boolean }): Promise<Session | null> {
@@ -129,15 +141,23 @@ export class SessionManager {
     const r = await this.store.readSession(sid, { slideMs: slide ? this.#idleMs : 0, now })
     if (!r) return null
     const { entry, ttlMs } = r
+    const cached = this.#opened.get(sid)
     let data: SessionData
-    try {
-      data = JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData
-    } catch (err) {
-      if (err instanceof DecryptError || err instanceof SyntaxError) {
-        this.#onUndecryptable(sid, err)
-        return null
+    if (cached && cached.entry.version === entry.version && cached.entry.absExp === entry.absExp && cached.entry.payload.equals(entry.payload)) {
+      data = cached.data
+    } else {
+      try {
+        data = JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData
+      } catch (err) {
+        if (err instanceof DecryptError || err instanceof SyntaxError) {
+          this.#opened.delete(sid)
+          this.#onUndecryptable(sid, err)
+          return null
+        }
+        throw err
       }
-      throw err
+      // The payload may be a view into a larger reply buffer: keep a copy of our own.
+      this.#opened.set(sid, { entry: { ...entry, payload: Buffer.from(entry.payload) }, data: Object.freeze(data) })
     }
     return { sid, version: entry.version, absExp: entry.absExp, idleExp: now + ttlMs, data }
   }
@@ -153,6 +173,7 @@ export class SessionManager {
 
   /** Deletes a session; with its data, also its index entries (otherwise they are pruned when read). */
   async destroy(sid: string, data?: Pick<SessionData, 'sub' | 'idpSid'>): Promise<boolean> {
+    this.#opened.delete(sid)
     const deleted = await this.store.deleteSession(sid)
     if (data) {
       await this.store.removeFromIndex('sub', data.sub, sid)
