@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { serveStatic } from '@hono/node-server/serve-static'
 import { Hono } from 'hono'
 import { BffError } from './errors.js'
-import { errorResponse } from './http.js'
+import { errorResponse, header } from './http.js'
 import { lazyChild } from './log.js'
 import { authRoutes } from './routes/auth.js'
 import { backchannelRoutes } from './routes/backchannel.js'
@@ -38,7 +38,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
 
   app.use('*', async function requestContext(c, next) {
-    const given = c.req.header('x-request-id')
+    const given = header(c, 'x-request-id')
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID()
     c.set('requestId', requestId)
     c.set('log', lazyChild(deps.logger, { requestId }))

@@ -112,9 +112,6 @@ export function redisOptions(): RedisOptions {
     commandTimeout: 2000,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
-    // Commands issued in the same tick by concurrent requests go out in one
-    // write: fewer syscalls on the proxy's hot path.
-    enableAutoPipelining: true,
   }
 }
 
