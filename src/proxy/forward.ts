@@ -33,6 +33,7 @@ const REQUEST_DROP = new Set([
   'x-forwarded-host',
   'x-forwarded-port',
   'x-real-ip',
+  'x-request-id',
 ])
 
 /** Response fields that must not reach the browser (SECURITY-CHECKLIST #53). */
@@ -61,6 +62,8 @@ export interface ForwardOptions {
   incoming: IncomingMessage
   authorization: string | undefined
   forwarded: { for: string | undefined; proto: string; host: string }
+  /** tokenward's id for this request (the browser's when well-formed), so logs correlate end to end. */
+  requestId: string
   timeoutMs: number
   maxBodyBytes: number
   /** Whether the request body should be streamed (false for bodyless requests). */
@@ -83,6 +86,7 @@ export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
   if (o.forwarded.for) out['x-forwarded-for'] = o.forwarded.for
   out['x-forwarded-proto'] = o.forwarded.proto
   out['x-forwarded-host'] = o.forwarded.host
+  out['x-request-id'] = o.requestId
   if (!o.hasBody) delete out['content-length']
   return out
 }

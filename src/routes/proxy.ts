@@ -72,6 +72,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         incoming,
         authorization,
         forwarded,
+        requestId: c.get('requestId'),
         timeoutMs: route.timeoutMs,
         maxBodyBytes: route.maxBodyBytes,
         hasBody,

@@ -75,6 +75,16 @@ describe('forwarding (CONTRACT.md, SECURITY-CHECKLIST #52, #53)', () => {
     expect(got.headers.host).toBe(new URL(world.upstream.url).host)
   })
 
+  it('forwards the request id upstream and returns it: the browser one when well-formed, else a new one', async () => {
+    const given = await raw('/api/echo', { 'x-request-id': 'trace-abc.123' })
+    expect(last().headers['x-request-id']).toBe('trace-abc.123')
+    expect(given.headers['x-request-id']).toBe('trace-abc.123')
+    const bad = await raw('/api/echo', { 'x-request-id': 'no spaces <allowed>' })
+    const id = String(bad.headers['x-request-id'])
+    expect(id).toMatch(/^[0-9a-f-]{36}$/)
+    expect(last().headers['x-request-id']).toBe(id)
+  })
+
   it('drops upstream Set-Cookie and CORS headers on the way back (#53)', async () => {
     const res = await raw('/api/set-cookie')
     expect(res.status).toBe(200)
