@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { serveStatic } from '@hono/node-server/serve-static'
-import { Hono } from 'hono'
+import { Hono, type Context, type Next } from 'hono'
 import { BffError } from './errors.js'
 import { errorResponse, header } from './http.js'
 import { lazyChild } from './log.js'
+import { context, extractContext, SpanKind, traced, tracingEnabled } from './tracing.js'
 import { authRoutes } from './routes/auth.js'
 import { backchannelRoutes } from './routes/backchannel.js'
 import { eventRoutes } from './routes/events.js'
@@ -25,6 +26,25 @@ const ENDPOINTS = new Set([
   '/metrics',
 ])
 
+/** The server span of a request, child of the caller's `traceparent` when there is one. */
+function traceRequest(c: Context<AppEnv>, requestId: string, next: Next): Promise<void> {
+  const parent = extractContext(c.env?.incoming?.headers ?? {})
+  return context.with(parent, () =>
+    traced(
+      `${c.req.method} ${c.req.path}`,
+      { 'http.request.method': c.req.method, 'tokenward.request_id': requestId },
+      async (span) => {
+        await next()
+        const route = c.get('route') ?? routeLabel(c.req.path)
+        span?.updateName(`${c.req.method} ${route}`)
+        span?.setAttribute('http.route', route)
+        span?.setAttribute('http.response.status_code', c.env?.outgoing?.headersSent ? c.env.outgoing.statusCode : c.res.status)
+      },
+      SpanKind.SERVER,
+    ),
+  )
+}
+
 /** A bounded label for requests that are not proxied (the proxy labels its own). */
 function routeLabel(path: string): string {
   return ENDPOINTS.has(path) ? path : 'other'
@@ -43,7 +63,8 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     c.set('requestId', requestId)
     c.set('log', lazyChild(deps.logger, { requestId }))
     try {
-      await next()
+      if (!tracingEnabled()) await next()
+      else await traceRequest(c, requestId, next)
     } finally {
       const sent = c.env?.outgoing?.headersSent
       // The proxy writes its response straight to the socket; it adds the id itself.

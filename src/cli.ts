@@ -3,7 +3,9 @@ import { loadConfig } from './config.js'
 import { doctor, listSessions, revokeSessions } from './commands.js'
 import { generateKeyringEntry } from './crypto/keyring.js'
 import { ConfigError } from './errors.js'
+import { createLogger } from './log.js'
 import { startServer } from './server.js'
+import { initTracing } from './tracing.js'
 
 const USAGE = `Usage: tokenward <command>
 
@@ -41,8 +43,10 @@ function configOrExit() {
 
 async function serve(): Promise<void> {
   const config = configOrExit()
+  const logger = createLogger(config.logLevel)
+  const stopTracing = await initTracing(process.env, logger)
   // Production never uses the in-memory store (CONTRACT.md, Commands).
-  const server = await startServer(config, { store: 'redis' })
+  const server = await startServer(config, { store: 'redis', logger })
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return
@@ -50,10 +54,13 @@ async function serve(): Promise<void> {
     server.deps.logger.info({ signal }, 'shutting down')
     const force = setTimeout(() => process.exit(1), 25_000)
     force.unref()
-    server.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    )
+    server
+      .close()
+      .then(() => stopTracing?.())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      )
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))

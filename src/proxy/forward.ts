@@ -62,6 +62,8 @@ export interface ForwardOptions {
   incoming: IncomingMessage
   authorization: string | undefined
   forwarded: { for: string | undefined; proto: string; host: string }
+  /** W3C trace context of tokenward's upstream span; replaces the browser's when tracing is on. */
+  traceHeaders?: Record<string, string> | undefined
   /** tokenward's id for this request (the browser's when well-formed), so logs correlate end to end. */
   requestId: string
   timeoutMs: number
@@ -87,6 +89,11 @@ export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
   out['x-forwarded-proto'] = o.forwarded.proto
   out['x-forwarded-host'] = o.forwarded.host
   out['x-request-id'] = o.requestId
+  if (o.traceHeaders) {
+    delete out.traceparent
+    delete out.tracestate
+    Object.assign(out, o.traceHeaders)
+  }
   if (!o.hasBody) delete out['content-length']
   return out
 }

@@ -5,6 +5,7 @@ import { checkCsrf, clientIp, currentSession } from '../http.js'
 import { mapRequest } from '../proxy/paths.js'
 import { pipeResponse, sendUpstream } from '../proxy/forward.js'
 import type { Session } from '../session/sessions.js'
+import { SpanKind, traced, traceHeaders, tracingEnabled } from '../tracing.js'
 import type { AppEnv, Deps } from '../types.js'
 
 /** Methods whose requests a proxy may replay: they carry no body (RFC 9110 §9.2.2). */
@@ -66,17 +67,31 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         authorization = authorizationHeader(at.type, at.token)
       }
       const started = performance.now()
-      const res = await sendUpstream({
-        target,
-        method,
-        incoming,
-        authorization,
-        forwarded,
-        requestId: c.get('requestId'),
-        timeoutMs: route.timeoutMs,
-        maxBodyBytes: route.maxBodyBytes,
-        hasBody,
-      })
+      const send = (traceparent: Record<string, string> | undefined) =>
+        sendUpstream({
+          target,
+          method,
+          incoming,
+          authorization,
+          forwarded,
+          requestId: c.get('requestId'),
+          traceHeaders: traceparent,
+          timeoutMs: route.timeoutMs,
+          maxBodyBytes: route.maxBodyBytes,
+          hasBody,
+        })
+      const res = !tracingEnabled()
+        ? await send(undefined)
+        : await traced(
+            `upstream ${method} ${route.prefix}`,
+            { 'http.request.method': method, 'server.address': target.hostname, 'tokenward.route': route.prefix },
+            async (span) => {
+              const r = await send(traceHeaders())
+              span?.setAttribute('http.response.status_code', r.statusCode ?? 0)
+              return r
+            },
+            SpanKind.CLIENT,
+          )
       deps.metrics.upstreamDuration.observe({ route: route.prefix, status: res.statusCode ?? 0 }, (performance.now() - started) / 1000)
       // One refresh and one retry when the upstream rejects the token itself,
       // only for requests without a body: a streamed body cannot be replayed.

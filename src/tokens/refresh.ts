@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as delay } from 'node:timers/promises'
+import { trace } from '@opentelemetry/api'
 import type { Config } from '../config.js'
+import { SpanKind, traced } from '../tracing.js'
 import { IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
 import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type TokenResult } from '../oidc/client.js'
@@ -80,7 +82,9 @@ export class TokenService {
   refresh(session: Session, force: boolean): Promise<Session> {
     let p = this.#inflight.get(session.sid)
     if (!p) {
-      p = this.#refresh(session, force).finally(() => this.#inflight.delete(session.sid))
+      p = traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force)).finally(() =>
+        this.#inflight.delete(session.sid),
+      )
       this.#inflight.set(session.sid, p)
     }
     return p
@@ -94,7 +98,11 @@ export class TokenService {
     const done = (s: Session) => (force ? s.version !== seen.version : !this.needsRefresh(s))
     const started = this.#o.now()
     const deadline = started + this.#lockWaitMs
-    const waited = () => this.#o.metrics?.refreshLockWait.observe((this.#o.now() - started) / 1000)
+    const waited = () => {
+      const seconds = (this.#o.now() - started) / 1000
+      this.#o.metrics?.refreshLockWait.observe(seconds)
+      trace.getActiveSpan()?.setAttribute('tokenward.refresh.lock_wait_ms', seconds * 1000)
+    }
     for (;;) {
       const session = await sessions.loadBySid(seen.sid, { slide: false })
       if (!session) throw new LoginRequiredError('The session has ended.')
@@ -163,7 +171,7 @@ export class TokenService {
     let tokens: TokenResult
     try {
       // The original scope is not re-sent: RFC 6749 §6 keeps it unchanged, and it can never be widened.
-      tokens = await this.#o.oidc.refreshTokenGrant(refreshToken)
+      tokens = await traced('oidc refresh_token grant', {}, () => this.#o.oidc.refreshTokenGrant(refreshToken), SpanKind.CLIENT)
     } catch (err) {
       if (isFatalGrantError(err)) {
         this.#count('rejected')

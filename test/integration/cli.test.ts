@@ -1,4 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -6,7 +9,7 @@ import { loadConfig } from '../../src/config.js'
 import { login } from '../helpers/login.js'
 import { testEnv } from '../helpers/env.js'
 import { freePort } from '../helpers/ports.js'
-import { spaFetch } from '../helpers/session.js'
+import { sessionOf, spaFetch } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 // The production bundle, built the way `npm run build` builds it, into a
@@ -20,6 +23,17 @@ beforeAll(() => {
   if (r.status !== 0) throw new Error(`build failed: ${r.stdout}${r.stderr}`)
 }, 120_000)
 afterAll(() => rmSync(outDir, { recursive: true, force: true }))
+
+function runAsync(args: string[], env: Record<string, string | undefined>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('close', (status) => resolve({ status, stdout, stderr }))
+  })
+}
 
 function run(args: string[], env: Record<string, string | undefined>) {
   return spawnSync(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv, encoding: 'utf8' })
@@ -99,12 +113,15 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
 
   it('sessions list and revoke work against the running instances, and the revoke is audited', async () => {
     const { jar } = await login(world.bff.url, { username: 'kim' })
-    const listed = run(['sessions', 'list', '--sub', 'kim', '--json'], world.bff.env)
+    const listed = await runAsync(['sessions', 'list', '--sub', 'kim', '--json'], world.bff.env)
     expect(listed.status).toBe(0)
     const sid = (JSON.parse(listed.stdout.trim()) as { sid: string }).sid
-    const revoked = run(['sessions', 'revoke', '--sid', sid], world.bff.env)
+    const revocations = world.idp.counts.revocations
+    // Not spawnSync: the IdP runs in this process and must answer the CLI.
+    const revoked = await runAsync(['sessions', 'revoke', '--sid', sid], world.bff.env)
     expect(revoked.status).toBe(0)
-    expect(revoked.stdout).toContain(`revoked ${sid}`)
+    expect(revoked.stdout).toContain(`revoked ${sid} (sub kim); refresh token at the IdP: revoked`)
+    expect(world.idp.counts.revocations).toBe(revocations + 1)
     const audit = revoked.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(audit.some((l) => l.audit === true && l.event === 'session_revoked' && l.sid === sid)).toBe(true)
     expect((await spaFetch(world.bff, jar, '/auth/session')).status).toBe(401)
@@ -116,5 +133,76 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
     const r = run(['serve'], { ...world.bff.env, BFF_ENCRYPTION_KEYS: 'bad' })
     expect(r.status).toBe(1)
     expect(r.stderr).toContain('BFF_ENCRYPTION_KEYS')
+  })
+})
+
+describe('OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT)', () => {
+  let world: World
+  let collector: Server
+  const spans: Array<{ name: string; traceId: string; spanId: string; parentSpanId?: string }> = []
+  beforeAll(async () => {
+    world = await startWorld()
+    // A stand-in OTLP/HTTP collector: records the JSON export requests.
+    collector = createServer((req, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => (body += d.toString()))
+      req.on('end', () => {
+        const doc = JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: typeof spans }> }> }
+        for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans)
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      })
+    })
+    collector.listen(0, '127.0.0.1')
+    await once(collector, 'listening')
+  })
+  afterAll(async () => {
+    collector?.close()
+    await world?.close()
+  })
+
+  it('exports spans for requests, upstream calls and refreshes, and propagates traceparent upstream', async () => {
+    const port = await freePort()
+    const { port: collectorPort } = collector.address() as AddressInfo
+    const child = spawn(process.execPath, [cli, 'serve'], {
+      env: {
+        PATH: process.env.PATH,
+        ...world.bff.env,
+        BFF_PORT: String(port),
+        BFF_LOG_LEVEL: 'warn',
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+      },
+      stdio: 'ignore',
+    })
+    try {
+      const url = `http://127.0.0.1:${port}`
+      for (let i = 0; i < 100 && !(await fetch(`${url}/healthz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 100))
+      const { jar } = await login(world.bff.url)
+      const s = (await sessionOf(world.bff, jar))!
+      await world.bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
+      const browserTrace = '0af7651916cd43dd8448eb211c80319c'
+      const res = await spaFetch({ ...world.bff, url }, jar, '/api/echo', { headers: { traceparent: `00-${browserTrace}-b7ad6b7169203331-01` } })
+      expect(res.status).toBe(200)
+      const upstreamTraceparent = String(world.upstream.requests.at(-1)!.headers.traceparent)
+      expect(upstreamTraceparent).toMatch(new RegExp(`^00-${browserTrace}-[0-9a-f]{16}-01$`))
+      expect(upstreamTraceparent).not.toContain('b7ad6b7169203331')
+      for (let i = 0; i < 50 && !spans.some((x) => x.name.startsWith('upstream GET')); i++) await new Promise((r) => setTimeout(r, 100))
+      const names = spans.map((x) => x.name)
+      expect(names).toContain('GET /api')
+      expect(names).toContain('upstream GET /api')
+      expect(names).toContain('tokenward.refresh')
+      expect(names).toContain('oidc refresh_token grant')
+      const server = spans.find((x) => x.name === 'GET /api')!
+      const upstream = spans.find((x) => x.name === 'upstream GET /api')!
+      expect(server.traceId).toBe(browserTrace)
+      expect(upstream.traceId).toBe(browserTrace)
+      expect(upstream.parentSpanId).toBe(server.spanId)
+      expect(upstreamTraceparent).toContain(upstream.spanId)
+      expect(JSON.stringify(spans)).not.toContain(s.data.refreshToken!)
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
   })
 })

@@ -1,0 +1,72 @@
+// @opentelemetry/api: the vendor-neutral tracing API. Without an SDK registered
+// its calls are no-ops, and tokenward skips them entirely on the hot path.
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api'
+import type { Logger } from './log.js'
+
+export const tracer = trace.getTracer('tokenward')
+
+let enabled = false
+
+/** Whether an OpenTelemetry SDK was started by initTracing. */
+export function tracingEnabled(): boolean {
+  return enabled
+}
+
+/**
+ * Starts the OpenTelemetry SDK with an OTLP/HTTP trace exporter when
+ * OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set; the exporter reads
+ * the standard OTEL_* variables. Nothing is loaded otherwise: the SDK modules are
+ * imported on demand. Returns a shutdown function that flushes pending spans.
+ */
+export async function initTracing(env: NodeJS.ProcessEnv, logger: Logger): Promise<(() => Promise<void>) | undefined> {
+  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined
+  if (env.OTEL_SDK_DISABLED === 'true') return undefined
+  const [{ NodeTracerProvider }, { BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }, { W3CTraceContextPropagator }] =
+    await Promise.all([
+      import('@opentelemetry/sdk-trace-node'),
+      import('@opentelemetry/sdk-trace-base'),
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/core'),
+    ])
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? 'tokenward' }),
+    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
+  })
+  provider.register({ propagator: new W3CTraceContextPropagator() })
+  enabled = true
+  logger.info({ endpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'OpenTelemetry tracing enabled')
+  return async () => {
+    enabled = false
+    await provider.shutdown()
+  }
+}
+
+/** Runs `fn` in a span when tracing is on; otherwise just runs it. */
+export async function traced<T>(name: string, attributes: Attributes, fn: (span: Span | undefined) => Promise<T>, kind = SpanKind.INTERNAL): Promise<T> {
+  if (!enabled) return fn(undefined)
+  return tracer.startActiveSpan(name, { kind, attributes }, async (span) => {
+    try {
+      return await fn(span)
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).name })
+      throw err
+    } finally {
+      span.end()
+    }
+  })
+}
+
+/** The incoming request's trace context (a `traceparent` from the browser or a proxy in front). */
+export function extractContext(headers: Record<string, string | string[] | undefined>) {
+  return propagation.extract(context.active(), headers)
+}
+
+/** W3C `traceparent`/`tracestate` for an outgoing request, from the active span. */
+export function traceHeaders(): Record<string, string> {
+  const carrier: Record<string, string> = {}
+  propagation.inject(context.active(), carrier)
+  return carrier
+}
+
+export { context, SpanKind }
