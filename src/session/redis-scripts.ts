@@ -1,0 +1,75 @@
+// The Lua scripts behind RedisSessionStore. Each runs atomically in Redis and
+// touches keys of one Cluster slot only (one hash tag), so they work in Cluster mode.
+
+/**
+ * Reads a session and slides its idle TTL in one round trip. The TTL never passes
+ * the absolute expiry carried in the entry's header (OWASP session management:
+ * absolute timeout), and an entry past it is deleted at once.
+ * KEYS[1] session key; ARGV[1] now (ms); ARGV[2] idle slide (ms, 0 = no slide).
+ */
+export const READ_SCRIPT = `
+local v = redis.call('GET', KEYS[1])
+if not v then return nil end
+local a = string.find(v, ':', 1, true)
+local b = a and string.find(v, ':', a + 1, true)
+if not b then return nil end
+local remaining = tonumber(string.sub(v, a + 1, b - 1)) - tonumber(ARGV[1])
+if remaining <= 0 then
+  redis.call('DEL', KEYS[1])
+  return nil
+end
+local slide = tonumber(ARGV[2])
+if slide > 0 then
+  local ttl = slide
+  if remaining < ttl then ttl = remaining end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {v, ttl}
+end
+return {v, redis.call('PTTL', KEYS[1])}
+`
+
+/**
+ * Compare-and-set on the session version, so a stale writer can never overwrite
+ * a newer entry (for example a rotated refresh token; RFC 9700 §4.14.2).
+ * KEYS[1] session key, KEYS[2] refresh journal; ARGV[1] expected version;
+ * ARGV[2] new value; ARGV[3] max TTL (ms). Returns 1 ok, 0 missing, -1 conflict.
+ */
+export const REPLACE_SCRIPT = `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local a = string.find(v, ':', 1, true)
+if not a or string.sub(v, 1, a - 1) ~= ARGV[1] then return -1 end
+local ttl = redis.call('PTTL', KEYS[1])
+local cap = tonumber(ARGV[3])
+if ttl < 0 or cap < ttl then ttl = cap end
+if ttl <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+redis.call('DEL', KEYS[2])
+return 1
+`
+
+/** KEYS[1] lock, KEYS[2] journal; ARGV[1] token, ARGV[2] lease (ms). Returns {acquired, journal}. */
+export const ACQUIRE_SCRIPT = `
+local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return {ok and 1 or 0, redis.call('GET', KEYS[2])}
+`
+
+/** Compare-and-expire / compare-and-delete: only the holder's token may renew or release. */
+export const RENEW_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`
+/** KEYS[1] index set; ARGV[1] sid; ARGV[2] ms the member lives. Extends the set's TTL, never shortens it. */
+export const INDEX_ADD_SCRIPT = `
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+`
+export const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
