@@ -584,9 +584,10 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 <input id="username" name="username" autocomplete="username" required autofocus value="${escapeHtml(username)}">
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
+<!-- Sign in first: Enter submits with the first submit button (HTML implicit submission). -->
 <div class="actions">
-<button class="secondary" type="submit" formaction="/interaction/${uid}/abort" formnovalidate>Cancel</button>
 <button class="primary" type="submit">Sign in</button>
+<button class="secondary" type="submit" formaction="/interaction/${uid}/abort" formnovalidate>Cancel</button>
 </div>
 </form>
 <p class="meta">Application: ${clientId}<br>Scope: ${scope}</p>`)
