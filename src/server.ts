@@ -1,5 +1,6 @@
 import { once } from 'node:events'
-import type { Server } from 'node:http'
+import { STATUS_CODES, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import { createApp } from './app.js'
@@ -23,6 +24,24 @@ export interface RunningServer {
   close(): Promise<void>
 }
 
+/**
+ * Requests Node's HTTP parser refuses never reach the app: answer them in the
+ * contract's JSON shape instead of Node's bare status line, then close.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  const message =
+    status === 431 ? 'The request headers are too large.' : status === 408 ? 'The request took too long to arrive.' : 'The request is malformed.'
+  const body = JSON.stringify({ error: 'invalid_request', message })
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+  )
+}
+
 /** Starts tokenward: builds the deps and the app, listens, and loads IdP metadata in the background. */
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel)
@@ -34,9 +53,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const app = createApp(deps)
   const server = createAdaptorServer({ fetch: app.fetch }) as Server
   // Bounded header and request times protect against slow clients (slowloris).
+  // The request timeout covers receiving a request (a large upload), never a
+  // response, so long downloads and event streams are not cut.
   server.headersTimeout = 20_000
-  server.requestTimeout = 0
+  server.requestTimeout = 300_000
   server.keepAliveTimeout = 65_000
+  server.on('clientError', answerClientError)
   server.listen(options.port ?? config.port, config.host)
   await once(server, 'listening')
   const port = (server.address() as AddressInfo).port

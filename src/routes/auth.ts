@@ -1,8 +1,9 @@
-import { Hono, type Context } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
 import { auditFor, checkCsrf, clientIp, currentSession, readCookie, errorResponse, sessionHandle, wantsHtml } from '../http.js'
 import { describe, isTransientIdpError } from '../oidc/client.js'
+import { RateLimiter } from '../rate-limit.js'
 import { safeReturnTo } from '../return-to.js'
 import { clearCookie, serializeCookie } from '../session/cookie.js'
 import { newHandle, type Session, type SessionData } from '../session/sessions.js'
@@ -15,10 +16,25 @@ type Ctx = Context<AppEnv>
 /** ID token claims that only serve the protocol; the SPA gets the rest. */
 const PROTOCOL_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid', 'jti'])
 
+function limit(limiter: RateLimiter): MiddlewareHandler<AppEnv> {
+  return async function rateLimit(c, next) {
+    const key = clientIp(c) ?? 'unknown'
+    if (!limiter.take(key)) {
+      c.header('retry-after', String(limiter.retryAfter(key)))
+      return errorResponse(c, new BffError('rate_limited', 'Too many sign-in attempts from this address; try again shortly.'))
+    }
+    return next()
+  }
+}
+
 /** Login, callback, session info and logout (CONTRACT.md, HTTP surface). */
 export function authRoutes(deps: Deps): Hono<AppEnv> {
   const { config } = deps
   const app = new Hono<AppEnv>()
+  // Per client address; generous enough for many users behind one NAT, tight
+  // enough that a script cannot fill Redis with login transactions.
+  app.use('/login', limit(new RateLimiter({ limit: 300, windowMs: 60_000 })))
+  app.use('/callback', limit(new RateLimiter({ limit: 300, windowMs: 60_000 })))
 
   const noStore = (c: Ctx) => {
     c.header('cache-control', 'no-store')

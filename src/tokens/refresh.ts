@@ -22,6 +22,8 @@ export interface TokenServiceOptions {
   leaseMs?: number
   /** How long a request waits for another instance's refresh before a 503. */
   lockWaitMs?: number
+  /** Refreshes this process runs (or waits for) at once; beyond it, 503 at once rather than a pile-up. */
+  maxInflight?: number
 }
 
 const POLL_MS = 50
@@ -82,6 +84,10 @@ export class TokenService {
   refresh(session: Session, force: boolean): Promise<Session> {
     let p = this.#inflight.get(session.sid)
     if (!p) {
+      if (this.#inflight.size >= (this.#o.maxInflight ?? 1000)) {
+        this.#count('lock_timeout')
+        return Promise.reject(new IdpUnavailableError({ logDetail: 'too many refreshes in flight in this process' }))
+      }
       p = traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force)).finally(() =>
         this.#inflight.delete(session.sid),
       )
