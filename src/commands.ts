@@ -102,6 +102,9 @@ export async function doctor(config: Config, out: Out): Promise<number> {
       const has = (list: readonly string[] | undefined, v: string) => Boolean(list?.includes(v))
       checks.push({ name: 'PKCE S256', ok: has(m.code_challenge_methods_supported, 'S256'), detail: String(m.code_challenge_methods_supported ?? 'not advertised') })
       checks.push({ name: 'refresh_token grant', ok: m.grant_types_supported ? has(m.grant_types_supported, 'refresh_token') : 'warn', detail: String(m.grant_types_supported ?? 'not advertised') })
+      if (config.routes.some((r) => r.token === 'client')) {
+        checks.push({ name: 'client_credentials grant (client routes)', ok: m.grant_types_supported ? has(m.grant_types_supported, 'client_credentials') : 'warn', detail: String(m.grant_types_supported ?? 'not advertised') })
+      }
       checks.push({ name: 'refresh token rotation', ok: 'warn', detail: 'not discoverable; tokenward handles both rotating and non-rotating IdPs' })
       checks.push({ name: 'client authentication', ok: m.token_endpoint_auth_methods_supported ? has(m.token_endpoint_auth_methods_supported, config.clientAuth) : 'warn', detail: `${config.clientAuth}; IdP: ${String(m.token_endpoint_auth_methods_supported ?? 'not advertised')}` })
       checks.push({ name: 'revocation (RFC 7009)', ok: m.revocation_endpoint ? true : 'warn', detail: m.revocation_endpoint ?? 'no revocation_endpoint: logout cannot revoke refresh tokens' })

@@ -65,9 +65,6 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
     if (upstream.search || upstream.hash || upstream.username || upstream.password) {
       problems.push(`BFF_ROUTES[${i}].upstream must not carry a query, fragment or credentials`)
     }
-    if (r.token === 'client') {
-      problems.push(`BFF_ROUTES[${i}].token "client" is not supported yet (client-credentials routes arrive in a later release)`)
-    }
     if (routes.some((o) => o.prefix === prefix)) problems.push(`BFF_ROUTES[${i}].prefix ${prefix} is listed twice`)
     routes.push(
       Object.freeze({

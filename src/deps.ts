@@ -11,6 +11,7 @@ import type { SessionStore } from './session/store.js'
 import { SessionEventHub } from './session/events.js'
 import { SessionTerminator } from './session/terminate.js'
 import { TransactionStore } from './session/transactions.js'
+import { ClientTokenService } from './tokens/client-credentials.js'
 import { TokenService } from './tokens/refresh.js'
 import type { Deps } from './types.js'
 
@@ -62,6 +63,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     oidc,
     cookies: new CookieSealer(config.cookieSecrets),
     tokens,
+    clientTokens: new ClientTokenService({ oidc, logger, skewSeconds: config.refreshSkew, now }),
     transactions: new TransactionStore(store, keyring),
     terminator,
     events: new SessionEventHub(store, logger),

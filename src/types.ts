@@ -6,6 +6,7 @@ import type { OidcClient } from './oidc/client.js'
 import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
 import type { TokenService } from './tokens/refresh.js'
+import type { ClientTokenService } from './tokens/client-credentials.js'
 import type { TransactionStore } from './session/transactions.js'
 import type { SessionTerminator } from './session/terminate.js'
 import type { SessionEventHub } from './session/events.js'
@@ -18,6 +19,7 @@ export interface Deps {
   readonly oidc: OidcClient
   readonly cookies: CookieSealer
   readonly tokens: TokenService
+  readonly clientTokens: ClientTokenService
   readonly transactions: TransactionStore
   readonly terminator: SessionTerminator
   readonly events: SessionEventHub

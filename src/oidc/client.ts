@@ -150,6 +150,12 @@ export class OidcClient {
     return normalise(await oidc.refreshTokenGrant(configuration, refreshToken, params))
   }
 
+  /** RFC 6749 §4.4: a token for tokenward itself (`client` routes). */
+  async clientCredentialsGrant(params: Record<string, string>): Promise<TokenResult> {
+    const configuration = await this.configuration()
+    return normalise(await oidc.clientCredentialsGrant(configuration, params))
+  }
+
   /** RFC 7009 revocation; false when the IdP has no revocation endpoint. */
   async revokeRefreshToken(refreshToken: string): Promise<boolean> {
     const configuration = await this.configuration()

@@ -61,7 +61,11 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
     const forwarded = { for: clientIp(c), proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host }
     for (let attempt = 0; ; attempt++) {
       let authorization: string | undefined
-      if (session) {
+      if (route.token === 'client') {
+        // tokenward's own token: no user session needed (like Duende's client token type).
+        const t = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource }, { force: attempt > 0 })
+        authorization = authorizationHeader(t.type, t.token)
+      } else if (session) {
         const at = await deps.tokens.accessToken(session, { force: attempt > 0 })
         session = at.session
         authorization = authorizationHeader(at.type, at.token)
@@ -98,7 +102,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
       if (
         res.statusCode === 401 &&
         attempt === 0 &&
-        session &&
+        authorization !== undefined &&
         !hasBody &&
         RETRYABLE.has(method) &&
         invalidTokenChallenge(res.headers['www-authenticate'])

@@ -45,6 +45,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         redirect_uris: [`${publicUrl}/auth/callback`],
         post_logout_redirect_uris: [`${publicUrl}/`],
         backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
+        grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
         backchannel_logout_session_required: true,
       },
     ],

@@ -18,6 +18,7 @@ beforeAll(async () => {
       { prefix: '/small', upstream: '{upstream}/small', token: 'user', maxBodyBytes: 1024 },
       { prefix: '/timeout', upstream: '{upstream}', token: 'user', timeoutMs: 300 },
       { prefix: '/down', upstream: 'http://127.0.0.1:9/', token: 'none' },
+      { prefix: '/svc', upstream: '{upstream}/svc', token: 'client' },
     ],
   })
   jar = (await login(world.bff.url)).jar
@@ -102,6 +103,30 @@ describe('forwarding (CONTRACT.md, SECURITY-CHECKLIST #52, #53)', () => {
     const anon = await raw('/api/x', { cookie: '' })
     expect(anon.status).toBe(401)
     expect(JSON.parse(anon.body)).toMatchObject({ error: 'login_required' })
+  })
+
+  it('token mode client: tokenward\'s own client-credentials token, cached, with or without a user session', async () => {
+    const userToken = (await sessionOf(world.bff, jar))!.data.accessToken
+    const before = world.idp.counts.tokenRequests
+    const anon = await raw('/svc/a', { cookie: '' })
+    expect(anon.status).toBe(200)
+    const first = last().headers.authorization
+    expect(first).toMatch(/^Bearer .+/)
+    expect(first).not.toBe(`Bearer ${userToken}`)
+    await raw('/svc/b')
+    expect(last().headers.authorization).toBe(first)
+    expect(world.idp.counts.tokenRequests).toBe(before + 1)
+    // Rejected by the upstream as invalid: one new token, one retry.
+    world.upstream.rejectToken(first!.slice('Bearer '.length))
+    try {
+      const n = world.upstream.requests.length
+      expect((await raw('/svc/c')).status).toBe(200)
+      expect(world.upstream.requests.length - n).toBe(2)
+      expect(last().headers.authorization).not.toBe(first)
+      expect(world.idp.counts.tokenRequests).toBe(before + 2)
+    } finally {
+      world.upstream.rejectToken(undefined)
+    }
   })
 
   it('passes an upstream 401 or 403 through unchanged (#54)', async () => {

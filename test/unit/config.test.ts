@@ -91,7 +91,7 @@ describe('loadConfig', () => {
     expect(problems(testEnv({ BFF_COOKIE_SECRET: `${'a'.repeat(32)},short` }))).toEqual(['BFF_COOKIE_SECRET entry 2 must be at least 32 characters'])
   })
 
-  it('refuses routes that shadow tokenward paths, repeat, or use the unsupported client mode', () => {
+  it('refuses routes that shadow tokenward paths or repeat, and accepts the client token mode', () => {
     const p = problems(
       testEnv({
         BFF_ROUTES: JSON.stringify([
@@ -106,9 +106,10 @@ describe('loadConfig', () => {
     expect(p).toEqual([
       "BFF_ROUTES[0].prefix /auth/x collides with tokenward's own paths",
       'BFF_ROUTES[2].prefix /api is listed twice',
-      'BFF_ROUTES[3].token "client" is not supported yet (client-credentials routes arrive in a later release)',
       'BFF_ROUTES[4].upstream must not carry a query, fragment or credentials',
     ])
+    const routes = loadConfig(testEnv({ BFF_ROUTES: JSON.stringify([{ prefix: '/svc', upstream: 'http://c', token: 'client', scopes: ['api:read'] }]) })).routes
+    expect(routes[0]).toMatchObject({ token: 'client', scopes: ['api:read'] })
   })
 
   it('requires the secret for secret-based client auth and a key for private_key_jwt', () => {
