@@ -162,7 +162,8 @@ export function createBff(options: BffOptions = {}): Bff {
   // where these do not exist (server-side rendering, tests).
   const globals = globalThis as unknown as BrowserGlobals
   const send: FetchLike = (input, init) => {
-    // Called as a plain function: `window.fetch` with any other `this` throws "Illegal invocation".
+    // Never called as a method of `options` (or anything but the window):
+    // the browser's fetch then throws "Illegal invocation".
     const impl = options.fetch ?? globals.fetch?.bind(globalThis)
     if (!impl) throw new TypeError('tokenward/client: no fetch; pass options.fetch')
     return impl(input, init)

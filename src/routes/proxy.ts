@@ -58,6 +58,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
       if (!session && route.token === 'user') throw new LoginRequiredError()
     }
 
+    const audience = route.resource || route.scopes?.length ? { resource: route.resource, scopes: route.scopes } : undefined
     const forwarded = { for: clientIp(c), proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host }
     for (let attempt = 0; ; attempt++) {
       let authorization: string | undefined
@@ -66,7 +67,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         const t = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource }, { force: attempt > 0 })
         authorization = authorizationHeader(t.type, t.token)
       } else if (session) {
-        const at = await deps.tokens.accessToken(session, { force: attempt > 0 })
+        const at = await deps.tokens.accessToken(session, { force: attempt > 0, audience })
         session = at.session
         authorization = authorizationHeader(at.type, at.token)
       }

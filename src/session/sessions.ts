@@ -26,6 +26,8 @@ export interface SessionData {
   readonly refreshTokenExpiresAt?: number | undefined
   /** Kept only when BFF_LOGOUT_ID_TOKEN_HINT=true. */
   readonly idToken?: string | undefined
+  /** Access tokens for routes with their own `resource`/`scopes`, by audience key. */
+  readonly audienceTokens?: Readonly<Record<string, { accessToken: string; tokenType: string; expiresAt: number | undefined }>> | undefined
 }
 
 export interface Session {

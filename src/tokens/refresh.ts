@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { trace } from '@opentelemetry/api'
 import type { Config } from '../config.js'
 import { SpanKind, traced } from '../tracing.js'
-import { IdpUnavailableError, LoginRequiredError } from '../errors.js'
+import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
 import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type TokenResult } from '../oidc/client.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
@@ -27,6 +27,24 @@ export interface TokenServiceOptions {
 }
 
 const POLL_MS = 50
+
+/** A route's token policy: RFC 8707 resource and (narrower) scopes; empty for the session's own token. */
+export interface Audience {
+  readonly resource?: string | undefined
+  readonly scopes?: readonly string[] | undefined
+}
+
+/** '' for the session's own token, else a stable key per resource and scope set. */
+export function audienceKey(audience: Audience | undefined): string {
+  if (!audience?.resource && !audience?.scopes?.length) return ''
+  return `${audience.resource ?? ''} ${[...(audience.scopes ?? [])].sort().join(' ')}`
+}
+
+function tokenFor(data: SessionData, key: string): { token: string; type: string; expiresAt: number | undefined } | undefined {
+  if (key === '') return { token: data.accessToken, type: data.tokenType, expiresAt: data.accessTokenExpiresAt }
+  const t = data.audienceTokens?.[key]
+  return t && { token: t.accessToken, type: t.tokenType, expiresAt: t.expiresAt }
+}
 
 export interface AccessToken {
   readonly token: string
@@ -69,39 +87,52 @@ export class TokenService {
     return this.#inflight.size
   }
 
-  needsRefresh(session: Session): boolean {
-    const exp = session.data.accessTokenExpiresAt
-    return exp !== undefined && exp - this.#o.config.refreshSkew * 1000 <= this.#o.now()
+  /** Whether the token for `key` is missing or expires within BFF_REFRESH_SKEW. */
+  needsRefresh(session: Session, key = ''): boolean {
+    const t = tokenFor(session.data, key)
+    if (!t) return true
+    return t.expiresAt !== undefined && t.expiresAt - this.#o.config.refreshSkew * 1000 <= this.#o.now()
   }
 
-  async accessToken(session: Session, options: { force?: boolean } = {}): Promise<AccessToken> {
+  /**
+   * A fresh access token: the session's own, or one for a route's audience
+   * (RFC 8707 `resource`, narrower `scope`; RFC 6749 §6), obtained with the
+   * refresh token under the same lock and kept in the session per audience.
+   */
+  async accessToken(session: Session, options: { force?: boolean; audience?: Audience } = {}): Promise<AccessToken> {
+    const key = audienceKey(options.audience)
     let current = session
-    if (options.force || this.needsRefresh(session)) current = await this.refresh(session, options.force ?? false)
-    return { token: current.data.accessToken, type: current.data.tokenType, session: current }
+    if (options.force || this.needsRefresh(session, key)) current = await this.refresh(session, options.force ?? false, options.audience)
+    const t = tokenFor(current.data, key)!
+    return { token: t.token, type: t.type, session: current }
   }
 
-  /** Single-flight per session: concurrent callers share one refresh. */
-  refresh(session: Session, force: boolean): Promise<Session> {
-    let p = this.#inflight.get(session.sid)
+  /** Single-flight per session and audience: concurrent callers share one refresh. */
+  refresh(session: Session, force: boolean, audience?: Audience): Promise<Session> {
+    const key = audienceKey(audience)
+    const flight = `${session.sid}\0${key}`
+    let p = this.#inflight.get(flight)
     if (!p) {
       if (this.#inflight.size >= (this.#o.maxInflight ?? 1000)) {
         this.#count('lock_timeout')
         return Promise.reject(new IdpUnavailableError({ logDetail: 'too many refreshes in flight in this process' }))
       }
-      p = traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force)).finally(() =>
-        this.#inflight.delete(session.sid),
+      p = traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force, audience)).finally(() =>
+        this.#inflight.delete(flight),
       )
-      this.#inflight.set(session.sid, p)
+      this.#inflight.set(flight, p)
     }
     return p
   }
 
-  async #refresh(seen: Session, force: boolean): Promise<Session> {
+  async #refresh(seen: Session, force: boolean, audience: Audience | undefined): Promise<Session> {
     const { sessions } = this.#o
     const store = sessions.store
+    const key = audienceKey(audience)
     // Done when someone else already did the work: a forced refresh (after an
-    // upstream 401) is satisfied by any newer version.
-    const done = (s: Session) => (force ? s.version !== seen.version : !this.needsRefresh(s))
+    // upstream 401) is satisfied by any other token than the rejected one.
+    const rejected = tokenFor(seen.data, key)?.token
+    const done = (s: Session) => (force ? tokenFor(s.data, key)?.token !== rejected && !this.needsRefresh(s, key) : !this.needsRefresh(s, key))
     const started = this.#o.now()
     const deadline = started + this.#lockWaitMs
     const waited = () => {
@@ -134,7 +165,7 @@ export class TokenService {
             await this.#end(fresh, 'refresh_failed', true, 'a previous refresh was interrupted')
             throw new LoginRequiredError('The session has ended; please sign in again.')
           }
-          return await this.#redeem(fresh, token)
+          return await this.#redeem(fresh, token, audience)
         } finally {
           await store.releaseRefreshLock(seen.sid, token).catch(() => {})
         }
@@ -148,10 +179,15 @@ export class TokenService {
   }
 
   /** Redeems the refresh token under the lease, renewing it so a slow IdP cannot outlive it. */
-  async #redeem(session: Session, lockToken: string): Promise<Session> {
+  async #redeem(session: Session, lockToken: string, audience: Audience | undefined): Promise<Session> {
     const { sessions, logger } = this.#o
     const store = sessions.store
     const refreshToken = session.data.refreshToken
+    if (!refreshToken && audienceKey(audience) !== '') {
+      // Only a refresh token can get a token for another audience; the session
+      // itself is fine, the route's policy cannot be met.
+      throw new BffError('server_error', 'An unexpected error occurred.', { logDetail: 'route needs an audience token but the session has no refresh token' })
+    }
     if (!refreshToken) {
       await this.#end(session, 'session_expired', false, 'access token expired and no refresh token')
       throw new LoginRequiredError('The session has expired.')
@@ -166,18 +202,24 @@ export class TokenService {
       )
     }, Math.max(50, Math.floor(this.#leaseMs / 3)))
     try {
-      return await this.#grant(session, refreshToken)
+      return await this.#grant(session, refreshToken, audience)
     } finally {
       clearInterval(renew)
     }
   }
 
-  async #grant(session: Session, refreshToken: string): Promise<Session> {
+  async #grant(session: Session, refreshToken: string, audience: Audience | undefined): Promise<Session> {
     const { sessions, logger } = this.#o
+    const key = audienceKey(audience)
+    // Without an audience the original scope is not re-sent: RFC 6749 §6 keeps it
+    // unchanged, and it is never widened. A route's scopes may only narrow it
+    // (the IdP refuses anything else with invalid_scope).
+    const params: Record<string, string> = {}
+    if (audience?.resource) params.resource = audience.resource
+    if (audience?.scopes?.length) params.scope = audience.scopes.join(' ')
     let tokens: TokenResult
     try {
-      // The original scope is not re-sent: RFC 6749 §6 keeps it unchanged, and it can never be widened.
-      tokens = await traced('oidc refresh_token grant', {}, () => this.#o.oidc.refreshTokenGrant(refreshToken), SpanKind.CLIENT)
+      tokens = await traced('oidc refresh_token grant', { 'tokenward.audience': key }, () => this.#o.oidc.refreshTokenGrant(refreshToken, params), SpanKind.CLIENT)
     } catch (err) {
       if (isFatalGrantError(err)) {
         this.#count('rejected')
@@ -209,18 +251,22 @@ export class TokenService {
     }
 
     const now = this.#o.now()
+    const expiresAt = tokens.expiresIn === undefined ? undefined : now + tokens.expiresIn * 1000
+    const own =
+      key === ''
+        ? { accessToken: tokens.accessToken, tokenType: tokens.tokenType, accessTokenExpiresAt: expiresAt }
+        : { audienceTokens: { ...session.data.audienceTokens, [key]: { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresAt } } }
     const data: SessionData = {
       ...session.data,
-      accessToken: tokens.accessToken,
-      tokenType: tokens.tokenType,
-      accessTokenExpiresAt: tokens.expiresIn === undefined ? undefined : now + tokens.expiresIn * 1000,
+      ...own,
       // RFC 6749 §6: the AS MAY issue a new refresh token; when it does not, keep ours.
       refreshToken: tokens.refreshToken ?? session.data.refreshToken,
       refreshTokenExpiresAt:
         tokens.refreshToken && tokens.refreshTokenExpiresIn !== undefined
           ? now + tokens.refreshTokenExpiresIn * 1000
           : session.data.refreshTokenExpiresAt,
-      scope: tokens.scope ?? session.data.scope,
+      // An audience token's scope is the route's, not the session's.
+      scope: key === '' ? (tokens.scope ?? session.data.scope) : session.data.scope,
       idToken: this.#o.config.logoutIdTokenHint && tokens.idToken ? tokens.idToken : session.data.idToken,
     }
     const { result, session: updated } = await sessions.replace(session, data)
@@ -231,7 +277,7 @@ export class TokenService {
       throw new LoginRequiredError('The session has ended.')
     }
     this.#count('success')
-    audit(logger, 'refresh', { outcome: 'success', sub: data.sub, sid: session.sid, rotated: Boolean(tokens.refreshToken) })
+    audit(logger, 'refresh', { outcome: 'success', sub: data.sub, sid: session.sid, rotated: Boolean(tokens.refreshToken), ...(key ? { audience: key } : {}) })
     return updated
   }
 }

@@ -15,6 +15,7 @@ import { testEnv } from '../helpers/env.js'
 /** A stand-in for the IdP's token endpoint: these tests are about tokenward's logic, the integration tests use a real IdP. */
 class FakeIdp {
   grants = 0
+  params: Array<Record<string, string> | undefined> = []
   revocations = 0
   async revokeRefreshToken(): Promise<boolean> {
     this.revocations++
@@ -22,8 +23,9 @@ class FakeIdp {
   }
   delayMs = 0
   next: (refreshToken: string) => TokenResult | Error = (rt) => token({ refreshToken: `${rt}+` })
-  async refreshTokenGrant(refreshToken: string): Promise<TokenResult> {
+  async refreshTokenGrant(refreshToken: string, params?: Record<string, string>): Promise<TokenResult> {
     this.grants++
+    this.params.push(params)
     if (this.delayMs) await sleep(this.delayMs)
     const r = this.next(refreshToken)
     if (r instanceof Error) throw r
@@ -204,5 +206,45 @@ describe('TokenService', () => {
       await tokens.accessToken(session)
     }
     expect(tokens.inflight).toBe(0)
+  })
+
+  describe('audience tokens for routes with resource/scopes (RFC 8707, RFC 6749 §6)', () => {
+    const audience = { resource: 'https://orders.example', scopes: ['orders:read'] }
+
+    it('gets a token for the audience with the refresh token, keeps it per audience, and leaves the session token alone', async () => {
+      const { sessions, tokens, idp, data } = setup()
+      const { session } = await sessions.create(data({ accessTokenExpiresAt: Date.now() + 600_000 }))
+      idp.next = (rt) => token({ accessToken: 'at-orders', refreshToken: `${rt}+`, expiresIn: 300 })
+      const a = await tokens.accessToken(session, { audience })
+      expect(a.token).toBe('at-orders')
+      expect(idp.params.at(-1)).toEqual({ resource: 'https://orders.example', scope: 'orders:read' })
+      expect(a.session.data.accessToken).toBe('at-old') // the session's own token is untouched
+      expect(a.session.data.refreshToken).toBe('rt-1+') // rotation still persisted
+      // Cached: no second grant while it is fresh; the plain token needs none either.
+      const again = await tokens.accessToken(a.session, { audience })
+      expect(again.token).toBe('at-orders')
+      expect((await tokens.accessToken(a.session)).token).toBe('at-old')
+      expect(idp.grants).toBe(1)
+    })
+
+    it('50 concurrent callers for one audience share one grant', async () => {
+      const { sessions, tokens, idp, data } = setup()
+      idp.delayMs = 50
+      const { session } = await sessions.create(data({ accessTokenExpiresAt: Date.now() + 600_000 }))
+      const got = await Promise.all(Array.from({ length: 50 }, () => tokens.accessToken(session, { audience })))
+      expect(idp.grants).toBe(1)
+      expect(new Set(got.map((g) => g.token)).size).toBe(1)
+    })
+
+    it('a forced refresh after the upstream rejected the audience token fetches a new one', async () => {
+      const { sessions, tokens, idp, data } = setup()
+      const { session } = await sessions.create(data({ accessTokenExpiresAt: Date.now() + 600_000 }))
+      let n = 0
+      idp.next = (rt) => token({ accessToken: `at-orders-${++n}`, refreshToken: `${rt}+` })
+      const first = await tokens.accessToken(session, { audience })
+      const second = await tokens.accessToken(first.session, { audience, force: true })
+      expect(first.token).toBe('at-orders-1')
+      expect(second.token).toBe('at-orders-2')
+    })
   })
 })
