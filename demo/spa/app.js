@@ -1,14 +1,31 @@
-// tokenward demo SPA: plain ES module, no build step, no framework.
-// It never handles a token: the session lives in an HTTP-only cookie that
-// tokenward sets, and API calls go through tokenward's proxy on this origin.
-// Nothing is kept in localStorage or sessionStorage.
+// tokenward demo SPA: plain ES module, no framework. Everything it asks of
+// tokenward goes through tokenward's client helper (`tokenward/client`, built
+// from src/client/ and served here as /client.js), which adds the X-CSRF
+// header and same-origin credentials and listens for session-end events.
+// The SPA never handles a token: the session lives in an HTTP-only cookie
+// that tokenward sets, and API calls go through tokenward's proxy on this
+// origin. Nothing is kept in localStorage or sessionStorage.
 // All text reaches the page through textContent, never innerHTML, so claims
 // such as a name with markup in it stay text.
 
-// tokenward refuses state-changing and proxied requests without this header:
-// a cross-site form or <img> cannot add it, and a cross-site fetch that adds
-// it needs a CORS preflight that tokenward never grants.
-const CSRF_HEADERS = { 'X-CSRF': '1' }
+import { BffRequestError, createBff } from '/client.js'
+
+const SESSION_ENDED = 'Your session has ended. Sign in again to continue.'
+
+const bff = createBff({
+  // The demo shows its signed-out view with a button rather than leaving for
+  // the IdP by itself, which is what the helper does by default.
+  onLoginRequired: () => showSignedOut(SESSION_ENDED),
+})
+
+/** What to tell the user when tokenward reports the session gone (GET /auth/events). */
+const ENDED_BECAUSE = new Map([
+  ['logout', 'You signed out in another tab or window.'],
+  ['backchannel_logout', 'You were signed out at the identity provider.'],
+  ['session_revoked', 'An administrator ended your session.'],
+  ['session_expired', 'Your session expired. Sign in again to continue.'],
+  ['refresh_token_rejected', 'The identity provider no longer accepts this sign-in. Sign in again to continue.'],
+])
 
 const $ = (selector) => document.querySelector(selector)
 const $$ = (selector) => [...document.querySelectorAll(selector)]
@@ -18,52 +35,42 @@ const state = {
   lastIat: null,
   busy: false,
   lastEndCheck: 0,
+  /** Unsubscribes from session-end events; set while signed in. */
+  stopWatching: null,
 }
 
-async function request(path, init = {}) {
-  const res = await fetch(path, {
-    credentials: 'same-origin',
-    cache: 'no-store',
-    ...init,
-    headers: { Accept: 'application/json', ...CSRF_HEADERS, ...init.headers },
-  })
-  let body = null
-  if ((res.headers.get('content-type') ?? '').includes('application/json')) {
-    body = await res.json().catch(() => null)
-  }
-  return { res, body }
+async function readJson(res) {
+  if (!(res.headers.get('content-type') ?? '').includes('application/json')) return null
+  return res.json().catch(() => null)
 }
 
 // ---------------------------------------------------------------------------
 // Session
 
-async function loadSession() {
+async function loadSession(options) {
   try {
-    const { res, body } = await request('/auth/session')
-    if (res.ok && body?.authenticated) return showSignedIn(body)
-    if (res.status === 401) return showSignedOut()
+    const session = await bff.session(options)
+    if (session) showSignedIn(session)
+    else showSignedOut()
+  } catch (err) {
     showSignedOut()
-    showError(describeFailure(res, body))
-  } catch {
-    showSignedOut()
-    showError('tokenward cannot be reached. Is `npm run demo` still running?')
+    showError(describeError(err))
   }
 }
 
 function showSignedIn(session) {
   state.session = session
-  const claims = session.claims ?? {}
+  const claims = session.claims
   setFields({
     name: claims.name ?? claims.preferred_username ?? session.sub,
     email: claims.email ?? '—',
     sub: session.sub,
-    sid: session.sid ?? '—',
+    sid: session.sid,
   })
   for (const key of ['expiresAt', 'idleExpiresAt']) {
     for (const el of $$(`[data-time="${key}"]`)) {
-      const at = session[key]
-      el.textContent = typeof at === 'number' ? formatTime(at) : '—'
-      if (typeof at === 'number') el.dateTime = new Date(at * 1000).toISOString()
+      el.textContent = formatTime(session[key])
+      el.dateTime = new Date(session[key] * 1000).toISOString()
     }
   }
   $('#who').textContent = claims.email ?? session.sub
@@ -72,9 +79,17 @@ function showSignedIn(session) {
   $('#signed-out').hidden = true
   $('#signed-in').hidden = false
   updateCountdowns()
+  // A logout in another tab, a back-channel logout, an administrator's revoke
+  // or expiry reaches this tab at once, without polling.
+  state.stopWatching ??= bff.onSessionEnded(({ reason }) => {
+    state.stopWatching = null
+    showSignedOut(ENDED_BECAUSE.get(reason) ?? SESSION_ENDED)
+  })
 }
 
 function showSignedOut(message) {
+  state.stopWatching?.()
+  state.stopWatching = null
   state.session = null
   state.lastIat = null
   $('#who').hidden = true
@@ -86,22 +101,15 @@ function showSignedOut(message) {
 }
 
 function signIn() {
-  // tokenward accepts only a same-origin relative path as returnTo.
-  location.assign(`/auth/login?returnTo=${encodeURIComponent('/')}`)
+  // Back to this page after the IdP; tokenward accepts only a same-origin path.
+  bff.login()
 }
 
 async function signOut() {
-  await busy(async () => {
-    const { res, body } = await request('/auth/logout', { method: 'POST' })
-    if (res.ok && typeof body?.redirectTo === 'string' && isHttpUrl(body.redirectTo)) {
-      // The IdP's end-session page (or the post-logout page) ends the IdP
-      // session too; the URL carries no token.
-      location.assign(body.redirectTo)
-      return
-    }
-    if (res.status === 401) return showSignedOut('You were already signed out.')
-    showError(describeFailure(res, body))
-  })
+  // tokenward ends the session, then the helper navigates to the IdP's
+  // end-session page (its URL carries no token), which ends the IdP session
+  // too and comes back here signed out.
+  await busy(() => bff.logout())
 }
 
 // ---------------------------------------------------------------------------
@@ -110,18 +118,18 @@ async function signOut() {
 async function callApi(path) {
   await busy(async () => {
     const started = new Date()
-    const { res, body } = await request(`/api${path}`)
+    const res = await bff.fetch(`/api${path}`, { headers: { Accept: 'application/json' } })
+    const body = await readJson(res)
     log(`GET /api${path} → ${res.status}${body?.error ? ` ${body.error}` : ''}`, started)
-    if (res.status === 401 && body?.error === 'login_required') {
-      return showSignedOut('Your session has ended. Sign in again to continue.')
-    }
+    // A 401 login_required already went to onLoginRequired: signed out.
+    if (!state.session) return
     hideBanners()
     showResult(res, body)
     if (!res.ok) showError(describeFailure(res, body))
-    // The call moved the idle timeout; show the new one.
-    const session = await request('/auth/session')
-    if (session.res.ok && session.body?.authenticated) showSignedIn(session.body)
-    else if (session.res.status === 401) showSignedOut('Your session has ended. Sign in again to continue.')
+    // The call slid the idle timeout: show the new one, without sliding it again.
+    const session = await bff.session({ slide: false })
+    if (session) showSignedIn(session)
+    else showSignedOut(SESSION_ENDED)
   })
 }
 
@@ -137,8 +145,11 @@ function showResult(res, body) {
     exp: typeof data.exp === 'number' ? formatTime(data.exp) : '—',
     calledAt: data.calledAt ? new Date(data.calledAt).toLocaleTimeString() : '—',
   })
+  // The API reports when the access token it got was issued: a newer one than
+  // last time means tokenward refreshed it behind the SPA's back.
   const refreshed = typeof data.iat === 'number' && state.lastIat !== null && data.iat !== state.lastIat
   $('#refreshed').hidden = !refreshed
+  if (refreshed) log(`tokenward refreshed the access token (issued ${formatClock(data.iat)})`)
   if (typeof data.iat === 'number') state.lastIat = data.iat
 
   const list = $('#items')
@@ -170,15 +181,11 @@ function updateCountdowns() {
     }
   }
   // The server is the judge: ask it when the clock says the session is over
-  // (at most every 10 s, in case the two clocks disagree).
+  // (at most every 10 s, in case the two clocks disagree, or another tab's
+  // API calls slid the idle timeout), without sliding it.
   if (ended && !state.busy && Date.now() - state.lastEndCheck > 10_000) {
     state.lastEndCheck = Date.now()
-    loadSession()
-// A page restored from the back/forward cache shows what it showed when it was
-// left; after a sign-out that would be a signed-in view. Ask the server again.
-addEventListener('pageshow', (event) => {
-  if (event.persisted) loadSession()
-})
+    loadSession({ slide: false })
   }
 }
 
@@ -191,8 +198,8 @@ async function busy(task) {
   for (const button of $$('button')) button.disabled = true
   try {
     await task()
-  } catch {
-    showError('The request failed: tokenward cannot be reached.')
+  } catch (err) {
+    showError(describeError(err))
   } finally {
     state.busy = false
     for (const button of $$('button')) button.disabled = false
@@ -209,6 +216,13 @@ function setResult(values) {
   for (const [key, value] of Object.entries(values)) {
     for (const el of $$(`[data-result="${key}"]`)) el.textContent = String(value)
   }
+}
+
+function describeError(err) {
+  if (err instanceof BffRequestError) {
+    return `${err.message}${err.retryAfter === undefined ? '' : ` (retry in ${err.retryAfter} s)`}`
+  }
+  return 'The request failed: tokenward cannot be reached. Is `npm run demo` still running?'
 }
 
 function describeFailure(res, body) {
@@ -244,17 +258,12 @@ function log(text, at = new Date()) {
   while (list.children.length > 20) list.lastElementChild.remove()
 }
 
-function isHttpUrl(value) {
-  try {
-    const { protocol } = new URL(value, location.href)
-    return protocol === 'https:' || protocol === 'http:'
-  } catch {
-    return false
-  }
-}
-
 function formatTime(epochSeconds) {
   return new Date(epochSeconds * 1000).toLocaleString()
+}
+
+function formatClock(epochSeconds) {
+  return new Date(epochSeconds * 1000).toLocaleTimeString()
 }
 
 function ago(epochSeconds) {
@@ -277,4 +286,13 @@ $('#sign-out').addEventListener('click', signOut)
 $('#call-api').addEventListener('click', () => callApi('/hello'))
 $('#load-items').addEventListener('click', () => callApi('/items'))
 setInterval(updateCountdowns, 1000)
+// A page restored from the back/forward cache shows what it showed when it was
+// left; after a sign-out that would be a signed-in view. Ask the server again,
+// on a fresh event stream (the old one may have been dropped meanwhile).
+addEventListener('pageshow', (event) => {
+  if (!event.persisted) return
+  state.stopWatching?.()
+  state.stopWatching = null
+  loadSession()
+})
 loadSession()

@@ -206,16 +206,37 @@ describe('the demo SPA in Chromium', () => {
     }))
     expect(storage).toEqual({ local: [], session: [] })
 
+    // The session-event stream never finishes, so the browser never hands over
+    // its body: read its opening event from the page, as the SPA's EventSource gets it.
+    const events = await page.evaluate(async () => {
+      const res = await fetch('/auth/events')
+      const reader = res.body!.getReader()
+      const decoder = new TextDecoder()
+      let text = ''
+      while (!text.includes('\n\n')) {
+        const { value, done } = await reader.read()
+        if (done) break
+        text += decoder.decode(value, { stream: true })
+      }
+      await reader.cancel()
+      return { status: res.status, type: res.headers.get('content-type'), text }
+    })
+    expect(events).toMatchObject({ status: 200, type: expect.stringContaining('text/event-stream') })
+    expect(events.text).toMatch(/^event: session\n/m)
+
     // Every response from tokenward's origin, headers and bodies (SECURITY-CHECKLIST #17, #31).
     const captured = await Promise.all(seen)
     const paths = captured.map((c) => `${c.status} ${new URL(c.url).pathname}`)
-    expect(paths).toEqual(expect.arrayContaining(['302 /auth/login', '303 /auth/callback', '200 /', '200 /app.js', '200 /auth/session', '200 /api/hello']))
+    expect(paths).toEqual(expect.arrayContaining([
+      '302 /auth/login', '303 /auth/callback', '200 /', '200 /app.js', '200 /client.js', '200 /auth/session', '200 /auth/events', '200 /api/hello',
+    ]))
     for (const c of captured) {
-      const text = `${c.headers}\n${c.body ?? ''}`
+      const body = c.stream ? events.text : c.body
+      const text = `${c.headers}\n${body ?? ''}`
       expect(containsAny(text, tokens), `${c.url} carries a token`).toBeUndefined()
       expect(text, `${c.url} carries a JWT`).not.toMatch(JWT_SHAPE)
       // Redirects have no body to read; everything else must have been scanned.
-      if (c.status < 300 || c.status >= 400) expect(c.body, `${c.url}: body not captured`).toBeDefined()
+      if (c.status < 300 || c.status >= 400) expect(body, `${c.url}: body not captured`).toBeDefined()
     }
     // The transaction cookie was set by /auth/login itself with SameSite=Lax (SECURITY-CHECKLIST #16).
     const loginResponse = captured.find((c) => new URL(c.url).pathname === '/auth/login')!
@@ -293,6 +314,42 @@ describe('the demo SPA in Chromium', () => {
     // The old cookie value, replayed in a browser that never logged out, is dead
     // (SECURITY-CHECKLIST #45).
     expect(await replayCookie(old.value)).toBe(401)
+  })
+
+  it('a sign-out in one tab shows the other tab signed out within a second, with no click, reload or poll', async () => {
+    await signIn(page, 'grace')
+    const other = await context.newPage()
+    const stream = await watchEventStream(other)
+    const sessionChecks: string[] = []
+    other.on('request', (r) => {
+      if (new URL(r.url()).pathname === '/auth/session') sessionChecks.push(r.url())
+    })
+    await other.goto(`${publicUrl}/`)
+    await other.locator('#signed-in').waitFor()
+    // Gone if anything reloads the tab.
+    await other.evaluate(() => { (globalThis as Record<string, unknown>).sameDocument = true })
+    // tokenward listens for the session's end before it sends `session`, so
+    // from here on the tab cannot miss it.
+    await stream.next('session')
+    const checks = sessionChecks.length
+
+    const loggedOut = page.waitForResponse((r) => new URL(r.url()).pathname === '/auth/logout' && r.request().method() === 'POST')
+    await page.locator('#sign-out').click()
+    expect((await loggedOut).status()).toBe(200)
+    const started = Date.now()
+    // Nothing touches the other tab: it hears it on GET /auth/events.
+    await other.locator('#signed-out').waitFor({ timeout: 1_500 })
+    expect(Date.now() - started).toBeLessThan(1_500)
+    expect(await stream.next('session_ended')).toEqual({ reason: 'logout' })
+    expect(await other.locator('#notice').textContent()).toBe('You signed out in another tab or window.')
+    expect(await other.locator('#who').isHidden()).toBe(true)
+    expect(sessionChecks.length, 'the other tab asked /auth/session').toBe(checks)
+    expect(await other.evaluate(() => (globalThis as Record<string, unknown>).sameDocument)).toBe(true)
+    expect(await sessionStatus(other)).toBe(401)
+
+    // The tab that signed out still goes through the IdP's end-session page
+    // (its own session_ended did not pull it back early) and lands signed out.
+    await finishSignOut(page)
   })
 
   // Regression: with the back/forward cache that real Chromium has on
@@ -472,6 +529,11 @@ async function replayCookie(value: string): Promise<number> {
 /** Clicks "Sign out" and confirms at the IdP; ends on the signed-out SPA. */
 async function signOut(p: Page): Promise<void> {
   await p.locator('#sign-out').click()
+  await finishSignOut(p)
+}
+
+/** After "Sign out": the IdP's end-session page, its confirmation, back to the signed-out SPA. */
+async function finishSignOut(p: Page): Promise<void> {
   await p.waitForURL((url) => url.origin === idp!.issuer)
   // The dev IdP asks before ending its own session.
   const confirm = p.getByRole('button', { name: 'Yes, sign me out' })
@@ -561,6 +623,27 @@ async function watchWire(p: Page, url: string): Promise<{ next(count: number): P
   }
 }
 
+/**
+ * The server-sent events a tab's EventSource receives, from the DevTools
+ * protocol; attach before the page opens its stream.
+ */
+async function watchEventStream(p: Page): Promise<{ next(name: string): Promise<unknown> }> {
+  const cdp = await p.context().newCDPSession(p)
+  const received: Array<{ name: string, data: string }> = []
+  let taken = 0
+  cdp.on('Network.eventSourceMessageReceived', (e) => received.push({ name: e.eventName, data: e.data }))
+  await cdp.send('Network.enable')
+  return {
+    /** The data (parsed) of the next event called `name`, skipping others. */
+    async next(name) {
+      await expect.poll(() => received.slice(taken).some((e) => e.name === name), { timeout: 5_000, interval: 20 }).toBe(true)
+      const index = received.findIndex((e, i) => i >= taken && e.name === name)
+      taken = index + 1
+      return JSON.parse(received[index]!.data) as unknown
+    },
+  }
+}
+
 function sessionCookieSent(request: WireRequest): boolean {
   return request.cookies.get(bff!.config.cookie.name)?.length === 0
 }
@@ -572,10 +655,17 @@ interface Captured {
   setCookies: string[]
   /** undefined when the browser kept no body (redirects). */
   body?: string
+  /** A server-sent event stream, whose body capture() does not wait for. */
+  stream?: true
 }
 
 async function capture(response: Response): Promise<Captured> {
   const headers = await response.headersArray()
+  // An event stream's body is complete only when the stream ends, which an
+  // open tab's never does: the caller reads it another way.
+  if ((response.headers()['content-type'] ?? '').startsWith('text/event-stream')) {
+    return { url: response.url(), status: response.status(), headers: headers.map((h) => `${h.name}: ${h.value}`).join('\n'), setCookies: [], stream: true }
+  }
   let body: string | undefined
   try {
     body = (await response.body()).toString('utf8')

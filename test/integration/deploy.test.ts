@@ -353,14 +353,16 @@ describe('container image (deploy/Dockerfile)', () => {
     expect(runs.some((r) => /\bnpm ci\b/.test(r))).toBe(true)
     expect(runs.some((r) => /\bnpm run build\b/.test(r))).toBe(true)
     // What `npm run build` runs, and where it writes: this test builds the same.
-    expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json')
+    expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json && tsc -p tsconfig.client.json')
+    const clientConfig = JSON.parse(read('tsconfig.client.json')) as { compilerOptions: { outDir: string } }
+    expect(posix.normalize(clientConfig.compilerOptions.outDir).startsWith('dist')).toBe(true)
     const buildConfig = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { outDir: string } }
     const workdir = ops(build!, 'WORKDIR').at(-1)!
     expect(fromBuild!.sources).toEqual([posix.join(workdir, buildConfig.compilerOptions.outDir)])
     expect(posix.normalize(fromBuild!.dest)).toBe(buildConfig.compilerOptions.outDir)
     // The build has the files it needs from the context.
     const inputs = copies(build!).filter((c) => c.from === undefined).flatMap((c) => c.sources)
-    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src']) expect(inputs).toContain(f)
+    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'tsconfig.client.json', 'src']) expect(inputs).toContain(f)
   })
 
   it('the CMD\'s script exists in the production build', () => {
