@@ -39,6 +39,8 @@ export interface Config {
   readonly clientPrivateKey: string | undefined
   readonly scopes: readonly string[]
   readonly authParams: ReadonlyArray<readonly [string, string]>
+  /** Pushed Authorization Requests (RFC 9126): when the IdP advertises them, always, or never. */
+  readonly par: 'auto' | 'always' | 'never'
   readonly routes: readonly RouteConfig[]
   /** First seals, all unseal. */
   readonly cookieSecrets: readonly string[]
@@ -115,6 +117,7 @@ const envSchema = z.object({
   BFF_CLIENT_PRIVATE_KEY: z.string().min(1).optional(),
   BFF_SCOPES: z.string().default(DEFAULT_SCOPES),
   BFF_AUTH_PARAMS: z.string().default(''),
+  BFF_PAR: z.enum(['auto', 'always', 'never']).default('auto'),
   BFF_ROUTES: z.string({ message: 'is required (a JSON array of routes)' }),
   BFF_COOKIE_SECRET: z.string({ message: 'is required' }),
   BFF_ENCRYPTION_KEYS: z.string({ message: 'is required' }),
@@ -267,6 +270,7 @@ export function loadConfig(env: Env): Config {
     clientPrivateKey: e.BFF_CLIENT_PRIVATE_KEY,
     scopes,
     authParams,
+    par: e.BFF_PAR,
     routes,
     cookieSecrets,
     encryptionKeys,

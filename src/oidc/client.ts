@@ -122,6 +122,14 @@ export class OidcClient {
     p.set('nonce', params.nonce)
     p.set('code_challenge', params.codeChallenge)
     p.set('code_challenge_method', 'S256')
+    // RFC 9126: the parameters go to the IdP over the back channel, authenticated
+    // as the client; the browser only carries a request_uri.
+    const endpoint = configuration.serverMetadata().pushed_authorization_request_endpoint
+    const par = this.#config.par
+    if (par === 'always' && !endpoint) {
+      throw new IdpUnavailableError({ logDetail: 'BFF_PAR=always but the IdP advertises no pushed_authorization_request_endpoint' })
+    }
+    if (par !== 'never' && endpoint) return oidc.buildAuthorizationUrlWithPAR(configuration, p)
     return oidc.buildAuthorizationUrl(configuration, p)
   }
 

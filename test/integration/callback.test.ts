@@ -5,7 +5,8 @@ import { startWorld, type World } from '../helpers/world.js'
 let world: World
 
 beforeAll(async () => {
-  world = await startWorld()
+  // Front-channel parameters (BFF_PAR=never): some cases read `state` from the authorization URL.
+  world = await startWorld({ env: { BFF_PAR: 'never' } })
 })
 afterAll(() => world?.close())
 

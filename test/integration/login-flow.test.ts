@@ -10,7 +10,9 @@ let world: World
 beforeAll(async () => {
   // BFF_LOGOUT_ID_TOKEN_HINT keeps the ID token server-side, so the scans below
   // can look for it too.
-  world = await startWorld({ env: { BFF_LOGOUT_ID_TOKEN_HINT: 'true' } })
+  // BFF_PAR=never keeps the authorization parameters in the front-channel URL,
+  // where these tests inspect them; par.test.ts covers the pushed form.
+  world = await startWorld({ env: { BFF_LOGOUT_ID_TOKEN_HINT: 'true', BFF_PAR: 'never' } })
 })
 afterAll(() => world?.close())
 
