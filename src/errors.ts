@@ -8,6 +8,7 @@
 export type BffErrorCode =
   | 'invalid_request'
   | 'login_required'
+  | 'step_up_required'
   | 'csrf_failed'
   | 'not_found'
   | 'method_not_allowed'
@@ -22,6 +23,7 @@ export type BffErrorCode =
 const STATUS: Record<BffErrorCode, number> = {
   invalid_request: 400,
   login_required: 401,
+  step_up_required: 401,
   csrf_failed: 403,
   not_found: 404,
   method_not_allowed: 405,

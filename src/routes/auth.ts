@@ -13,6 +13,40 @@ import { errorPage } from './pages.js'
 
 type Ctx = Context<AppEnv>
 
+/** OIDC Core §3.1.2.6: what a prompt=none request answers when the user must act. */
+const SILENT_FAILURES = new Set(['login_required', 'interaction_required', 'consent_required', 'account_selection_required'])
+
+/**
+ * Authorization parameters the SPA may choose per login: `prompt` (`none` for
+ * silent re-authentication, `login`, `consent`), and `acr_values` / `max_age`
+ * for step-up (RFC 9470). Anything else is fixed by configuration.
+ */
+function loginParams(c: Ctx): Record<string, string> | BffError {
+  const out: Record<string, string> = {}
+  const prompt = c.req.query('prompt')
+  if (prompt !== undefined) {
+    if (!['none', 'login', 'consent', 'select_account'].includes(prompt)) return new BffError('invalid_request', 'prompt must be none, login, consent or select_account.')
+    out.prompt = prompt
+  }
+  const acr = c.req.query('acr_values')
+  if (acr !== undefined) {
+    if (!/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(acr) || acr.length > 512) return new BffError('invalid_request', 'acr_values is malformed.')
+    out.acr_values = acr
+  }
+  const maxAge = c.req.query('max_age')
+  if (maxAge !== undefined) {
+    if (!/^\d{1,9}$/.test(maxAge)) return new BffError('invalid_request', 'max_age must be a number of seconds.')
+    out.max_age = maxAge
+  }
+  return out
+}
+
+function withQuery(path: string, name: string, value: string): string {
+  const url = new URL(path, 'http://x')
+  url.searchParams.set(name, value)
+  return `${url.pathname}${url.search}${url.hash}`
+}
+
 /** ID token claims that only serve the protocol; the SPA gets the rest. */
 const PROTOCOL_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid', 'jti'])
 
@@ -56,6 +90,8 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     // tabs, so the cookies cannot pile up (the oauth2-proxy 431 problem).
     const existing = await deps.cookies.unseal<{ t?: unknown }>(readCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
     const txHandle = typeof existing?.t === 'string' ? existing.t : newHandle()
+    const extra = loginParams(c)
+    if (extra instanceof BffError) return loginFailed(c, extra)
     const state = oidc.randomState()
     const nonce = oidc.randomNonce()
     const codeVerifier = oidc.randomPKCECodeVerifier()
@@ -65,11 +101,12 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
         state,
         nonce,
         codeChallenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+        extra,
       })
     } catch (err) {
       return loginFailed(c, err instanceof BffError ? err : new IdpUnavailableError({ cause: err, logDetail: describe(err) }))
     }
-    await deps.transactions.put(txHandle, state, { codeVerifier, nonce, returnTo, createdAt: deps.now() })
+    await deps.transactions.put(txHandle, state, { codeVerifier, nonce, returnTo, createdAt: deps.now(), silent: extra.prompt === 'none' })
     const sealed = await deps.cookies.seal({ t: txHandle }, TRANSACTION_TTL_SECONDS)
     // Lax, not Strict: the cookie must come back on the IdP's cross-site
     // redirect to the callback (SECURITY-CHECKLIST #16).
@@ -97,6 +134,12 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     const idpError = c.req.query('error')
     if (idpError !== undefined) {
       const code = /^[a-z_]{1,64}$/.test(idpError) ? idpError : 'unknown'
+      // A silent login (prompt=none) that needs the user is not a failure: back
+      // to the app, which learns it from one query parameter (OIDC Core §3.1.2.6).
+      if (tx.silent && SILENT_FAILURES.has(code)) {
+        noStore(c)
+        return c.redirect(withQuery(tx.returnTo, 'tokenward_error', code), 303)
+      }
       return fail(`identity provider returned error=${code}`, `The identity provider refused the sign-in (${code}).`)
     }
 

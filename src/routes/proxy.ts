@@ -17,6 +17,18 @@ function invalidTokenChallenge(header: string | string[] | undefined): boolean {
   return /^\s*bearer\b/i.test(v) && /error\s*=\s*"?invalid_token"?/i.test(v)
 }
 
+/** RFC 9470 §3: `Bearer error="insufficient_user_authentication"` with optional acr_values and max_age. */
+function stepUpChallenge(header: string | string[] | undefined): { acr_values?: string; max_age?: string } | undefined {
+  const v = Array.isArray(header) ? header.join(', ') : header ?? ''
+  if (!/^\s*bearer\b/i.test(v) || !/error\s*=\s*"?insufficient_user_authentication"?/i.test(v)) return undefined
+  const out: { acr_values?: string; max_age?: string } = {}
+  const acr = /acr_values\s*=\s*"([^"]*)"/i.exec(v)?.[1]
+  if (acr && /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(acr)) out.acr_values = acr
+  const maxAge = /max_age\s*=\s*"?(\d{1,9})"?/i.exec(v)?.[1]
+  if (maxAge) out.max_age = maxAge
+  return out
+}
+
 function authorizationHeader(type: string, token: string): string {
   // RFC 6750 §2.1 spells the scheme "Bearer"; some IdPs answer "bearer".
   return `${type.toLowerCase() === 'bearer' ? 'Bearer' : type} ${token}`
@@ -110,6 +122,23 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
       ) {
         res.resume()
         continue
+      }
+      const stepUp = res.statusCode === 401 ? stepUpChallenge(res.headers['www-authenticate']) : undefined
+      if (stepUp) {
+        // RFC 9470: the API wants a stronger or fresher authentication. The SPA
+        // gets a login URL that asks the IdP for it; after that login the
+        // session's tokens carry the new acr / auth_time.
+        res.resume()
+        c.header('cache-control', 'no-store')
+        return c.json(
+          {
+            error: 'step_up_required',
+            message: 'The API requires a stronger or more recent sign-in.',
+            loginUrl: `/auth/login?${new URLSearchParams(stepUp).toString()}`,
+            ...stepUp,
+          },
+          401,
+        )
       }
       pipeResponse(res, outgoing, { 'x-request-id': c.get('requestId') })
       return RESPONSE_ALREADY_SENT

@@ -9,6 +9,8 @@ export interface LoginTransaction {
   readonly returnTo: string
   /** Epoch ms. */
   readonly createdAt: number
+  /** prompt=none: an IdP answer that the user must act is sent back to the app, not shown as a failure. */
+  readonly silent?: boolean
 }
 
 /** Transactions live at most 10 minutes (SECURITY-CHECKLIST #2). */

@@ -70,6 +70,9 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         pump()
       } else if (u.pathname.endsWith('/slow')) {
         setTimeout(() => res.end('slow'), Number(u.searchParams.get('ms') ?? 1000))
+      } else if (u.pathname.endsWith('/step-up')) {
+        res.writeHead(401, { 'www-authenticate': 'Bearer error="insufficient_user_authentication", error_description="MFA required", acr_values="urn:example:mfa", max_age=300' })
+        res.end('{"error":"insufficient_user_authentication"}')
       } else if (/\/status\/\d{3}$/.test(u.pathname)) {
         const code = Number(u.pathname.slice(-3))
         res.writeHead(code, code === 401 ? { 'www-authenticate': 'Bearer realm="api"' } : {})
