@@ -31,6 +31,7 @@ const routeSchema = z
     resource: z.string().url().optional(),
     timeoutMs: z.number().int().positive().max(3_600_000).optional(),
     maxBodyBytes: z.number().int().nonnegative().optional(),
+    websocket: z.boolean().optional(),
   })
   .strict()
 
@@ -76,6 +77,7 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
         resource: r.resource,
         timeoutMs: r.timeoutMs ?? 30_000,
         maxBodyBytes: r.maxBodyBytes ?? 10 * 1024 * 1024,
+        websocket: r.websocket ?? false,
       }),
     )
   })

@@ -21,6 +21,8 @@ export interface RouteConfig {
   readonly resource: string | undefined
   readonly timeoutMs: number
   readonly maxBodyBytes: number
+  /** Whether WebSocket upgrades are proxied on this route. */
+  readonly websocket: boolean
 }
 
 export interface EncryptionKey {

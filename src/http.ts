@@ -49,7 +49,11 @@ export function header(c: Ctx, name: string): string | undefined {
  * by other hosts, RFC 6265bis §4.1.3.2).
  */
 export function readCookie(c: Ctx, name: string): string | undefined {
-  const cookies = header(c, 'cookie')
+  return cookieValue(header(c, 'cookie'), name)
+}
+
+/** One cookie's value from a Cookie header value (see readCookie). */
+export function cookieValue(cookies: string | undefined, name: string): string | undefined {
   if (!cookies) return undefined
   let i = 0
   while (i < cookies.length) {
@@ -67,8 +71,13 @@ export function readCookie(c: Ctx, name: string): string | undefined {
 }
 
 /** The cookie's handle, or null for a missing, tampered or expired cookie (SECURITY-CHECKLIST #13). */
-export async function sessionHandle(c: Ctx, deps: Deps): Promise<string | null> {
-  const sealed = readCookie(c, deps.config.cookie.name)
+export function sessionHandle(c: Ctx, deps: Deps): Promise<string | null> {
+  return handleFromCookies(header(c, 'cookie'), deps)
+}
+
+/** The session handle sealed in a Cookie header value, or null. */
+export async function handleFromCookies(cookies: string | undefined, deps: Deps): Promise<string | null> {
+  const sealed = cookieValue(cookies, deps.config.cookie.name)
   const data = await deps.cookies.unseal<{ h?: unknown }>(sealed, deps.config.session.maxAge)
   return typeof data?.h === 'string' && data.h.length === 22 ? data.h : null
 }

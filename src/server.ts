@@ -1,11 +1,12 @@
 import { once } from 'node:events'
-import { STATUS_CODES, type Server } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import { createApp } from './app.js'
 import type { Config } from './config.js'
 import { createDeps } from './deps.js'
+import { handleUpgrade } from './proxy/websocket.js'
 import { createLogger, type Logger } from './log.js'
 import type { SessionStore } from './session/store.js'
 import type { Deps } from './types.js'
@@ -59,6 +60,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   server.requestTimeout = 300_000
   server.keepAliveTimeout = 65_000
   server.on('clientError', answerClientError)
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(deps, req, socket, head))
   server.listen(options.port ?? config.port, config.host)
   await once(server, 'listening')
   const port = (server.address() as AddressInfo).port
@@ -77,6 +79,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       deps.terminator.close()
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
+        // Proxied WebSockets are no longer HTTP connections the server tracks;
+        // their session watchers were ended above, which closed them.
         // Idle keep-alive sockets would hold close() open.
         if ('closeIdleConnections' in server) server.closeIdleConnections()
       })

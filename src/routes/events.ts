@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { BffError } from '../errors.js'
 import { auditFor, currentSession } from '../http.js'
+import { watchSession } from '../session/watch.js'
 import type { AppEnv, Deps } from '../types.js'
 
 const HEARTBEAT_MS = 25_000
@@ -25,7 +26,6 @@ export function eventRoutes(deps: Deps): Hono<AppEnv> {
     }
     const session = await currentSession(c, deps, { slide: false })
     if (!session) throw new BffError('login_required', 'No active session.')
-    const { sid } = session
 
     c.header('cache-control', 'no-store')
     c.header('x-accel-buffering', 'no')
@@ -40,22 +40,11 @@ export function eventRoutes(deps: Deps): Hono<AppEnv> {
         finish()
       }
 
-      const stopListening = await deps.events.listen(sid, (e) => void end(e.reason))
-      const stopOnClose = deps.events.onClose(finish)
-      // Expiry produces no event, so check when the session would lapse.
-      let timer: NodeJS.Timeout | undefined
-      const watch = (at: number) => {
-        timer = setTimeout(async () => {
-          try {
-            const r = await deps.sessions.store.readSession(sid, { slideMs: 0, now: deps.now() })
-            if (!r) return void end('session_expired')
-            watch(Math.min(r.entry.absExp, deps.now() + r.ttlMs))
-          } catch {
-            watch(deps.now() + 5000) // the store is down: look again shortly, keep the stream
-          }
-        }, Math.max(100, at - deps.now() + 100))
-      }
-      watch(Math.min(session.absExp, session.idleExp))
+      const stopWatching = await watchSession(deps, session, (reason) => {
+        // On shutdown the stream just closes; the browser reconnects elsewhere.
+        if (reason === 'shutdown') finish()
+        else void end(reason)
+      })
       const heartbeat = setInterval(() => void stream.write(': keep-alive\n\n').catch(() => finish()), HEARTBEAT_MS)
       stream.onAbort(() => finish())
 
@@ -65,10 +54,8 @@ export function eventRoutes(deps: Deps): Hono<AppEnv> {
         retry: 5000,
       })
       await done
-      clearTimeout(timer)
       clearInterval(heartbeat)
-      stopListening()
-      stopOnClose()
+      stopWatching()
     })
   })
 

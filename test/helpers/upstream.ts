@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
@@ -82,6 +83,18 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         res.end(JSON.stringify({ method: rec.method, url: rec.url, headers: rec.headers, bodyBytes }))
       }
     })
+  })
+  // WebSocket handshakes (RFC 6455 §4.2.2) are accepted and the bytes echoed:
+  // enough to prove what tokenward forwards, without a WebSocket library.
+  server.on('upgrade', (req, socket) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 })
+    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSet-Cookie: up=1\r\n\r\n`)
+    socket.on('data', (d: Buffer) => socket.write(d))
+    // An upgraded socket of an http.Server is half-open capable: close it fully
+    // when the other side ends, or close() would wait for it forever.
+    socket.on('end', () => socket.end())
+    socket.on('error', () => socket.destroy())
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')

@@ -1,0 +1,41 @@
+import type { Deps } from '../types.js'
+import type { Session } from './sessions.js'
+
+/**
+ * Calls `onEnd(reason)` once when the session ends: an event from any instance
+ * (logout, back-channel logout, revoke, rejected refresh) or its expiry, which
+ * produces no event and is checked when the session would lapse. Returns a
+ * function that stops watching. Used by the event stream and WebSocket proxying.
+ */
+export async function watchSession(deps: Deps, session: Session, onEnd: (reason: string) => void): Promise<() => void> {
+  let stopped = false
+  let timer: NodeJS.Timeout | undefined
+  const end = (reason: string) => {
+    if (stopped) return
+    stop()
+    onEnd(reason)
+  }
+  const stopListening = await deps.events.listen(session.sid, (e) => end(e.reason))
+  const stopOnClose = deps.events.onClose(() => end('shutdown'))
+  const check = (at: number) => {
+    timer = setTimeout(async () => {
+      try {
+        const r = await deps.sessions.store.readSession(session.sid, { slideMs: 0, now: deps.now() })
+        if (!r) return end('session_expired')
+        check(Math.min(r.entry.absExp, deps.now() + r.ttlMs))
+      } catch {
+        check(deps.now() + 5000) // the store is down: look again shortly, keep the connection
+      }
+    }, Math.max(100, at - deps.now() + 100))
+    timer.unref()
+  }
+  const stop = () => {
+    if (stopped) return
+    stopped = true
+    clearTimeout(timer)
+    stopListening()
+    stopOnClose()
+  }
+  check(Math.min(session.absExp, session.idleExp))
+  return stop
+}
