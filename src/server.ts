@@ -25,6 +25,9 @@ export interface RunningServer {
   close(): Promise<void>
 }
 
+/** How long a shutdown waits for in-flight requests before closing their connections. */
+const DRAIN_MS = 20_000
+
 /**
  * Requests Node's HTTP parser refuses never reach the app: answer them in the
  * contract's JSON shape instead of Node's bare status line, then close.
@@ -77,12 +80,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       // Open event streams would hold the server open: end them first.
       await deps.events.close()
       deps.terminator.close()
+      // Stop accepting, let in-flight requests finish (SECURITY-CHECKLIST #59).
+      // Keep-alive connections that turn idle after their last response would
+      // hold close() open, so close idle ones as they appear; after the drain
+      // deadline, close what is left (long downloads).
       await new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        // Proxied WebSockets are no longer HTTP connections the server tracks;
-        // their session watchers were ended above, which closed them.
-        // Idle keep-alive sockets would hold close() open.
-        if ('closeIdleConnections' in server) server.closeIdleConnections()
+        const sweep = setInterval(() => server.closeIdleConnections(), 100)
+        const deadline = setTimeout(() => server.closeAllConnections(), DRAIN_MS)
+        server.close(() => {
+          clearInterval(sweep)
+          clearTimeout(deadline)
+          resolve()
+        })
+        server.closeIdleConnections()
       })
       await deps.sessions.store.close()
     },

@@ -57,6 +57,10 @@ export function createRedisClient(config: Config['redis']): Client {
       ...options,
       sentinels: config.nodes.map((n) => ({ host: n.host, port: n.port })),
       name: config.sentinelName ?? 'mymaster',
+      // Follow +switch-master at once: without it the client keeps writing to the
+      // demoted master until the sentinel reconfigures it, and those writes (a
+      // new login, a rotated refresh token) are lost in the resync.
+      failoverDetector: true,
       password: url.password ? decodeURIComponent(url.password) : undefined,
       username: url.username ? decodeURIComponent(url.username) : undefined,
       ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
@@ -121,14 +125,18 @@ export class RedisSessionStore implements SessionStore {
    * a bounded moment for the connection instead, so a blip is not a 503 and an
    * outage still is, within READY_WAIT_MS.
    */
-  async #ready(): Promise<void> {
+  #readyWait: Promise<void> | undefined
+
+  #ready(): Promise<void> {
     const r = this.#redis
-    if (r.status === 'ready') return
-    if (r.status === 'end' || r.status === 'close') throw new Error(`redis connection is ${r.status}`)
-    await new Promise<void>((resolve, reject) => {
+    if (r.status === 'ready') return Promise.resolve()
+    if (r.status === 'end' || r.status === 'close') return Promise.reject(new Error(`redis connection is ${r.status}`))
+    // One listener for every waiting command, however many there are.
+    this.#readyWait ??= new Promise<void>((resolve, reject) => {
       const done = (err?: Error) => {
         clearTimeout(timer)
         r.off('ready', onReady)
+        this.#readyWait = undefined
         if (err) reject(err)
         else resolve()
       }
@@ -136,6 +144,7 @@ export class RedisSessionStore implements SessionStore {
       const timer = setTimeout(() => done(new Error('redis not ready')), READY_WAIT_MS)
       r.once('ready', onReady)
     })
+    return this.#readyWait
   }
 
   async #run<T>(op: () => Promise<T>): Promise<T> {
@@ -229,7 +238,10 @@ export class RedisSessionStore implements SessionStore {
     // A subscribed connection can run nothing else, so it is a dedicated one; it
     // queues while (re)connecting and resubscribes by itself after an outage.
     const r = this.#redis
-    const sub = r instanceof Cluster ? r.duplicate() : r.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+    const sub =
+      r instanceof Cluster
+        ? r.duplicate(undefined, { enableOfflineQueue: true })
+        : r.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
     sub.on('error', () => {})
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.#channel) return
@@ -240,7 +252,12 @@ export class RedisSessionStore implements SessionStore {
         // Not ours: ignore.
       }
     })
-    await sub.subscribe(this.#channel)
+    try {
+      await sub.subscribe(this.#channel)
+    } catch (err) {
+      sub.disconnect()
+      throw err
+    }
     return async () => {
       sub.disconnect()
     }
