@@ -3,6 +3,7 @@
 import * as oidc from 'openid-client'
 import type { Config } from '../config.js'
 import { BffError, IdpUnavailableError } from '../errors.js'
+import { createIdpFetch, IdpResponseTooLargeError } from './fetch.js'
 import { importPrivateKey } from './keys.js'
 
 /** The token endpoint's answer, normalised. Contains secrets: never log it. */
@@ -39,7 +40,7 @@ export class OidcClient {
 
   constructor(config: Config, options: OidcClientOptions = {}) {
     this.#config = config
-    this.#options = options
+    this.#options = { ...options, customFetch: options.customFetch ?? createIdpFetch(() => this.#configuration?.serverMetadata().jwks_uri) }
   }
 
   get loaded(): boolean {
@@ -216,16 +217,23 @@ export function isFatalGrantError(err: unknown): boolean {
   return err instanceof oidc.ResponseBodyError && (err.error === 'invalid_grant' || err.error === 'invalid_client')
 }
 
-/** Network failure, timeout or 5xx: the IdP is (for now) unavailable. */
+/**
+ * Network failure, timeout or 5xx: the IdP is (for now) unavailable. The whole
+ * cause chain is walked: openid-client wraps a body that timed out or was cut
+ * off in a parse error. A 5xx is recognised by shape, not by `instanceof
+ * Response` (@hono/node-server replaces the global Response class).
+ */
 export function isTransientIdpError(err: unknown): boolean {
-  if (err instanceof IdpUnavailableError) return true
-  if (err instanceof oidc.ResponseBodyError) return err.status >= 500 || err.error === 'temporarily_unavailable'
-  if (err instanceof TypeError) return true // fetch failed: connection refused, reset, DNS
-  if (err instanceof Error) {
-    if (err.name === 'TimeoutError' || err.name === 'AbortError') return true
-    const cause = err.cause
-    if (cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError' || cause instanceof TypeError)) return true
-    if (cause instanceof Response && cause.status >= 500) return true
+  let e: unknown = err
+  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    if (e instanceof IdpUnavailableError) return true
+    if (e instanceof IdpResponseTooLargeError) return false
+    if (e instanceof oidc.ResponseBodyError) return e.status >= 500 || e.error === 'temporarily_unavailable'
+    if (e instanceof TypeError) return true // fetch failed, terminated: refused, reset, DNS
+    if (e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError')) return true
+    const status = (e as { status?: unknown }).status
+    if (typeof status === 'number' && typeof (e as { headers?: unknown }).headers === 'object' && status >= 500) return true
+    e = (e as { cause?: unknown }).cause
   }
   return false
 }

@@ -162,6 +162,10 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
       return fail('ID token iat is missing, too old or in the future')
     }
     if (typeof claims.sub !== 'string' || claims.sub.length === 0) return fail('ID token without sub')
+    // Core §3.1.3.7 step 3: refuse audiences the client does not trust. tokenward
+    // trusts none but itself, whatever `azp` says (SECURITY-CHECKLIST #7).
+    const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
+    if (aud.length !== 1 || aud[0] !== config.clientId) return fail('ID token has an audience other than tokenward')
 
     const now = deps.now()
     const data: SessionData = {
