@@ -43,6 +43,8 @@ export interface Config {
   readonly authParams: ReadonlyArray<readonly [string, string]>
   /** Pushed Authorization Requests (RFC 9126): when the IdP advertises them, always, or never. */
   readonly par: 'auto' | 'always' | 'never'
+  /** DPoP (RFC 9449): sender-constrained tokens; the key PEM/JWK, or undefined for a per-process key. */
+  readonly dpop: { readonly enabled: boolean; readonly key: string | undefined }
   readonly routes: readonly RouteConfig[]
   /** First seals, all unseal. */
   readonly cookieSecrets: readonly string[]
@@ -120,6 +122,8 @@ const envSchema = z.object({
   BFF_SCOPES: z.string().default(DEFAULT_SCOPES),
   BFF_AUTH_PARAMS: z.string().default(''),
   BFF_PAR: z.enum(['auto', 'always', 'never']).default('auto'),
+  BFF_DPOP: bool.default(false),
+  BFF_DPOP_KEY: z.string().min(1).optional(),
   BFF_ROUTES: z.string({ message: 'is required (a JSON array of routes)' }),
   BFF_COOKIE_SECRET: z.string({ message: 'is required' }),
   BFF_ENCRYPTION_KEYS: z.string({ message: 'is required' }),
@@ -273,6 +277,7 @@ export function loadConfig(env: Env): Config {
     scopes,
     authParams,
     par: e.BFF_PAR,
+    dpop: { enabled: e.BFF_DPOP, key: e.BFF_DPOP_KEY },
     routes,
     cookieSecrets,
     encryptionKeys,

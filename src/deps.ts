@@ -53,7 +53,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     now,
     onUndecryptable: (sid, err) => logger.warn({ sid, reason: err.message }, 'session entry cannot be decrypted; treated as no session'),
   })
-  const oidc = new OidcClient(config, { timeout: 10, ...options.oidc })
+  const oidc = new OidcClient(config, { timeout: 10, logger, ...options.oidc })
   const terminator = new SessionTerminator({ sessions, oidc, logger })
   const tokens = new TokenService({ config, sessions, oidc, logger, terminator, metrics, now })
   return {

@@ -3,6 +3,8 @@
 import * as oidc from 'openid-client'
 import type { Config } from '../config.js'
 import { BffError, IdpUnavailableError } from '../errors.js'
+import type { Logger } from '../log.js'
+import { DpopKey } from './dpop.js'
 import { createIdpFetch, IdpResponseTooLargeError } from './fetch.js'
 import { importPrivateKey } from './keys.js'
 
@@ -20,7 +22,11 @@ export interface TokenResult {
   readonly idClaims: oidc.IDToken | undefined
 }
 
+const silentLogger = { warn() {} } as unknown as Logger
+
 export interface OidcClientOptions {
+  /** For warnings (a generated DPoP key). */
+  logger?: Logger
   /** Seconds for each request to the IdP. */
   timeout?: number
   customFetch?: oidc.CustomFetch
@@ -37,10 +43,20 @@ export class OidcClient {
   #configuration: oidc.Configuration | undefined
   #pending: Promise<oidc.Configuration> | undefined
   #lastError: string | undefined
+  #dpop: { key: DpopKey; handle: oidc.DPoPHandle } | undefined
 
   constructor(config: Config, options: OidcClientOptions = {}) {
     this.#config = config
     this.#options = { ...options, customFetch: options.customFetch ?? createIdpFetch(() => this.#configuration?.serverMetadata().jwks_uri) }
+  }
+
+  /** tokenward's DPoP key when BFF_DPOP=true (after discovery), for proofs to upstreams. */
+  get dpop(): DpopKey | undefined {
+    return this.#dpop?.key
+  }
+
+  #dpopOption(): { DPoP?: oidc.DPoPHandle } {
+    return this.#dpop ? { DPoP: this.#dpop.handle } : {}
   }
 
   get loaded(): boolean {
@@ -90,6 +106,11 @@ export class OidcClient {
       )
       if (this.#options.customFetch) configuration[oidc.customFetch] = this.#options.customFetch
       configuration.timeout = this.#options.timeout ?? 10
+      if (c.dpop.enabled) {
+        const key = await DpopKey.load(c.dpop.key, this.#options.logger ?? silentLogger)
+        // openid-client signs the proofs for the token endpoint and retries once on use_dpop_nonce.
+        this.#dpop = { key, handle: oidc.getDPoPHandle(configuration, key.keyPair) }
+      }
       this.#configuration = configuration
       this.#lastError = undefined
       return configuration
@@ -145,24 +166,30 @@ export class OidcClient {
   ): Promise<TokenResult> {
     const configuration = await this.configuration()
     const currentUrl = new URL(`${this.#config.redirectUri}${search}`)
-    const r = await oidc.authorizationCodeGrant(configuration, currentUrl, {
-      pkceCodeVerifier: checks.codeVerifier,
-      expectedState: checks.state,
-      expectedNonce: checks.nonce,
-      idTokenExpected: true,
-    })
+    const r = await oidc.authorizationCodeGrant(
+      configuration,
+      currentUrl,
+      {
+        pkceCodeVerifier: checks.codeVerifier,
+        expectedState: checks.state,
+        expectedNonce: checks.nonce,
+        idTokenExpected: true,
+      },
+      undefined,
+      this.#dpopOption(),
+    )
     return normalise(r)
   }
 
   async refreshTokenGrant(refreshToken: string, params?: Record<string, string>): Promise<TokenResult> {
     const configuration = await this.configuration()
-    return normalise(await oidc.refreshTokenGrant(configuration, refreshToken, params))
+    return normalise(await oidc.refreshTokenGrant(configuration, refreshToken, params, this.#dpopOption()))
   }
 
   /** RFC 6749 §4.4: a token for tokenward itself (`client` routes). */
   async clientCredentialsGrant(params: Record<string, string>): Promise<TokenResult> {
     const configuration = await this.configuration()
-    return normalise(await oidc.clientCredentialsGrant(configuration, params))
+    return normalise(await oidc.clientCredentialsGrant(configuration, params, this.#dpopOption()))
   }
 
   /** RFC 7009 revocation; false when the IdP has no revocation endpoint. */

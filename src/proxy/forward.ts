@@ -34,6 +34,7 @@ const REQUEST_DROP = new Set([
   'x-forwarded-port',
   'x-real-ip',
   'x-request-id',
+  'dpop',
 ])
 
 /** Response fields that must not reach the browser (SECURITY-CHECKLIST #53). */
@@ -62,6 +63,8 @@ export interface ForwardOptions {
   incoming: IncomingMessage
   authorization: string | undefined
   forwarded: { for: string | undefined; proto: string; host: string }
+  /** tokenward's DPoP proof for this request (RFC 9449 §7.1), when the token is DPoP-bound. */
+  dpopProof?: string | undefined
   /** W3C trace context of tokenward's upstream span; replaces the browser's when tracing is on. */
   traceHeaders?: Record<string, string> | undefined
   /** tokenward's id for this request (the browser's when well-formed), so logs correlate end to end. */
@@ -89,6 +92,7 @@ export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
   out['x-forwarded-proto'] = o.forwarded.proto
   out['x-forwarded-host'] = o.forwarded.host
   out['x-request-id'] = o.requestId
+  if (o.dpopProof) out.dpop = o.dpopProof
   if (o.traceHeaders) {
     delete out.traceparent
     delete out.tracestate

@@ -64,16 +64,18 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
     session = handle ? await deps.sessions.load(handle, { slide: true }) : null
     if (!session && route.token === 'user') throw new BffError('login_required', 'Authentication is required.')
   }
-  let authorization: string | undefined
+  let token: { token: string; type: string } | undefined
   if (route.token === 'client') {
-    const t = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource })
-    authorization = `Bearer ${t.token}`
+    token = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource })
   } else if (session) {
     const audience = route.resource || route.scopes?.length ? { resource: route.resource, scopes: route.scopes } : undefined
     const at = await deps.tokens.accessToken(session, { audience })
     session = at.session
-    authorization = `Bearer ${at.token}`
+    token = at
   }
+  const dpop = token && token.type.toLowerCase() === 'dpop' ? deps.oidc.dpop : undefined
+  const authorization = token ? `${dpop ? 'DPoP' : 'Bearer'} ${token.token}` : undefined
+  const dpopProof = dpop && token ? await dpop.proof('GET', target, token.token) : undefined
 
   const headers = outboundHeaders({
     target,
@@ -82,6 +84,7 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
     authorization,
     forwarded: { for: req.socket.remoteAddress, proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host },
     requestId: randomUUID(),
+    dpopProof,
     timeoutMs: route.timeoutMs,
     maxBodyBytes: 0,
     hasBody: false,

@@ -11,10 +11,14 @@ import type { AppEnv, Deps } from '../types.js'
 /** Methods whose requests a proxy may replay: they carry no body (RFC 9110 §9.2.2). */
 const RETRYABLE = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
 
-/** RFC 6750 §3.1: the resource server says the token is expired, revoked or malformed. */
+/** RFC 6750 §3.1 (and RFC 9449 §7.1 for DPoP): the resource server says the token is expired, revoked or malformed. */
 function invalidTokenChallenge(header: string | string[] | undefined): boolean {
   const v = Array.isArray(header) ? header.join(', ') : header ?? ''
-  return /^\s*bearer\b/i.test(v) && /error\s*=\s*"?invalid_token"?/i.test(v)
+  return /^\s*(bearer|dpop)\b/i.test(v) && /error\s*=\s*"?invalid_token"?/i.test(v)
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v
 }
 
 /** RFC 9470 §3: `Bearer error="insufficient_user_authentication"` with optional acr_values and max_age. */
@@ -30,8 +34,9 @@ function stepUpChallenge(header: string | string[] | undefined): { acr_values?: 
 }
 
 function authorizationHeader(type: string, token: string): string {
-  // RFC 6750 §2.1 spells the scheme "Bearer"; some IdPs answer "bearer".
-  return `${type.toLowerCase() === 'bearer' ? 'Bearer' : type} ${token}`
+  // RFC 6750 §2.1 spells the scheme "Bearer" and RFC 9449 §7.1 "DPoP"; IdPs vary in case.
+  const t = type.toLowerCase()
+  return `${t === 'bearer' ? 'Bearer' : t === 'dpop' ? 'DPoP' : type} ${token}`
 }
 
 /**
@@ -72,16 +77,25 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
 
     const audience = route.resource || route.scopes?.length ? { resource: route.resource, scopes: route.scopes } : undefined
     const forwarded = { for: clientIp(c), proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host }
-    for (let attempt = 0; ; attempt++) {
+    let refreshed = false
+    let nonceRetried = false
+    for (let force = false; ; ) {
       let authorization: string | undefined
+      let token: { token: string; type: string } | undefined
       if (route.token === 'client') {
         // tokenward's own token: no user session needed (like Duende's client token type).
-        const t = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource }, { force: attempt > 0 })
-        authorization = authorizationHeader(t.type, t.token)
+        token = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource }, { force })
       } else if (session) {
-        const at = await deps.tokens.accessToken(session, { force: attempt > 0, audience })
+        const at = await deps.tokens.accessToken(session, { force, audience })
         session = at.session
-        authorization = authorizationHeader(at.type, at.token)
+        token = at
+      }
+      let dpopProof: string | undefined
+      if (token) {
+        authorization = authorizationHeader(token.type, token.token)
+        // A DPoP-bound token is useless without a fresh proof for each request (RFC 9449 §7).
+        const dpop = deps.oidc.dpop
+        if (dpop && token.type.toLowerCase() === 'dpop') dpopProof = await dpop.proof(method, target, token.token)
       }
       const started = performance.now()
       const send = (traceparent: Record<string, string> | undefined) =>
@@ -93,6 +107,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
           forwarded,
           requestId: c.get('requestId'),
           traceHeaders: traceparent,
+          dpopProof,
           timeoutMs: route.timeoutMs,
           maxBodyBytes: route.maxBodyBytes,
           hasBody,
@@ -110,17 +125,20 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
             SpanKind.CLIENT,
           )
       deps.metrics.upstreamDuration.observe({ route: route.prefix, status: res.statusCode ?? 0 }, (performance.now() - started) / 1000)
+      const replayable = !hasBody && RETRYABLE.has(method)
+      // RFC 9449 §9: the upstream wants a DPoP nonce; the next proof carries it.
+      const newNonce = dpopProof !== undefined && deps.oidc.dpop!.rememberNonce(target.origin, headerValue(res.headers['dpop-nonce']))
+      if (res.statusCode === 401 && newNonce && !nonceRetried && replayable && /error\s*=\s*"?use_dpop_nonce/i.test(String(res.headers['www-authenticate']))) {
+        res.resume()
+        nonceRetried = true
+        continue
+      }
       // One refresh and one retry when the upstream rejects the token itself,
       // only for requests without a body: a streamed body cannot be replayed.
-      if (
-        res.statusCode === 401 &&
-        attempt === 0 &&
-        authorization !== undefined &&
-        !hasBody &&
-        RETRYABLE.has(method) &&
-        invalidTokenChallenge(res.headers['www-authenticate'])
-      ) {
+      if (res.statusCode === 401 && !refreshed && authorization !== undefined && replayable && invalidTokenChallenge(res.headers['www-authenticate'])) {
         res.resume()
+        refreshed = true
+        force = true
         continue
       }
       const stepUp = res.statusCode === 401 ? stepUpChallenge(res.headers['www-authenticate']) : undefined

@@ -3,6 +3,16 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 
+/** Whether a DPoP proof carries the nonce this upstream hands out. */
+function dpopNonce(proof: string | string[] | undefined): boolean {
+  if (typeof proof !== 'string') return false
+  try {
+    return (JSON.parse(Buffer.from(proof.split('.')[1] ?? '', 'base64url').toString()) as { nonce?: string }).nonce === 'upstream-nonce-1'
+  } catch {
+    return false
+  }
+}
+
 export interface RecordedRequest {
   method: string
   url: string
@@ -71,6 +81,10 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         pump()
       } else if (u.pathname.endsWith('/slow')) {
         setTimeout(() => res.end('slow'), Number(u.searchParams.get('ms') ?? 1000))
+      } else if (u.pathname.endsWith('/dpop-nonce') && !dpopNonce(req.headers.dpop)) {
+        // RFC 9449 §9: a resource server may demand a nonce in the proof.
+        res.writeHead(401, { 'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="nonce required"', 'dpop-nonce': 'upstream-nonce-1' })
+        res.end('{"error":"use_dpop_nonce"}')
       } else if (u.pathname.endsWith('/step-up')) {
         res.writeHead(401, { 'www-authenticate': 'Bearer error="insufficient_user_authentication", error_description="MFA required", acr_values="urn:example:mfa", max_age=300' })
         res.end('{"error":"insufficient_user_authentication"}')

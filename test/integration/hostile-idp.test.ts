@@ -582,7 +582,7 @@ describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
     ['503 with an OAuth error body', { status: 503 }],
     ['502 with an HTML page', { status: 502, errorBody: '<html><body>Bad Gateway</body></html>' }],
   ]
-  type Refreshed = { jar: CookieJar; r: HostileLogin; refreshToken: string; forwarded: number; res: Response }
+  type Refreshed = { jar: CookieJar; r: HostileLogin; refreshToken: string; forwarded: number; after: number; res: Response }
   const refreshedWith = new Map<string, () => Promise<Refreshed>>()
   for (const [name, refresh] of serverErrors) {
     refreshedWith.set(
