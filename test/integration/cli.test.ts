@@ -2,27 +2,24 @@ import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { rmSync } from 'node:fs'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
+import { buildCli, waitHealthy } from '../helpers/cli-build.js'
 import { login } from '../helpers/login.js'
 import { testEnv } from '../helpers/env.js'
 import { freePort } from '../helpers/ports.js'
 import { sessionOf, spaFetch } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
-// The production bundle, built the way `npm run build` builds it, into a
-// directory of its own so the test never races a developer's dist/.
-const root = join(import.meta.dirname, '..', '..')
-const outDir = join(root, '.test-dist', String(process.pid))
-const cli = join(outDir, 'cli.js')
+// The production bundle, built the way `npm run build` builds it.
+let build: ReturnType<typeof buildCli>
+let cli: string
 
 beforeAll(() => {
-  const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: root, encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`build failed: ${r.stdout}${r.stderr}`)
+  build = buildCli('cli')
+  cli = build.cli
 }, 120_000)
-afterAll(() => rmSync(outDir, { recursive: true, force: true }))
+afterAll(() => build?.cleanup())
 
 function runAsync(args: string[], env: Record<string, string | undefined>): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -91,12 +88,7 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()))
     try {
       const url = `http://127.0.0.1:${port}`
-      for (let i = 0; i < 100; i++) {
-        const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false)
-        if (ok) break
-        await new Promise((r) => setTimeout(r, 100))
-      }
-      expect((await fetch(`${url}/healthz`)).status).toBe(200)
+      await waitHealthy(url)
       expect((await fetch(`${url}/readyz`)).status).toBe(200)
       const { jar } = await login(world.bff.url)
       const prod = { ...world.bff, url }
@@ -176,7 +168,7 @@ describe('OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT)', () => {
     })
     try {
       const url = `http://127.0.0.1:${port}`
-      for (let i = 0; i < 100 && !(await fetch(`${url}/healthz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 100))
+      await waitHealthy(url)
       const { jar } = await login(world.bff.url)
       const s = (await sessionOf(world.bff, jar))!
       await world.bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })

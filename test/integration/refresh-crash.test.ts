@@ -1,8 +1,7 @@
-import { spawn, spawnSync } from 'node:child_process'
-import { rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { spawn } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { auditEvents } from '../helpers/bff.js'
+import { buildCli, waitHealthy } from '../helpers/cli-build.js'
 import { login } from '../helpers/login.js'
 import { freePort } from '../helpers/ports.js'
 import { sessionOf, spaFetch } from '../helpers/session.js'
@@ -10,18 +9,16 @@ import { startWorld, type World } from '../helpers/world.js'
 
 // A real tokenward process (the production build) is killed with SIGKILL while
 // it holds the refresh lease and its refresh request is at the IdP.
-const root = join(import.meta.dirname, '..', '..')
-const outDir = join(root, '.test-dist', `crash-${process.pid}`)
+let build: ReturnType<typeof buildCli>
 let world: World
 
 beforeAll(async () => {
-  const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: root, encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`build failed: ${r.stdout}${r.stderr}`)
+  build = buildCli('crash')
   world = await startWorld()
 }, 120_000)
 afterAll(async () => {
   await world?.close()
-  rmSync(outDir, { recursive: true, force: true })
+  build?.cleanup()
 })
 
 async function until(check: () => boolean, timeoutMs: number): Promise<void> {
@@ -35,14 +32,14 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
 describe('the refresh lease holder killed mid-refresh (SECURITY-CHECKLIST #38, #40)', () => {
   it('another instance takes over after the lease and ends the session cleanly: never a second redemption', async () => {
     const port = await freePort()
-    const child = spawn(process.execPath, [join(outDir, 'cli.js'), 'serve'], {
+    const child = spawn(process.execPath, [build.cli, 'serve'], {
       env: { PATH: process.env.PATH, ...world.bff.env, BFF_PORT: String(port), BFF_LOG_LEVEL: 'warn' },
       stdio: 'ignore',
     })
     const exited = new Promise((resolve) => child.once('exit', resolve))
     try {
       const url = `http://127.0.0.1:${port}`
-      for (let i = 0; i < 100 && !(await fetch(`${url}/healthz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 100))
+      await waitHealthy(url)
 
       const { jar } = await login(world.bff.url)
       const s = (await sessionOf(world.bff, jar))!
