@@ -99,12 +99,13 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
   .transform((v) => v === 'true' || v === '1' || v === 'yes')
 
+/** Whole seconds, at least `min`, at most ten years (a larger value is a typo, not a policy). */
 const seconds = (min: number) =>
   z
     .string()
-    .regex(/^\d+$/, 'must be a whole number of seconds')
+    .regex(/^\d{1,9}$/, 'must be a whole number of seconds (at most 9 digits)')
     .transform(Number)
-    .refine((n) => n >= min, `must be at least ${min}`)
+    .refine((n) => n >= min && n <= 315_360_000, `must be between ${min} and 315360000`)
 
 const envSchema = z.object({
   BFF_PUBLIC_URL: httpUrl.refine((v) => {
@@ -226,7 +227,7 @@ export function loadConfig(env: Env): Config {
   if (e && e.BFF_REDIS_MODE !== 'standalone') {
     for (const n of (cleaned.BFF_REDIS_NODES ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
       const m = /^(.+):(\d{1,5})$/.exec(n)
-      if (m) redisNodes.push({ host: m[1]!, port: Number(m[2]) })
+      if (m && Number(m[2]) >= 1 && Number(m[2]) <= 65535) redisNodes.push({ host: m[1]!, port: Number(m[2]) })
       else problems.push(`BFF_REDIS_NODES entry "${n}" must be host:port`)
     }
     if (redisNodes.length === 0) problems.push(`BFF_REDIS_NODES is required when BFF_REDIS_MODE=${e.BFF_REDIS_MODE}`)

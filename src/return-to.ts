@@ -26,8 +26,16 @@ export function safeReturnTo(value: string | undefined | null, origin: string): 
   }
   if (url.origin !== origin) return '/'
   const result = `${url.pathname}${url.search}${url.hash}`
-  // Dot-segment removal can itself produce `//evil.com` from `/.//evil.com`:
-  // check what is actually returned, not only what came in.
-  if (result.startsWith('//') || new URL(result, origin).origin !== origin) return '/'
+  // Dot-segment removal can itself produce `//evil.com` from `/.//evil.com`, or
+  // `/%2f%2fevil.com` from `/a/../%2f%2fevil.com`: check what is actually
+  // returned, raw and decoded once more, not only what came in.
+  let decodedResult: string
+  try {
+    decodedResult = decodeURIComponent(url.pathname)
+  } catch {
+    return '/'
+  }
+  if (result.startsWith('//') || decodedResult.startsWith('//') || /^\/[\\\u0000-\u001f]/.test(decodedResult)) return '/'
+  if (new URL(result, origin).origin !== origin) return '/'
   return result
 }

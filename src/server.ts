@@ -2,7 +2,8 @@ import { once } from 'node:events'
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
-import { createAdaptorServer } from '@hono/node-server'
+import { createAdaptorServer, type Http2Bindings, type HttpBindings } from '@hono/node-server'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { createApp } from './app.js'
 import type { Config } from './config.js'
 import { createDeps } from './deps.js'
@@ -55,7 +56,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     logger.warn('IN-MEMORY SESSION STORE: sessions live in this process only and vanish on restart. Development only.')
   }
   const app = createApp(deps)
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server
+  const server = createAdaptorServer({
+    // Hono answers HEAD by rebuilding the response without a body, which loses
+    // the proxy's "already sent" marker; the socket's own state is the truth.
+    fetch: async (req: Request, env: HttpBindings | Http2Bindings) => {
+      const res = await app.fetch(req, env as HttpBindings)
+      return (env as HttpBindings).outgoing.headersSent ? RESPONSE_ALREADY_SENT : res
+    },
+  }) as Server
   // Bounded header and request times protect against slow clients (slowloris).
   // The request timeout covers receiving a request (a large upload), never a
   // response, so long downloads and event streams are not cut.

@@ -52,10 +52,10 @@ function connectionListed(headers: IncomingHttpHeaders): Set<string> {
   return new Set(v.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean))
 }
 
-const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' }),
-}
+// Idle upstream connections are dropped after 4 s, before common server
+// keep-alive timeouts (Node's 5 s) close them under a reused request.
+const AGENT = { keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: 4000 } as const
+const agents = { http: new http.Agent(AGENT), https: new https.Agent(AGENT) }
 
 export interface ForwardOptions {
   target: URL
@@ -75,16 +75,22 @@ export interface ForwardOptions {
   hasBody: boolean
 }
 
-export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
-  const listed = connectionListed(o.incoming.headers)
-  const out: OutgoingHttpHeaders = {}
-  const raw = o.incoming.rawHeaders
+/** Copies raw header lines into a prototype-free object (a field named `__proto__` or `constructor` is just a field). */
+function copyHeaders(raw: string[], skip: (name: string) => boolean, into: OutgoingHttpHeaders): OutgoingHttpHeaders {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
-    if (REQUEST_DROP.has(name) || listed.has(name)) continue
-    const prev = out[name]
-    out[name] = prev === undefined ? raw[i + 1]! : Array.isArray(prev) ? [...prev, raw[i + 1]!] : [String(prev), raw[i + 1]!]
+    if (skip(name)) continue
+    const prev = Object.hasOwn(into, name) ? into[name] : undefined
+    into[name] = prev === undefined ? raw[i + 1]! : Array.isArray(prev) ? [...prev, raw[i + 1]!] : [String(prev), raw[i + 1]!]
   }
+  return into
+}
+
+export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
+  const listed = connectionListed(o.incoming.headers)
+  // tokenward's own fields first: a server that keeps only the first N header
+  // lines must never lose them to the browser's.
+  const out = Object.create(null) as OutgoingHttpHeaders
   out.host = o.target.host
   if (o.authorization) out.authorization = o.authorization
   // Set, never appended: the browser's own X-Forwarded-* would be spoofable.
@@ -93,26 +99,25 @@ export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
   out['x-forwarded-host'] = o.forwarded.host
   out['x-request-id'] = o.requestId
   if (o.dpopProof) out.dpop = o.dpopProof
-  if (o.traceHeaders) {
-    delete out.traceparent
-    delete out.tracestate
-    Object.assign(out, o.traceHeaders)
-  }
+  if (o.traceHeaders) Object.assign(out, o.traceHeaders)
+  const ours = new Set(Object.keys(out))
+  copyHeaders(
+    o.incoming.rawHeaders,
+    (name) => REQUEST_DROP.has(name) || name.startsWith('proxy') || listed.has(name) || ours.has(name) || (o.traceHeaders !== undefined && (name === 'traceparent' || name === 'tracestate')),
+    out,
+  )
   if (!o.hasBody) delete out['content-length']
+  // A body without a length (the browser sent it chunked) must be framed for the
+  // upstream too: Node adds no framing for GET, DELETE or OPTIONS by itself, and
+  // the raw bytes would be read as a second request (request smuggling,
+  // RFC 9112 §6.3, §11.2).
+  else if (out['content-length'] === undefined) out['transfer-encoding'] = 'chunked'
   return out
 }
 
 export function inboundHeaders(res: IncomingMessage): OutgoingHttpHeaders {
   const listed = connectionListed(res.headers)
-  const out: OutgoingHttpHeaders = {}
-  const raw = res.rawHeaders
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase()
-    if (dropResponseHeader(name) || listed.has(name)) continue
-    const prev = out[name]
-    out[name] = prev === undefined ? raw[i + 1]! : Array.isArray(prev) ? [...prev, raw[i + 1]!] : [String(prev), raw[i + 1]!]
-  }
-  return out
+  return copyHeaders(res.rawHeaders, (name) => dropResponseHeader(name) || listed.has(name), Object.create(null) as OutgoingHttpHeaders)
 }
 
 /**
@@ -120,7 +125,22 @@ export function inboundHeaders(res: IncomingMessage): OutgoingHttpHeaders {
  * headers arrived. The body streams with backpressure (bounded memory); the byte
  * limit is enforced while streaming, so chunked uploads are bounded too.
  */
-export function sendUpstream(o: ForwardOptions): Promise<IncomingMessage> {
+/**
+ * Sends the request upstream (see send). A bodyless request that failed on a
+ * reused keep-alive connection the upstream had just closed is sent once more
+ * on a fresh one: it never reached the upstream's application.
+ */
+export async function sendUpstream(o: ForwardOptions): Promise<IncomingMessage> {
+  try {
+    return await send(o)
+  } catch (err) {
+    const cause = err instanceof BffError ? (err.cause as (NodeJS.ErrnoException & { reusedSocket?: boolean }) | undefined) : undefined
+    if (!o.hasBody && cause?.reusedSocket && (cause.code === 'ECONNRESET' || cause.code === 'EPIPE')) return send(o)
+    throw err
+  }
+}
+
+function send(o: ForwardOptions): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const isHttps = o.target.protocol === 'https:'
     const req = (isHttps ? https : http).request(o.target, {
@@ -149,8 +169,9 @@ export function sendUpstream(o: ForwardOptions): Promise<IncomingMessage> {
       settled = true
       resolve(res)
     })
-    req.on('error', (err) => {
+    req.on('error', (err: NodeJS.ErrnoException & { reusedSocket?: boolean }) => {
       clearTimeout(timer)
+      err.reusedSocket = req.reusedSocket
       fail(new BffError('upstream_unavailable', 'The upstream API could not be reached.', { cause: err, logDetail: err.message }))
     })
 

@@ -37,6 +37,11 @@ export function mapRequest(routes: readonly RouteConfig[], rawTarget: string): R
   const rest = rawPath.slice(route.prefix.length)
   const problem = checkRest(rest)
   if (problem) return { kind: 'refused', reason: problem }
+  // `/api/%61dmin` matches `/api` as sent but `/api/admin` once the upstream
+  // decodes it: that would skip the more specific route's policy.
+  const normalised = normalise(rawPath)
+  const intended = normalised === undefined ? undefined : findRoute(routes, normalised)
+  if (intended !== undefined && intended !== route) return { kind: 'refused', reason: 'path reaches another route once decoded' }
 
   const base = route.upstream
   const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname
@@ -61,7 +66,10 @@ function checkRest(rest: string): string | undefined {
     } catch {
       return 'invalid percent-encoding'
     }
-    if (seg === '.' || seg === '..') return 'dot segment'
+    // Also `..;x` (Java servers drop `;` path parameters) and full-width dots
+    // (servers that apply NFKC): what some upstream will treat as a dot segment.
+    const plain = seg.normalize('NFKC').split(';')[0]
+    if (seg === '.' || seg === '..' || plain === '.' || plain === '..') return 'dot segment'
     if (/[/\\]/.test(seg)) return 'encoded slash or backslash'
     // eslint-disable-next-line no-control-regex
     if (/[\u0000-\u001f\u007f]/.test(seg)) return 'control character'

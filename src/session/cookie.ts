@@ -37,7 +37,9 @@ export class CookieSealer {
    */
   async unseal<T extends Record<string, unknown>>(value: string | undefined, ttlSeconds: number): Promise<T | null> {
     // A seal is a few hundred bytes; refuse anything large before doing crypto on it.
-    if (!value || value.length > 2048 || !value.startsWith('Fe26.2*')) return null
+    // Exactly the shape seal() produces: iron-session would ignore anything
+    // appended after its `~2` version suffix.
+    if (!value || value.length > 2048 || !/^Fe26\.2\*[\w*-]+~2$/.test(value)) return null
     const hit = this.#cache.get(value)
     if (hit) return hit as T
     for (const password of this.#secrets) {

@@ -10,6 +10,23 @@ import type { Session, SessionData, SessionManager } from '../session/sessions.j
 import type { EndReason, SessionTerminator } from '../session/terminate.js'
 import type { Metrics, RefreshOutcome } from '../metrics.js'
 
+/** Errors of a request that certainly never reached the IdP's application. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
+
+/** Whether a failed token request may have been processed by the IdP (so its refresh token may be spent). */
+function mayHaveReachedIdp(err: unknown): boolean {
+  let e: unknown = err
+  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && NOT_SENT.has(code)) return false
+    // An error answer from the IdP: it issued nothing.
+    const status = (e as { status?: unknown }).status
+    if (typeof status === 'number' && status >= 400) return false
+    e = (e as { cause?: unknown }).cause
+  }
+  return true
+}
+
 export interface TokenServiceOptions {
   config: Config
   sessions: SessionManager
@@ -230,10 +247,14 @@ export class TokenService {
       if (isTransientIdpError(err)) {
         this.#count('idp_unavailable')
         audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
-        // The IdP did not answer: treat the token as not redeemed and keep the
-        // session (CONTRACT.md). Had it rotated anyway, the next refresh gets
-        // invalid_grant and ends the session cleanly.
-        await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
+        // The IdP did not answer: keep the session (CONTRACT.md). If the request
+        // never reached it (refused, unresolvable) or it answered an error, the
+        // token is unspent: clear the journal and retry later. If the exchange
+        // broke after sending (reset, timeout), the IdP may have rotated the
+        // token: the journal stays, and the next refresh ends the session
+        // visibly instead of presenting a token that may be spent (which would
+        // trip the IdP's reuse detection, RFC 9700 §4.14.2).
+        if (!mayHaveReachedIdp(err)) await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
         throw new IdpUnavailableError({ cause: err, logDetail: describe(err) })
       }
       // The IdP answered but the response was unusable (for example an invalid ID

@@ -148,13 +148,26 @@ describe('TokenService', () => {
   it('an unreachable IdP keeps the session and answers idp_unavailable (SECURITY-CHECKLIST #41)', async () => {
     const { sessions, tokens, idp, data, events } = setup()
     const { session } = await sessions.create(data())
-    idp.next = () => new TypeError('fetch failed')
+    idp.next = () => new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) })
     await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
     expect(await sessions.loadBySid(session.sid, { slide: false })).not.toBeNull()
     expect(events().some((e) => e.event === 'refresh_failed')).toBe(true)
     // The journal was cleared, so the next attempt may redeem the token.
     idp.next = () => token()
     expect((await tokens.accessToken(session)).token).not.toBe('at-old')
+  })
+
+  it('a refresh whose answer was lost after sending keeps the session for now, then fails closed: never a second redemption', async () => {
+    const { sessions, tokens, idp, data, events } = setup()
+    const { session } = await sessions.create(data())
+    idp.next = () => new TypeError('terminated', { cause: Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }) })
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
+    expect(await sessions.loadBySid(session.sid, { slide: false })).not.toBeNull()
+    idp.next = () => token()
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'login_required' })
+    expect(idp.grants).toBe(1)
+    expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
+    expect(events().some((e) => e.event === 'refresh_failed' && e.reason === 'a previous refresh was interrupted')).toBe(true)
   })
 
   it.each([
