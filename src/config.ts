@@ -1,3 +1,4 @@
+import { createPrivateKey, type JsonWebKey } from 'node:crypto'
 import { isAbsolute, resolve } from 'node:path'
 // zod: schema validation with per-field issues, so every bad variable is reported at once
 // (STYLE.md rule 1) without a hand-written validator for nested JSON such as BFF_ROUTES.
@@ -201,8 +202,17 @@ export function loadConfig(env: Env): Config {
   const clientAuth = e?.BFF_CLIENT_AUTH ?? 'client_secret_basic'
   if (clientAuth === 'private_key_jwt') {
     if (!cleaned.BFF_CLIENT_PRIVATE_KEY) problems.push('BFF_CLIENT_PRIVATE_KEY is required when BFF_CLIENT_AUTH=private_key_jwt')
+    else {
+      const type = privateKeyType(cleaned.BFF_CLIENT_PRIVATE_KEY)
+      if (!type || !/^(rsa|ec:prime256v1|ed25519)$/.test(type)) problems.push('BFF_CLIENT_PRIVATE_KEY must be a private RSA, P-256 or Ed25519 key (JWK or PKCS#8 PEM)')
+    }
   } else if (!cleaned.BFF_CLIENT_SECRET) {
     problems.push(`BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=${clientAuth}`)
+  }
+
+  // Keys are checked here, not at first use, so check-config catches them.
+  if (cleaned.BFF_DPOP_KEY !== undefined && privateKeyType(cleaned.BFF_DPOP_KEY) !== 'ec:prime256v1') {
+    problems.push('BFF_DPOP_KEY must be a private P-256 (EC) key, as a JWK or PKCS#8 PEM')
   }
 
   const authParams: Array<[string, string]> = []
@@ -307,6 +317,20 @@ export function loadConfig(env: Env): Config {
     logLevel: e.BFF_LOG_LEVEL,
     warnings,
   } satisfies Config)
+}
+
+/** The private key's type ('rsa', 'ec', ...), or undefined when it is not a parseable private key. */
+function privateKeyType(raw: string): string | undefined {
+  try {
+    const text = raw.trim()
+    const key = text.startsWith('{')
+      ? createPrivateKey({ key: JSON.parse(text) as JsonWebKey, format: 'jwk' })
+      : createPrivateKey(text)
+    const curve = key.asymmetricKeyDetails?.namedCurve
+    return key.asymmetricKeyType === 'ec' && curve ? `ec:${curve}` : key.asymmetricKeyType
+  } catch {
+    return undefined
+  }
 }
 
 function parseKeyring(raw: string | undefined, problems: string[]): EncryptionKey[] {

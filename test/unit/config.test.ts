@@ -132,3 +132,22 @@ describe('loadConfig', () => {
     expect(loadConfig(testEnv({ PORT: '8081', BFF_PORT: '9000' })).port).toBe(9000)
   })
 })
+
+describe('keys are validated at startup, not at first use', () => {
+  it('refuses a malformed BFF_CLIENT_PRIVATE_KEY or BFF_DPOP_KEY, accepts real ones', async () => {
+    const { generateKeyPairSync } = await import('node:crypto')
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+    const pem = ec.export({ format: 'pem', type: 'pkcs8' }).toString()
+    const jwk = JSON.stringify(ec.export({ format: 'jwk' }))
+    const base = { BFF_CLIENT_SECRET: undefined, BFF_CLIENT_AUTH: 'private_key_jwt' }
+    expect(problems(testEnv({ ...base, BFF_CLIENT_PRIVATE_KEY: 'not a key' }))).toEqual([
+      'BFF_CLIENT_PRIVATE_KEY must be a private RSA, P-256 or Ed25519 key (JWK or PKCS#8 PEM)',
+    ])
+    expect(problems(testEnv({ ...base, BFF_CLIENT_PRIVATE_KEY: pem }))).toEqual([])
+    expect(problems(testEnv({ ...base, BFF_CLIENT_PRIVATE_KEY: jwk }))).toEqual([])
+    expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: '{"kty":"EC"}' }))).toEqual(['BFF_DPOP_KEY must be a private P-256 (EC) key, as a JWK or PKCS#8 PEM'])
+    expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: rsa.export({ format: 'pem', type: 'pkcs8' }).toString() }))).toHaveLength(1)
+    expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: jwk }))).toEqual([])
+  })
+})
