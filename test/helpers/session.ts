@@ -9,6 +9,18 @@ export async function sessionOf(bff: TestBff, jar: CookieJar): Promise<Session |
   return data?.h ? bff.server.deps.sessions.load(data.h, { slide: false }) : null
 }
 
+/**
+ * Makes the session's access token look expired, as if its lifetime had passed
+ * (white-box); returns the session as it was before, with the old token.
+ */
+export async function expireAccessToken(bff: TestBff, jar: CookieJar): Promise<Session> {
+  const s = await sessionOf(bff, jar)
+  if (!s) throw new Error('no session to expire')
+  const { result } = await bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
+  if (result !== 'ok') throw new Error(`could not expire the access token: ${result}`)
+  return s
+}
+
 /** A request as the SPA sends it: the jar's cookies, `X-CSRF: 1`. */
 export async function spaFetch(bff: TestBff, jar: CookieJar, path: string, init: RequestInit & { csrf?: boolean } = {}): Promise<Response> {
   const url = `${bff.url}${path}`

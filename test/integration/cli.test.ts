@@ -8,7 +8,7 @@ import { buildCli, waitHealthy } from '../helpers/cli-build.js'
 import { login } from '../helpers/login.js'
 import { testEnv } from '../helpers/env.js'
 import { freePort } from '../helpers/ports.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { expireAccessToken, spaFetch } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 // The production bundle, built the way `npm run build` builds it.
@@ -170,8 +170,7 @@ describe('OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT)', () => {
       const url = `http://127.0.0.1:${port}`
       await waitHealthy(url)
       const { jar } = await login(world.bff.url)
-      const s = (await sessionOf(world.bff, jar))!
-      await world.bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
+      const s = await expireAccessToken(world.bff, jar)
       const browserTrace = '0af7651916cd43dd8448eb211c80319c'
       const res = await spaFetch({ ...world.bff, url }, jar, '/api/echo', { headers: { traceparent: `00-${browserTrace}-b7ad6b7169203331-01` } })
       expect(res.status).toBe(200)

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { login } from '../helpers/login.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 // DPoP (RFC 9449) against a real oidc-provider issuing JWT access tokens.
@@ -55,8 +55,7 @@ describe('DPoP-bound tokens (RFC 9449, BFF_DPOP=true)', () => {
 
   it('refresh keeps the binding', async () => {
     const { jar } = await login(world.bff.url)
-    const s = (await sessionOf(world.bff, jar))!
-    await world.bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
+    const s = await expireAccessToken(world.bff, jar)
     const grants = world.idp.counts.refreshGrants
     expect((await spaFetch(world.bff, jar, '/api/x')).status).toBe(200)
     expect(world.idp.counts.refreshGrants).toBe(grants + 1)

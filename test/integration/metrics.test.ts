@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { login } from '../helpers/login.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { expireAccessToken, spaFetch } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 let world: World
@@ -20,8 +20,7 @@ describe('GET /metrics (Prometheus text format)', () => {
     const { jar } = await login(world.bff.url, { username: 'mia' })
     expect((await spaFetch(world.bff, jar, '/api/echo')).status).toBe(200)
     expect((await spaFetch(world.bff, jar, '/api/echo', { csrf: false })).status).toBe(403)
-    const s = (await sessionOf(world.bff, jar))!
-    await world.bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
+    const s = await expireAccessToken(world.bff, jar)
     expect((await spaFetch(world.bff, jar, '/api/echo')).status).toBe(200)
 
     const res = await fetch(`${world.bff.url}/metrics`)

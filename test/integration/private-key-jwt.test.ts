@@ -5,7 +5,7 @@ import { startDevIdp, type DevIdp } from '../../demo/idp.js'
 import { startBff, type TestBff } from '../helpers/bff.js'
 import { login } from '../helpers/login.js'
 import { freePort } from '../helpers/ports.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { expireAccessToken, spaFetch } from '../helpers/session.js'
 import { startEchoUpstream, type EchoUpstream } from '../helpers/upstream.js'
 
 // BFF_CLIENT_AUTH=private_key_jwt (RFC 7523): no shared secret; the IdP knows
@@ -61,8 +61,7 @@ describe('private_key_jwt client authentication', () => {
     })
     bffs.push(bff)
     const { jar } = await login(bff.url)
-    const s = (await sessionOf(bff, jar))!
-    await bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
+    await expireAccessToken(bff, jar)
     const grants = idp.counts.refreshGrants
     expect((await spaFetch(bff, jar, '/api/x')).status).toBe(200)
     expect(idp.counts.refreshGrants).toBe(grants + 1)

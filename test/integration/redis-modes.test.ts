@@ -14,7 +14,7 @@ import {
   type RedisClusterTopology,
   type RedisSentinelTopology,
 } from '../helpers/redis-topologies.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { openEvents } from '../helpers/sse.js'
 import { startWorld, type World } from '../helpers/world.js'
 
@@ -23,13 +23,6 @@ import { startWorld, type World } from '../helpers/world.js'
 function metric(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `))
   return line === undefined ? undefined : Number(line.slice(series.length + 1))
-}
-
-/** Makes the session's access token look expired, as if its lifetime had passed (white-box, as in refresh.test.ts). */
-async function expireAccessToken(bff: TestBff, jar: CookieJar): Promise<void> {
-  const s = (await sessionOf(bff, jar))!
-  const { result } = await bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
-  expect(result).toBe('ok')
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

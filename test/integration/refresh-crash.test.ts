@@ -4,7 +4,7 @@ import { auditEvents } from '../helpers/bff.js'
 import { buildCli, waitHealthy } from '../helpers/cli-build.js'
 import { login } from '../helpers/login.js'
 import { freePort } from '../helpers/ports.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 // A real tokenward process (the production build) is killed with SIGKILL while
@@ -42,8 +42,7 @@ describe('the refresh lease holder killed mid-refresh (SECURITY-CHECKLIST #38, #
       await waitHealthy(url)
 
       const { jar } = await login(world.bff.url)
-      const s = (await sessionOf(world.bff, jar))!
-      await world.bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
+      await expireAccessToken(world.bff, jar)
       const before = { ...world.idp.counts }
       world.idp.setTokenEndpointDelay(2000)
       const doomed = spaFetch({ ...world.bff, url }, jar, '/api/echo').catch((err: Error) => err)

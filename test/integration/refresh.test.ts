@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import * as oidc from 'openid-client'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { auditEvents, type TestBff } from '../helpers/bff.js'
-import { login, type CookieJar } from '../helpers/login.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { auditEvents } from '../helpers/bff.js'
+import { login } from '../helpers/login.js'
+import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { CLIENT_ID, startWorld, type World } from '../helpers/world.js'
 
 let world: World
@@ -23,14 +23,6 @@ beforeEach(() => {
   world.upstream.rejectToken(undefined)
 })
 
-/** Makes the session's access token look expired, as if its lifetime had passed (white-box). */
-async function expireAccessToken(bff: TestBff, jar: CookieJar): Promise<string> {
-  const s = (await sessionOf(bff, jar))!
-  const { result } = await bff.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })
-  expect(result).toBe('ok')
-  return s.data.accessToken
-}
-
 function counts() {
   const c = world.idp.counts
   return { refresh: c.refreshGrants, invalid: c.invalidGrants, errors: c.refreshErrors }
@@ -39,7 +31,7 @@ function counts() {
 describe('refresh: exactly one per session, whatever the concurrency (SECURITY-CHECKLIST #36, #37, #40)', () => {
   it('100 concurrent calls on one instance after expiry: all succeed, one refresh grant, no invalid_grant', async () => {
     const { jar } = await login(world.bff.url)
-    const oldToken = await expireAccessToken(world.bff, jar)
+    const oldToken = (await expireAccessToken(world.bff, jar)).data.accessToken
     const before = counts()
     const results = await Promise.all(Array.from({ length: 100 }, () => spaFetch(world.bff, jar, '/api/echo')))
     expect(results.map((r) => r.status)).toEqual(Array(100).fill(200))
