@@ -10,6 +10,7 @@ import { audit } from '../log.js'
 import type { Session } from '../session/sessions.js'
 import { watchSession } from '../session/watch.js'
 import type { Deps } from '../types.js'
+import { upstreamCredentials } from './credentials.js'
 import { outboundHeaders } from './forward.js'
 import { mapRequest } from './paths.js'
 
@@ -64,18 +65,9 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
     session = handle ? await deps.sessions.load(handle, { slide: true }) : null
     if (!session && route.token === 'user') throw new BffError('login_required', 'Authentication is required.')
   }
-  let token: { token: string; type: string } | undefined
-  if (route.token === 'client') {
-    token = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource })
-  } else if (session) {
-    const audience = route.resource || route.scopes?.length ? { resource: route.resource, scopes: route.scopes } : undefined
-    const at = await deps.tokens.accessToken(session, { audience })
-    session = at.session
-    token = at
-  }
-  const dpop = token && token.type.toLowerCase() === 'dpop' ? deps.oidc.dpop : undefined
-  const authorization = token ? `${dpop ? 'DPoP' : 'Bearer'} ${token.token}` : undefined
-  const dpopProof = dpop && token ? await dpop.proof('GET', target, token.token) : undefined
+  const credentials = await upstreamCredentials(deps, route, session, { method: 'GET', target })
+  session = credentials.session
+  const { authorization, dpopProof } = credentials
 
   const headers = outboundHeaders({
     target,

@@ -2,6 +2,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { MiddlewareHandler } from 'hono'
 import { BffError, LoginRequiredError } from '../errors.js'
 import { checkCsrf, clientIp, currentSession } from '../http.js'
+import { upstreamCredentials } from '../proxy/credentials.js'
 import { mapRequest } from '../proxy/paths.js'
 import { pipeResponse, sendUpstream } from '../proxy/forward.js'
 import type { Session } from '../session/sessions.js'
@@ -31,12 +32,6 @@ function stepUpChallenge(header: string | string[] | undefined): { acr_values?: 
   const maxAge = /max_age\s*=\s*"?(\d{1,9})"?/i.exec(v)?.[1]
   if (maxAge) out.max_age = maxAge
   return out
-}
-
-function authorizationHeader(type: string, token: string): string {
-  // RFC 6750 §2.1 spells the scheme "Bearer" and RFC 9449 §7.1 "DPoP"; IdPs vary in case.
-  const t = type.toLowerCase()
-  return `${t === 'bearer' ? 'Bearer' : t === 'dpop' ? 'DPoP' : type} ${token}`
 }
 
 /**
@@ -75,28 +70,13 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
       if (!session && route.token === 'user') throw new LoginRequiredError()
     }
 
-    const audience = route.resource || route.scopes?.length ? { resource: route.resource, scopes: route.scopes } : undefined
     const forwarded = { for: clientIp(c), proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host }
     let refreshed = false
     let nonceRetried = false
     for (let force = false; ; ) {
-      let authorization: string | undefined
-      let token: { token: string; type: string } | undefined
-      if (route.token === 'client') {
-        // tokenward's own token: no user session needed (like Duende's client token type).
-        token = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource }, { force })
-      } else if (session) {
-        const at = await deps.tokens.accessToken(session, { force, audience })
-        session = at.session
-        token = at
-      }
-      let dpopProof: string | undefined
-      if (token) {
-        authorization = authorizationHeader(token.type, token.token)
-        // A DPoP-bound token is useless without a fresh proof for each request (RFC 9449 §7).
-        const dpop = deps.oidc.dpop
-        if (dpop && token.type.toLowerCase() === 'dpop') dpopProof = await dpop.proof(method, target, token.token)
-      }
+      const credentials = await upstreamCredentials(deps, route, session, { method, target, force })
+      session = credentials.session
+      const { authorization, dpopProof } = credentials
       const started = performance.now()
       const send = (traceparent: Record<string, string> | undefined) =>
         sendUpstream({

@@ -1,0 +1,47 @@
+import type { RouteConfig } from '../config.js'
+import type { Session } from '../session/sessions.js'
+import type { Deps } from '../types.js'
+
+export interface UpstreamCredentials {
+  /** `Bearer …` or `DPoP …`; undefined when the route sends no token. */
+  readonly authorization: string | undefined
+  /** A DPoP proof for this very request (RFC 9449 §7), when the token is DPoP-bound. */
+  readonly dpopProof: string | undefined
+  /** The session after any refresh. */
+  readonly session: Session | null
+}
+
+function authorizationHeader(type: string, token: string): string {
+  // RFC 6750 §2.1 spells the scheme "Bearer" and RFC 9449 §7.1 "DPoP"; IdPs vary in case.
+  const t = type.toLowerCase()
+  return `${t === 'bearer' ? 'Bearer' : t === 'dpop' ? 'DPoP' : type} ${token}`
+}
+
+/**
+ * The token a route sends upstream, by its token mode: tokenward's own for
+ * `client` routes (no user session needed, like Duende's client token type), else
+ * the session's, restricted to the route's audience when it names one. `force`
+ * renews it after the upstream rejected it.
+ */
+export async function upstreamCredentials(
+  deps: Deps,
+  route: RouteConfig,
+  session: Session | null,
+  request: { method: string; target: URL; force?: boolean },
+): Promise<UpstreamCredentials> {
+  const force = request.force ?? false
+  let token: { token: string; type: string } | undefined
+  if (route.token === 'client') {
+    token = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource }, { force })
+  } else if (session) {
+    const audience = route.resource || route.scopes?.length ? { resource: route.resource, scopes: route.scopes } : undefined
+    const at = await deps.tokens.accessToken(session, { force, audience })
+    session = at.session
+    token = at
+  }
+  if (!token) return { authorization: undefined, dpopProof: undefined, session }
+  const dpop = deps.oidc.dpop
+  const dpopProof =
+    dpop && token.type.toLowerCase() === 'dpop' ? await dpop.proof(request.method, request.target, token.token) : undefined
+  return { authorization: authorizationHeader(token.type, token.token), dpopProof, session }
+}
