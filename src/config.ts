@@ -63,6 +63,12 @@ export interface Config {
     readonly idleTimeout: number
     /** Seconds. */
     readonly maxAge: number
+    /**
+     * Milliseconds an instance may answer from a session it read from Redis
+     * without reading it again (0: every request reads Redis). Only used where
+     * session-ended events reach every instance in order (not Redis Cluster).
+     */
+    readonly cacheMs: number
   }
   /** Seconds. */
   readonly refreshSkew: number
@@ -139,6 +145,12 @@ const envSchema = z.object({
   BFF_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
   BFF_SESSION_IDLE_TIMEOUT: seconds(1).default(1800),
   BFF_SESSION_MAX_AGE: seconds(1).default(28800),
+  BFF_SESSION_CACHE_MS: z
+    .string()
+    .regex(/^\d{1,5}$/, 'must be a whole number of milliseconds')
+    .transform(Number)
+    .refine((n) => n <= 10_000, 'must be between 0 and 10000')
+    .default(1000),
   BFF_REFRESH_SKEW: seconds(0).default(30),
   BFF_ID_TOKEN_MAX_AGE: seconds(1).default(300),
   BFF_ALLOW_HTTP: bool.default(false),
@@ -299,7 +311,7 @@ export function loadConfig(env: Env): Config {
       nodes: redisNodes,
       sentinelName: e.BFF_REDIS_SENTINEL_NAME,
     },
-    session: { idleTimeout: e.BFF_SESSION_IDLE_TIMEOUT, maxAge: e.BFF_SESSION_MAX_AGE },
+    session: { idleTimeout: e.BFF_SESSION_IDLE_TIMEOUT, maxAge: e.BFF_SESSION_MAX_AGE, cacheMs: e.BFF_SESSION_CACHE_MS },
     refreshSkew: e.BFF_REFRESH_SKEW,
     idTokenMaxAge: e.BFF_ID_TOKEN_MAX_AGE,
     allowHttp,

@@ -50,6 +50,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     keyring,
     idleTimeoutMs: config.session.idleTimeout * 1000,
     maxAgeMs: config.session.maxAge * 1000,
+    cacheMs: config.session.cacheMs,
     now,
     onUndecryptable: (sid, err) => logger.warn({ sid, reason: err.message }, 'session entry cannot be decrypted; treated as no session'),
   })

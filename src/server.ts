@@ -55,6 +55,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (deps.sessions.store.kind === 'memory') {
     logger.warn('IN-MEMORY SESSION STORE: sessions live in this process only and vanish on restart. Development only.')
   }
+  // Sessions may be served from memory for BFF_SESSION_CACHE_MS once the
+  // session-ended subscription is up; until then every request reads Redis.
+  deps.events.keepCoherent(deps.sessions).catch((err: Error) => logger.warn({ reason: err.message }, 'session event subscription failed; every request reads the store'))
   const app = createApp(deps)
   const server = createAdaptorServer({
     // Hono answers HEAD by rebuilding the response without a body, which loses

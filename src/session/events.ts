@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js'
+import type { SessionManager } from './sessions.js'
 import type { SessionEvent, SessionStore } from './store.js'
 
 type Listener = (event: SessionEvent) => void
@@ -14,19 +15,53 @@ export class SessionEventHub {
   readonly #listeners = new Map<string, Set<Listener>>()
   readonly #closers = new Set<() => void>()
   #subscription: Promise<() => Promise<void>> | undefined
+  /** Whether the subscription currently delivers every event. */
+  #up = false
+  #sessions: SessionManager | undefined
 
   constructor(store: SessionStore, logger: Logger) {
     this.#store = store
     this.#logger = logger
   }
 
+  #subscribe(): Promise<() => Promise<void>> {
+    this.#subscription ??= this.#store
+      .subscribe((e) => this.#dispatch(e), {
+        onUp: () => {
+          this.#up = true
+          this.#sessions?.enableCache()
+        },
+        onDown: () => {
+          this.#up = false
+          this.#sessions?.disableCache()
+        },
+        onInvalidate: (sid) => this.#sessions?.invalidate(sid),
+        onTrackingUnavailable: (reason) =>
+          this.#logger.warn({ reason }, 'Redis cannot track reads (CLIENT TRACKING, Redis 6+): sessions are read from Redis on every request'),
+      })
+      .catch((err: unknown) => {
+        this.#subscription = undefined
+        throw err
+      })
+    return this.#subscription
+  }
+
+  /**
+   * Lets `sessions` answer requests from memory while, and only while, every
+   * session_ended event reaches this instance (see SessionManager#opened).
+   * Subscribes now; resolves once subscribed. A store whose events can lag
+   * behind its writes (Redis Cluster) keeps every request reading the store.
+   */
+  async keepCoherent(sessions: SessionManager): Promise<void> {
+    if (!this.#store.coherentEvents) return
+    this.#sessions = sessions
+    await this.#subscribe()
+    if (this.#up) sessions.enableCache()
+  }
+
   /** Calls `listener` for events about `sid` until the returned function is called. */
   async listen(sid: string, listener: Listener): Promise<() => void> {
-    this.#subscription ??= this.#store.subscribe((e) => this.#dispatch(e)).catch((err: unknown) => {
-      this.#subscription = undefined
-      throw err
-    })
-    await this.#subscription
+    await this.#subscribe()
     let set = this.#listeners.get(sid)
     if (!set) this.#listeners.set(sid, (set = new Set()))
     set.add(listener)
@@ -50,6 +85,8 @@ export class SessionEventHub {
   }
 
   #dispatch(event: SessionEvent): void {
+    // First, so that nothing this process does from here on sees the session.
+    this.#sessions?.invalidate(event.sid)
     for (const listener of this.#listeners.get(event.sid) ?? []) {
       try {
         listener(event)
@@ -60,10 +97,19 @@ export class SessionEventHub {
   }
 
   async close(): Promise<void> {
+    this.#sessions?.disableCache()
+    this.#sessions = undefined
     for (const close of [...this.#closers]) close()
     this.#closers.clear()
-    const unsubscribe = await this.#subscription?.catch(() => undefined)
+    const pending = this.#subscription
     this.#subscription = undefined
-    await unsubscribe?.()
+    this.#up = false
+    if (!pending) return
+    // A subscription still connecting (Redis down) is not waited for long: it
+    // ends itself when it connects, and the store's close() drops its socket.
+    const unsubscribed = pending.then((unsubscribe) => unsubscribe(), () => {})
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([unsubscribed, new Promise<void>((resolve) => (timer = setTimeout(resolve, 500).unref()))])
+    clearTimeout(timer)
   }
 }

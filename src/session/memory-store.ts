@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { IndexKind, ReadOptions, ReplaceResult, SessionEvent, SessionStore, StoredEntry } from './store.js'
+import type { IndexKind, ReadOptions, ReplaceResult, SessionEvent, SessionStore, StoredEntry, SubscriptionHooks } from './store.js'
 
 interface Item<T> {
   value: T
@@ -13,6 +13,8 @@ interface Item<T> {
  */
 export class MemorySessionStore implements SessionStore {
   readonly kind = 'memory'
+  // In-process and for development only: nothing to gain from a session cache.
+  readonly coherentEvents = false
   readonly #sessions = new Map<string, Item<StoredEntry>>()
   readonly #transactions = new Map<string, Item<Buffer>>()
   readonly #locks = new Map<string, Item<string>>()
@@ -138,10 +140,13 @@ export class MemorySessionStore implements SessionStore {
     this.#events.emit('event', event)
   }
 
-  async subscribe(listener: (event: SessionEvent) => void): Promise<() => Promise<void>> {
+  async subscribe(listener: (event: SessionEvent) => void, hooks: SubscriptionHooks = {}): Promise<() => Promise<void>> {
     this.#events.on('event', listener)
+    // In-process: every event is delivered synchronously, nothing can be missed.
+    hooks.onUp?.()
     return async () => {
       this.#events.off('event', listener)
+      hooks.onDown?.()
     }
   }
 

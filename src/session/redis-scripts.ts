@@ -23,8 +23,10 @@ if slide > 0 then
   local ttl = slide
   if remaining < ttl then ttl = remaining end
   redis.call('PEXPIRE', KEYS[1], ttl)
-  return {v, ttl}
 end
+-- PTTL after PEXPIRE, not before: with CLIENT TRACKING ... NOLOOP, our own
+-- PEXPIRE clears Redis's record that this client read the key, and a read
+-- after it records it again, so later changes by others are announced.
 return {v, redis.call('PTTL', KEYS[1])}
 `
 
@@ -48,6 +50,8 @@ if ttl <= 0 then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('DEL', KEYS[2])
+-- A read after our own write, so CLIENT TRACKING announces later changes by others (see READ_SCRIPT).
+redis.call('PTTL', KEYS[1])
 return 1
 `
 

@@ -14,11 +14,15 @@ import {
   type SessionEvent,
   type SessionStore,
   type StoredEntry,
+  type SubscriptionHooks,
 } from './store.js'
 
 type Client = Redis | Cluster
 
 const READY_WAIT_MS = 1500
+
+/** Where Redis sends CLIENT TRACKING invalidations for a RESP2 redirect target. */
+const INVALIDATE_CHANNEL = '__redis__:invalidate'
 
 interface ScriptCommands {
   twRead(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
@@ -71,10 +75,13 @@ export function createRedisClient(config: Config['redis']): Client {
 
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis'
+  readonly coherentEvents: boolean
   readonly #redis: Client & ScriptCommands
   readonly #prefix: string
 
   readonly #onError: () => void
+  /** Subscriber connections, ended by close() even while still connecting. */
+  readonly #subscribers = new Set<Client>()
 
   constructor(redis: Client, prefix: string, options: { onError?: () => void } = {}) {
     this.#onError = options.onError ?? (() => {})
@@ -86,6 +93,11 @@ export class RedisSessionStore implements SessionStore {
     redis.defineCommand('twIndexAdd', { numberOfKeys: 1, lua: INDEX_ADD_SCRIPT })
     this.#redis = redis as Client & ScriptCommands
     this.#prefix = prefix
+    // Standalone and Sentinel: commands and the subscription talk to the same
+    // server, which writes a published message or a tracking invalidation into
+    // every subscriber's socket before it answers the command that caused it. A
+    // Cluster node forwards publishes over the bus later.
+    this.coherentEvents = !(redis instanceof Cluster)
     // Connection errors surface per command as 503s; an 'error' listener keeps
     // ioredis from reporting them as unhandled.
     redis.on('error', () => {})
@@ -234,31 +246,120 @@ export class RedisSessionStore implements SessionStore {
     await this.#run(() => this.#redis.publish(this.#channel, JSON.stringify(event)))
   }
 
-  async subscribe(listener: (event: SessionEvent) => void): Promise<() => Promise<void>> {
-    // A subscribed connection can run nothing else, so it is a dedicated one; it
-    // queues while (re)connecting and resubscribes by itself after an outage.
+  async subscribe(listener: (event: SessionEvent) => void, hooks: SubscriptionHooks = {}): Promise<() => Promise<void>> {
     const r = this.#redis
+    // A subscribed connection can run nothing else, so it is a dedicated one.
+    // RESP2: Redis delivers CLIENT TRACKING invalidations to a RESP2 client as
+    // ordinary messages on __redis__:invalidate (ioredis drops RESP3
+    // `invalidate` pushes). Subscriptions are renewed by hand after a reconnect,
+    // because CLIENT ID must be asked before SUBSCRIBE.
     const sub =
       r instanceof Cluster
         ? r.duplicate(undefined, { enableOfflineQueue: true })
-        : r.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+        : r.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, protocol: 2 })
+    this.#subscribers.add(sub)
     sub.on('error', () => {})
-    sub.on('message', (channel: string, message: string) => {
-      if (channel !== this.#channel) return
+    const sessionKeyPrefix = `${this.#prefix}s:{`
+    sub.on('messageBuffer', (channel: Buffer, message: Buffer | Buffer[] | null) => {
+      const name = channel.toString()
+      if (name === INVALIDATE_CHANNEL) {
+        // null: the whole database was flushed.
+        if (message === null) return hooks.onInvalidate?.(null)
+        for (const key of Array.isArray(message) ? message : [message]) {
+          const k = key.toString()
+          if (k.startsWith(sessionKeyPrefix) && k.endsWith('}')) hooks.onInvalidate?.(k.slice(sessionKeyPrefix.length, -1))
+        }
+        return
+      }
+      if (name !== this.#channel || !Buffer.isBuffer(message)) return
       try {
-        const e = JSON.parse(message) as SessionEvent
+        const e = JSON.parse(message.toString()) as SessionEvent
         if (typeof e.sid === 'string' && e.type === 'session_ended') listener(e)
       } catch {
         // Not ours: ignore.
       }
     })
+
+    if (r instanceof Cluster) {
+      // Events only: a Cluster node forwards publishes over its bus after
+      // answering, so they cannot vouch for a cached read (coherentEvents).
+      try {
+        await sub.subscribe(this.#channel)
+      } catch (err) {
+        this.#subscribers.delete(sub)
+        sub.disconnect()
+        throw err
+      }
+      return async () => {
+        this.#subscribers.delete(sub)
+        sub.disconnect()
+      }
+    }
+
+    // "Up" means: subscribed, and the command connection has CLIENT TRACKING
+    // on with invalidations redirected to this subscriber, so any change to a
+    // session key this instance has read (by any client: another instance, an
+    // operator, FLUSHALL) is announced here before the change is acknowledged.
+    // Every connection loss on either side ends "up"; `generation` makes a
+    // setup that overlapped one start again instead of declaring "up".
+    let up = false
+    let stopped = false
+    let generation = 0
+    let subId: string | undefined
+    const down = () => {
+      generation++
+      if (!up) return
+      up = false
+      hooks.onDown?.()
+    }
+    const track = async (gen: number) => {
+      if (subId === undefined) return
+      try {
+        await r.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', subId, 'NOLOOP')
+      } catch (err) {
+        // Redis before 6, or an ACL without CLIENT: events only, every request reads.
+        if (!trackingRefused) hooks.onTrackingUnavailable?.(err instanceof Error ? err.message : String(err))
+        trackingRefused = true
+        return
+      }
+      if (!stopped && gen === generation && sub.status === 'ready' && r.status === 'ready' && !up) {
+        up = true
+        hooks.onUp?.()
+      }
+    }
+    let trackingRefused = false
+    const subscribeAll = async () => {
+      const gen = generation
+      subId = String(await sub.client('ID'))
+      await sub.subscribe(this.#channel, INVALIDATE_CHANNEL)
+      await track(gen)
+    }
+    const onSubLost = () => {
+      subId = undefined
+      down()
+    }
+    const onSubReady = () => void subscribeAll().catch(() => {}) // a failure is a lost connection: 'ready' comes again
+    const onMainLost = () => down()
+    const onMainReady = () => void track(generation)
     try {
-      await sub.subscribe(this.#channel)
+      await subscribeAll()
     } catch (err) {
+      this.#subscribers.delete(sub)
       sub.disconnect()
       throw err
     }
+    sub.on('close', onSubLost)
+    sub.on('end', onSubLost)
+    sub.on('reconnecting', onSubLost)
+    sub.on('ready', onSubReady)
+    r.on('close', onMainLost)
+    r.on('ready', onMainReady)
     return async () => {
+      stopped = true
+      down()
+      r.off('close', onMainLost)
+      r.off('ready', onMainReady)
+      this.#subscribers.delete(sub)
       sub.disconnect()
     }
   }
@@ -296,6 +397,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async close(): Promise<void> {
+    for (const sub of this.#subscribers) sub.disconnect()
+    this.#subscribers.clear()
     try {
       await this.#redis.quit()
     } catch {

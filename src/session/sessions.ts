@@ -59,12 +59,28 @@ function binding(sid: string, version: number, absExp: number): Buffer {
   return Buffer.from(`tokenward/session\0${sid}\0${version}\0${absExp}`, 'utf8')
 }
 
+interface Opened {
+  /** The stored entry, compared in full with what the store returns next. */
+  readonly entry: StoredEntry
+  readonly session: Session
+  /** Epoch ms: until then requests may be answered without a store read; 0 never. */
+  readonly validUntil: number
+  /** SessionManager#epoch when it was read. */
+  readonly epoch: number
+}
+
 export interface SessionManagerOptions {
   store: SessionStore
   keyring: Keyring
   idleTimeoutMs: number
   maxAgeMs: number
   now?: () => number
+  /**
+   * How long a session read from the store may answer this instance's requests
+   * without another read; 0 reads on every request. Takes effect only while
+   * enableCache() says every session-ended event is being received.
+   */
+  cacheMs?: number
   /** Called when an entry exists but cannot be opened (retired key, tampering). */
   onUndecryptable?: (sid: string, err: Error) => void
 }
@@ -85,12 +101,31 @@ export class SessionManager {
   /** handle → sid: one SHA-256 less per request. */
   readonly #sids = new Lru<string, string>(10_000)
   /**
-   * The last entry opened per session, with its plaintext. An unchanged entry
-   * (same version and the very same ciphertext bytes, compared in full) is not
-   * decrypted and parsed again: the store is still read on every request, so
-   * logout and revocation on another instance take effect at once.
+   * The last entry read per session, with its plaintext.
+   *
+   * An unchanged entry (same version and the very same ciphertext bytes,
+   * compared in full) is not decrypted and parsed again.
+   *
+   * Within `validUntil` the session answers requests without a store read at
+   * all. That is safe because Redis tracks the keys this instance reads
+   * (CLIENT TRACKING) and announces any change to them, by anyone (a logout or
+   * refresh on another instance, an operator's DEL, FLUSHALL), on the
+   * subscription before it acknowledges the change; invalidate() drops the
+   * entry when the announcement is read, and it is read before any request
+   * that causally follows the change (SessionStore.coherentEvents). While the
+   * subscription or tracking is down, or not yet up, nothing is served from
+   * here, and a read that overlapped an invalidation is not cached. What no
+   * announcement covers, a Redis that stops answering without closing its
+   * connections, shows within cacheMs; the idle timeout is slid at each store
+   * read, so it is kept to within cacheMs.
    */
-  readonly #opened = new Lru<string, { entry: StoredEntry; data: SessionData }>(5_000)
+  readonly #opened = new Lru<string, Opened>(5_000)
+  readonly #cacheMs: number
+  #cacheOn = false
+  /** Bumped by every invalidation: a read that overlapped one is not cached. */
+  #invalidations = 0
+  /** Bumped when the cache goes off: what was read before is never served after it comes back. */
+  #epoch = 0
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store
@@ -98,7 +133,40 @@ export class SessionManager {
     this.#idleMs = options.idleTimeoutMs
     this.#maxAgeMs = options.maxAgeMs
     this.#now = options.now ?? Date.now
+    this.#cacheMs = options.cacheMs ?? 0
     this.#onUndecryptable = options.onUndecryptable ?? (() => {})
+  }
+
+  /** Session-ended events are being received from every instance: reads may be cached. */
+  enableCache(): void {
+    if (this.#cacheMs <= 0) return
+    this.#invalidations++
+    this.#cacheOn = true
+  }
+
+  /** Events may be missed from now on: serve nothing from memory until enableCache(). */
+  disableCache(): void {
+    this.#invalidations++
+    this.#epoch++
+    this.#cacheOn = false
+  }
+
+  /** A session changed or ended elsewhere (null: all of them): its next request reads the store. */
+  invalidate(sid: string | null): void {
+    this.#invalidations++
+    if (sid === null) this.#opened.clear()
+    else this.#opened.delete(sid)
+  }
+
+  /** Whether requests may currently be answered without a store read. */
+  get caching(): boolean {
+    return this.#cacheOn
+  }
+
+  /** How long a read that started at `started`, with `seen` invalidations before it, may be served. */
+  #validUntil(started: number, seen: number, session: Session): number {
+    if (!this.#cacheOn || seen !== this.#invalidations) return 0
+    return Math.min(started + this.#cacheMs, session.idleExp, session.absExp)
   }
 
   /** The absolute expiry for a new session: max age, never past the refresh token (SECURITY-CHECKLIST #34). */
@@ -126,30 +194,45 @@ export class SessionManager {
         // Indexes for back-channel logout (by IdP session) and administration (by user).
         await this.store.addToIndex('sub', data.sub, sid, absExp)
         if (data.idpSid) await this.store.addToIndex('idp', data.idpSid, sid, absExp)
-        return { handle, session: { sid, version: 1, absExp, idleExp: now + ttl, data } }
+        const session: Session = Object.freeze({ sid, version: 1, absExp, idleExp: now + ttl, data: Object.freeze(data) })
+        // Kept to skip the first decryption, but not served from memory: Redis
+        // tracks keys a client reads, and this one was only written.
+        this.#opened.set(sid, { entry, session, validUntil: 0, epoch: this.#epoch })
+        return { handle, session }
       }
     }
   }
 
-  /** Loads the session for a cookie handle; `slide` extends the idle timeout. */
+  /**
+   * Loads the session for a cookie handle; `slide` extends the idle timeout.
+   * May answer from memory (see #opened); loadBySid always reads the store.
+   */
   load(handle: string, options: { slide: boolean }): Promise<Session | null> {
     let sid = this.#sids.get(handle)
     if (sid === undefined) this.#sids.set(handle, (sid = sidFor(handle)))
+    if (this.#cacheOn) {
+      const hit = this.#opened.get(sid)
+      if (hit && hit.epoch === this.#epoch && this.#now() < hit.validUntil) return Promise.resolve(hit.session)
+    }
     return this.loadBySid(sid, options)
   }
 
   async loadBySid(sid: string, { slide }: { slide: boolean }): Promise<Session | null> {
     const now = this.#now()
+    const seen = this.#invalidations
     const r = await this.store.readSession(sid, { slideMs: slide ? this.#idleMs : 0, now })
-    if (!r) return null
+    if (!r) {
+      this.#opened.delete(sid)
+      return null
+    }
     const { entry, ttlMs } = r
     const cached = this.#opened.get(sid)
     let data: SessionData
     if (cached && cached.entry.version === entry.version && cached.entry.absExp === entry.absExp && cached.entry.payload.equals(entry.payload)) {
-      data = cached.data
+      data = cached.session.data
     } else {
       try {
-        data = JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData
+        data = Object.freeze(JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData)
       } catch (err) {
         if (err instanceof DecryptError || err instanceof SyntaxError) {
           this.#opened.delete(sid)
@@ -158,10 +241,12 @@ export class SessionManager {
         }
         throw err
       }
-      // The payload may be a view into a larger reply buffer: keep a copy of our own.
-      this.#opened.set(sid, { entry: { ...entry, payload: Buffer.from(entry.payload) }, data: Object.freeze(data) })
     }
-    return { sid, version: entry.version, absExp: entry.absExp, idleExp: now + ttlMs, data }
+    const session: Session = Object.freeze({ sid, version: entry.version, absExp: entry.absExp, idleExp: now + ttlMs, data })
+    // The payload may be a view into a larger reply buffer: keep a copy of our own.
+    const own = cached?.session.data === data ? cached.entry : { ...entry, payload: Buffer.from(entry.payload) }
+    this.#opened.set(sid, { entry: own, session, validUntil: this.#validUntil(now, seen, session), epoch: this.#epoch })
+    return session
   }
 
   /** Compare-and-set: succeeds only if nobody replaced the session since it was read. */
@@ -169,8 +254,15 @@ export class SessionManager {
     const absExp = Math.min(session.absExp, this.absoluteExpiry({ createdAt: data.createdAt, refreshTokenExpiresAt: data.refreshTokenExpiresAt }))
     const version = session.version + 1
     const entry = this.#seal(session.sid, version, absExp, data)
-    const result = await this.store.replaceSession(session.sid, session.version, entry, absExp - this.#now())
-    return { result, session: { ...session, version, absExp, data } }
+    const started = this.#now()
+    const seen = this.#invalidations
+    const result = await this.store.replaceSession(session.sid, session.version, entry, absExp - started)
+    const updated: Session = Object.freeze({ ...session, version, absExp, idleExp: Math.min(session.idleExp, absExp), data: Object.freeze(data) })
+    // This instance's next request uses the new tokens without reading them
+    // back (the compare-and-set read the key, so Redis tracks it for us).
+    if (result === 'ok') this.#opened.set(session.sid, { entry, session: updated, validUntil: this.#validUntil(started, seen, updated), epoch: this.#epoch })
+    else this.#opened.delete(session.sid)
+    return { result, session: updated }
   }
 
   /** Deletes a session; with its data, also its index entries (otherwise they are pruned when read). */

@@ -31,8 +31,28 @@ export interface SessionEvent {
   readonly reason: string
 }
 
+/** Told when the event subscription starts or stops delivering every event. */
+export interface SubscriptionHooks {
+  /** Subscribed: from now on every published event is delivered. */
+  onUp?(): void
+  /** The subscription broke: events may have been missed until the next onUp. */
+  onDown?(): void
+  /** The stored session `sid` was changed or deleted by someone; null: all of them (flush). */
+  onInvalidate?(sid: string | null): void
+  /** The store cannot announce changes to what was read (it stays "down"); said once. */
+  onTrackingUnavailable?(reason: string): void
+}
+
 export interface SessionStore {
   readonly kind: 'redis' | 'memory'
+  /**
+   * Whether an event published after a write reaches every instance's
+   * subscription before any later request that depends on that write can
+   * arrive there: the subscription and the writes go through one server, so
+   * the event is in every subscriber's socket before the publisher hears back.
+   * Redis Cluster forwards publishes over its bus asynchronously, so not there.
+   */
+  readonly coherentEvents: boolean
   /** Creates a new entry; false when the id already exists (never overwrites). */
   createSession(sid: string, entry: StoredEntry, ttlMs: number): Promise<boolean>
   /** Reads (and optionally slides) an entry; null when missing or past absExp. `ttlMs` is the idle time left. */
@@ -69,7 +89,7 @@ export interface SessionStore {
   rememberOnce(id: string, ttlMs: number): Promise<boolean>
   publish(event: SessionEvent): Promise<void>
   /** Receives every instance's events until the returned function is called. */
-  subscribe(listener: (event: SessionEvent) => void): Promise<() => Promise<void>>
+  subscribe(listener: (event: SessionEvent) => void, hooks?: SubscriptionHooks): Promise<() => Promise<void>>
   /** Approximately how many sessions exist (for metrics); undefined when the store cannot say cheaply. */
   countSessions(): Promise<number | undefined>
   /** Login transactions: short-lived, single-use. */

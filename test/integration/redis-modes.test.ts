@@ -113,6 +113,14 @@ function sharedFlows(
     if (mode === 'cluster') expect(stored.nodes).toBeGreaterThanOrEqual(2)
     const text = await (await fetch(`${world.bff.url}/metrics`)).text()
     expect(metric(text, 'tokenward_active_sessions')).toBe(jars.length)
+    // The session cache needs change announcements that arrive before the
+    // change is acknowledged (CLIENT TRACKING on the one master): not in a cluster.
+    if (mode === 'cluster') expect(world.bff.server.deps.sessions.caching).toBe(false)
+    else {
+      const deadline = Date.now() + 10_000
+      while (!world.bff.server.deps.sessions.caching && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      expect(world.bff.server.deps.sessions.caching).toBe(true)
+    }
   })
 
   it(`${mode}: an expired access token under 50 concurrent calls over two instances gives exactly one refresh grant`, async () => {

@@ -19,7 +19,7 @@ describe('loadConfig', () => {
     expect(c.redirectUri).toBe('http://localhost:3000/auth/callback')
     expect(c.scopes).toEqual(['openid', 'profile', 'email', 'offline_access'])
     expect(c.redis).toMatchObject({ url: 'redis://127.0.0.1:6379', prefix: 'tokenward:', mode: 'standalone' })
-    expect(c.session).toEqual({ idleTimeout: 1800, maxAge: 28800 })
+    expect(c.session).toEqual({ idleTimeout: 1800, maxAge: 28800, cacheMs: 1000 })
     expect(c.refreshSkew).toBe(30)
     expect(c.port).toBe(3000)
     expect(c.host).toBe('0.0.0.0')

@@ -1,0 +1,167 @@
+// SessionManager's memory of sessions it read (BFF_SESSION_CACHE_MS), on the
+// real in-memory store: the rules that keep it from ever answering with a
+// session that changed. The cross-instance side (CLIENT TRACKING) is in
+// test/integration/session-cache.test.ts.
+
+import { randomBytes } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { Keyring } from '../../src/crypto/keyring.js'
+import { MemorySessionStore } from '../../src/session/memory-store.js'
+import { SessionManager, type SessionData } from '../../src/session/sessions.js'
+import type { ReadOptions } from '../../src/session/store.js'
+
+/** The memory store, counting reads, with a gate that can hold the next read's answer. */
+class CountingStore extends MemorySessionStore {
+  reads = 0
+  hold: Promise<void> | undefined
+  override async readSession(sid: string, options: ReadOptions) {
+    this.reads++
+    const r = await super.readSession(sid, options)
+    if (this.hold) await this.hold
+    return r
+  }
+}
+
+function data(): SessionData {
+  return { sub: 'alice', iss: 'https://idp', aud: ['c'], claims: {}, createdAt: Date.now(), accessToken: 'at', tokenType: 'Bearer' }
+}
+
+function setup(cacheMs = 1000) {
+  let t = Date.now()
+  const store = new CountingStore({ now: () => t })
+  const sessions = new SessionManager({
+    store,
+    keyring: new Keyring([{ id: 'k1', key: randomBytes(32) }]),
+    idleTimeoutMs: 60_000,
+    maxAgeMs: 3_600_000,
+    cacheMs,
+    now: () => t,
+  })
+  return { store, sessions, now: () => t, advance: (ms: number) => (t += ms) }
+}
+
+describe('SessionManager session cache', () => {
+  it('serves nothing from memory until enableCache(), then within cacheMs of a read only', async () => {
+    const { store, sessions, advance } = setup()
+    const { handle } = await sessions.create(data())
+    await sessions.load(handle, { slide: true })
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(2)
+    sessions.enableCache()
+    await sessions.load(handle, { slide: true }) // the first read after enabling fills it
+    await sessions.load(handle, { slide: true })
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(3)
+    advance(999)
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(3)
+    advance(2)
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(4)
+  })
+
+  it('a newly created session is not served from memory (Redis tracks only keys that were read)', async () => {
+    const { store, sessions } = setup()
+    sessions.enableCache()
+    const { handle } = await sessions.create(data())
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(1)
+  })
+
+  it('invalidate(sid) and invalidate(null) make the next request read', async () => {
+    const { store, sessions } = setup()
+    sessions.enableCache()
+    const { handle, session } = await sessions.create(data())
+    await sessions.load(handle, { slide: true })
+    sessions.invalidate(session.sid)
+    await sessions.load(handle, { slide: true })
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(2)
+    sessions.invalidate(null)
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(3)
+  })
+
+  it('a read that overlapped an invalidation is used once but not remembered', async () => {
+    const { store, sessions } = setup()
+    sessions.enableCache()
+    const { handle, session } = await sessions.create(data())
+    let release!: () => void
+    store.hold = new Promise<void>((r) => (release = r))
+    const pending = sessions.load(handle, { slide: true })
+    await new Promise((r) => setImmediate(r))
+    // The announcement of a change arrives while the read's answer is on its way.
+    sessions.invalidate(session.sid)
+    release()
+    store.hold = undefined
+    expect(await pending).not.toBeNull()
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(2)
+  })
+
+  it('disableCache() (subscription or tracking lost) stops answering from memory at once, and a read that overlapped it is not remembered', async () => {
+    const { store, sessions } = setup()
+    sessions.enableCache()
+    const { handle } = await sessions.create(data())
+    await sessions.load(handle, { slide: true })
+    sessions.disableCache()
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(2)
+    let release!: () => void
+    store.hold = new Promise<void>((r) => (release = r))
+    const pending = sessions.load(handle, { slide: true })
+    await new Promise((r) => setImmediate(r))
+    sessions.enableCache() // up again while a read that started "down" is in flight
+    release()
+    store.hold = undefined
+    await pending
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(4)
+  })
+
+  it('what was read before the cache went off is not served when it comes back (changes meanwhile were not announced)', async () => {
+    const { store, sessions } = setup()
+    sessions.enableCache()
+    const { handle } = await sessions.create(data())
+    await sessions.load(handle, { slide: true })
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(1)
+    sessions.disableCache()
+    sessions.enableCache()
+    await sessions.load(handle, { slide: true })
+    expect(store.reads).toBe(2)
+  })
+
+  it('never past the idle or absolute expiry it knows of', async () => {
+    const { store, sessions, now, advance } = setup(10_000)
+    sessions.enableCache()
+    const { handle, session } = await sessions.create(data())
+    const s = await sessions.load(handle, { slide: false })
+    expect(s!.idleExp - now()).toBeLessThanOrEqual(60_000)
+    advance(9_000)
+    await sessions.load(handle, { slide: false })
+    expect(store.reads).toBe(1)
+    // The unslid idle timeout (60 s from creation) ends before the 10 s window of a late read.
+    advance(48_000)
+    await sessions.load(handle, { slide: false }) // read: 3 s of idle time left
+    advance(3_001)
+    expect(await sessions.load(handle, { slide: false })).toBeNull()
+    expect(store.reads).toBe(3)
+    expect(session.sid).toBeTruthy()
+  })
+
+  it('its own compare-and-set write is remembered; a conflicting one is forgotten', async () => {
+    const { store, sessions } = setup()
+    sessions.enableCache()
+    const { handle } = await sessions.create(data())
+    const s = (await sessions.load(handle, { slide: true }))!
+    const { result, session: updated } = await sessions.replace(s, { ...s.data, accessToken: 'at2' })
+    expect(result).toBe('ok')
+    expect((await sessions.load(handle, { slide: true }))!.data.accessToken).toBe('at2')
+    expect(store.reads).toBe(1)
+    const stale = await sessions.replace(s, { ...s.data, accessToken: 'at3' })
+    expect(stale.result).toBe('conflict')
+    expect((await sessions.load(handle, { slide: true }))!.version).toBe(updated.version)
+    expect(store.reads).toBe(2)
+  })
+})
