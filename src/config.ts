@@ -66,7 +66,7 @@ export interface Config {
     /**
      * Milliseconds an instance may answer from a session it read from Redis
      * without reading it again (0: every request reads Redis). Only used where
-     * session-ended events reach every instance in order (not Redis Cluster).
+     * Redis announces changes to what was read (CLIENT TRACKING; not Cluster).
      */
     readonly cacheMs: number
   }
