@@ -58,7 +58,10 @@ const AGENT = { keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling
 const agents = { http: new http.Agent(AGENT), https: new https.Agent(AGENT) }
 
 export interface ForwardOptions {
-  target: URL
+  /** The route's upstream; only its origin is used. */
+  upstream: URL
+  /** Path and query on the upstream (from mapRequest). */
+  path: string
   method: string
   incoming: IncomingMessage
   authorization: string | undefined
@@ -91,7 +94,7 @@ export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
   // tokenward's own fields first: a server that keeps only the first N header
   // lines must never lose them to the browser's.
   const out = Object.create(null) as OutgoingHttpHeaders
-  out.host = o.target.host
+  out.host = o.upstream.host
   if (o.authorization) out.authorization = o.authorization
   // Set, never appended: the browser's own X-Forwarded-* would be spoofable.
   if (o.forwarded.for) out['x-forwarded-for'] = o.forwarded.for
@@ -142,8 +145,15 @@ export async function sendUpstream(o: ForwardOptions): Promise<IncomingMessage> 
 
 function send(o: ForwardOptions): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const isHttps = o.target.protocol === 'https:'
-    const req = (isHttps ? https : http).request(o.target, {
+    const { protocol, hostname, port } = o.upstream
+    const isHttps = protocol === 'https:'
+    // Plain options rather than a URL: Node would convert the URL on every call.
+    const req = (isHttps ? https : http).request({
+      protocol,
+      // An IPv6 literal is bracketed in a URL, not in a host name.
+      hostname: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
+      port,
+      path: o.path,
       method: o.method,
       headers: outboundHeaders(o),
       agent: isHttps ? agents.https : agents.http,

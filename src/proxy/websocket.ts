@@ -70,7 +70,8 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
   const { authorization, dpopProof } = credentials
 
   const headers = outboundHeaders({
-    target,
+    upstream: route.upstream,
+    path: match.path,
     method: 'GET',
     incoming: req,
     authorization,

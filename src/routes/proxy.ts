@@ -50,7 +50,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
     if (match.kind === 'refused') {
       throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
     }
-    const { route, target } = match
+    const { route } = match
     c.set('route', route.prefix)
     const method = c.req.method
     if (route.methods && !route.methods.includes(method)) {
@@ -74,13 +74,14 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
     let refreshed = false
     let nonceRetried = false
     for (let force = false; ; ) {
-      const credentials = await upstreamCredentials(deps, route, session, { method, target, force })
+      const credentials = await upstreamCredentials(deps, route, session, { method, target: match.target, force })
       session = credentials.session
       const { authorization, dpopProof } = credentials
       const started = performance.now()
       const send = (traceparent: Record<string, string> | undefined) =>
         sendUpstream({
-          target,
+          upstream: route.upstream,
+          path: match.path,
           method,
           incoming,
           authorization,
@@ -96,7 +97,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         ? await send(undefined)
         : await traced(
             `upstream ${method} ${route.prefix}`,
-            { 'http.request.method': method, 'server.address': target.hostname, 'tokenward.route': route.prefix },
+            { 'http.request.method': method, 'server.address': route.upstream.hostname, 'tokenward.route': route.prefix },
             async (span) => {
               const r = await send(traceHeaders())
               span?.setAttribute('http.response.status_code', r.statusCode ?? 0)
@@ -107,7 +108,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
       deps.metrics.upstreamDuration.observe({ route: route.prefix, status: res.statusCode ?? 0 }, (performance.now() - started) / 1000)
       const replayable = !hasBody && RETRYABLE.has(method)
       // RFC 9449 §9: the upstream wants a DPoP nonce; the next proof carries it.
-      const newNonce = dpopProof !== undefined && deps.oidc.dpop!.rememberNonce(target.origin, headerValue(res.headers['dpop-nonce']))
+      const newNonce = dpopProof !== undefined && deps.oidc.dpop!.rememberNonce(route.upstream.origin, headerValue(res.headers['dpop-nonce']))
       if (res.statusCode === 401 && newNonce && !nonceRetried && replayable && /error\s*=\s*"?use_dpop_nonce/i.test(String(res.headers['www-authenticate']))) {
         res.resume()
         nonceRetried = true

@@ -79,7 +79,8 @@ function incomingWith(raw: string[]): IncomingMessage {
 
 function optionsFor(incoming: IncomingMessage, extra: Extra): ForwardOptions {
   return {
-    target: new URL('http://api.internal:8080/v1/orders?x=1'),
+    upstream: new URL('http://api.internal:8080/v1'),
+    path: '/v1/orders?x=1',
     method: 'GET',
     incoming,
     authorization: extra.authorization,
@@ -134,7 +135,7 @@ function violations(out: OutgoingHttpHeaders, o: ForwardOptions, raw: readonly s
     'x-forwarded-proto': o.forwarded.proto,
     'x-forwarded-host': o.forwarded.host,
     'x-request-id': o.requestId,
-    host: o.target.host,
+    host: o.upstream.host,
   }
   if (o.traceHeaders) expected.traceparent = o.traceHeaders.traceparent
   if (!o.hasBody) expected['content-length'] = undefined

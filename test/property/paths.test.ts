@@ -265,6 +265,39 @@ describe('mapRequest over adversarial targets (SECURITY-CHECKLIST #50)', () => {
 // Hardening beyond the letter of the contract: upstream servers that treat
 // more than `..` as a parent segment. Both are refused by neither the contract
 // list nor mapRequest today; see the report. Remove `.fails` once refused.
+describe('the plain-path fast path', () => {
+  /** What a match means, comparable across both ways of computing it. */
+  const meaning = (m: RouteMatch) => (m.kind === 'route' ? { kind: m.kind, prefix: m.route.prefix, path: m.path, href: m.target.href } : m)
+
+  // Plain API paths, the ones the fast path takes, mixed with everything above.
+  const plainPiece = fc.string({ unit: fc.constantFrom(...'abcXYZ019-_~!$&\'()*+,='.split('')), minLength: 1, maxLength: 8 })
+  const plainTarget = fc
+    .tuple(fc.constantFrom(...PREFIXES), fc.array(plainPiece, { maxLength: 5 }), fc.boolean(), query)
+    .map(([p, segs, slash, q]) => `${p}${segs.map((x) => `/${x}`).join('')}${slash ? '/' : ''}${q}`)
+
+  it('gives exactly the answer of the careful path (decode, normalise, check every segment) for every target', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...configs), fc.oneof(rawTarget, plainTarget), (config, raw) => {
+        expect(meaning(mapRequest(config.routes, raw))).toEqual(meaning(mapRequest(config.routes, raw, { plainFastPath: false })))
+      }),
+      { numRuns: 20_000, ...replay },
+    )
+  })
+
+  it('a routed path is canonical: the URL parser leaves it exactly as it is', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...configs), fc.oneof(rawTarget, plainTarget), (config, raw) => {
+        const m = mapRequest(config.routes, raw)
+        if (m.kind !== 'route') return
+        const u = new URL(`${m.route.upstream.origin}${m.path}`)
+        expect(`${u.pathname}${u.search}`).toBe(m.path)
+        expect(u.origin).toBe(m.route.upstream.origin)
+      }),
+      { numRuns: 20_000, ...replay },
+    )
+  })
+})
+
 describe('segments that common upstream servers resolve as dot segments', () => {
   // Tomcat, Jetty and Spring strip `;` path parameters before resolving dot
   // segments, so `/v1/..;/admin` reaches `/admin` there ("Breaking Parser
