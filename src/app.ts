@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { serveStatic } from '@hono/node-server/serve-static'
 import { Hono, type Context, type Next } from 'hono'
 import { BffError } from './errors.js'
-import { errorResponse, header } from './http.js'
+import { errorResponse, header, logRequestError, requestIdFrom } from './http.js'
 import { lazyChild } from './log.js'
 import { context, extractContext, SpanKind, traced, tracingEnabled } from './tracing.js'
 import { authRoutes } from './routes/auth.js'
@@ -11,8 +11,6 @@ import { eventRoutes } from './routes/events.js'
 import { healthRoutes } from './routes/health.js'
 import { proxyMiddleware } from './routes/proxy.js'
 import type { AppEnv, Deps } from './types.js'
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 const ENDPOINTS = new Set([
   '/auth/login',
@@ -58,8 +56,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
 
   app.use('*', async function requestContext(c, next) {
-    const given = header(c, 'x-request-id')
-    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID()
+    const requestId = requestIdFrom(c.env?.incoming ? c.env.incoming.headers['x-request-id'] : header(c, 'x-request-id')) ?? randomUUID()
     c.set('requestId', requestId)
     c.set('log', lazyChild(deps.logger, { requestId }))
     try {
@@ -102,15 +99,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   app.notFound((c) => errorResponse(c, new BffError('not_found', 'Nothing is served at this path.')))
 
   app.onError((err, c) => {
-    const log = c.get('log') ?? deps.logger
-    if (err instanceof BffError && err.status < 500) {
-      log.info({ code: err.code, detail: err.logDetail, path: c.req.path }, 'request refused')
-    } else if (err instanceof BffError) {
-      log.warn({ code: err.code, detail: err.logDetail, path: c.req.path }, 'request failed')
-    } else {
-      // Only the name and message: a stack or cause could carry a token.
-      log.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'unexpected error')
-    }
+    logRequestError(c.get('log') ?? deps.logger, err, c.req.path)
     return errorResponse(c, err)
   })
 

@@ -1,7 +1,8 @@
 import type { Context } from 'hono'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import { BffError, toErrorResponse } from './errors.js'
-import { audit, type AuditFields } from './log.js'
+import type { IncomingHttpHeaders } from 'node:http'
+import { audit, type AuditFields, type Logger } from './log.js'
 import type { Session } from './session/sessions.js'
 import type { AppEnv, Deps } from './types.js'
 
@@ -22,6 +23,25 @@ export function auditFields(c: Ctx, fields: AuditFields): AuditFields {
 
 export function auditFor(c: Ctx, event: Parameters<typeof audit>[1], fields: AuditFields): void {
   audit(c.get('log'), event, auditFields(c, fields))
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** The caller's `X-Request-Id` when it is well-formed (kept so logs correlate end to end), else undefined. */
+export function requestIdFrom(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined
+}
+
+/** Logs a refused or failed request: refusals at info, failures at warn, anything unexpected at error. */
+export function logRequestError(log: Logger, err: unknown, path: string): void {
+  if (err instanceof BffError && err.status < 500) {
+    log.info({ code: err.code, detail: err.logDetail, path }, 'request refused')
+  } else if (err instanceof BffError) {
+    log.warn({ code: err.code, detail: err.logDetail, path }, 'request failed')
+  } else {
+    // Only the name and message: a stack or cause could carry a token.
+    log.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'unexpected error')
+  }
 }
 
 /** A JSON error in the contract's shape; `Cache-Control: no-store` always. */
@@ -88,27 +108,37 @@ export async function currentSession(c: Ctx, deps: Deps, options: { slide: boole
   return handle ? deps.sessions.load(handle, options) : null
 }
 
+/** One request header from Node's parsed headers, repeated fields joined. */
+function nodeHeader(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v.join(', ') : v
+}
+
 /**
  * The static-header CSRF defence (draft-ietf-oauth-browser-based-apps §6.1.3.3.2:
  * the header forces a CORS preflight that tokenward never grants), plus Fetch
  * Metadata and Origin checks as defence in depth (OWASP CSRF cheat sheet;
- * SECURITY-CHECKLIST #20, #22).
+ * SECURITY-CHECKLIST #20, #22). Returns why the request fails, or undefined.
  */
+export function csrfProblem(headers: IncomingHttpHeaders, config: Deps['config']): string | undefined {
+  if (nodeHeader(headers, 'x-csrf') !== '1') return 'missing X-CSRF: 1 header'
+  if (nodeHeader(headers, 'sec-fetch-site') === 'cross-site') return 'cross-site request (Sec-Fetch-Site)'
+  const origin = nodeHeader(headers, 'origin')
+  if (origin !== undefined && origin !== config.publicOrigin) return 'foreign Origin'
+  return undefined
+}
+
+/** Counts, audits and refuses a request that failed the CSRF checks. */
+export function refuseCsrf(deps: Deps, log: Logger, reason: string, fields: AuditFields): never {
+  deps.metrics.csrfRejections.inc()
+  audit(log, 'csrf_rejected', { ...fields, reason })
+  throw new BffError('csrf_failed', 'This request must come from the application itself (X-CSRF: 1, same origin).', { logDetail: reason })
+}
+
 export function checkCsrf(c: Ctx, deps: Deps): void {
-  let reason: string | undefined
-  if (header(c, 'x-csrf') !== '1') reason = 'missing X-CSRF: 1 header'
-  else if (header(c, 'sec-fetch-site') === 'cross-site') reason = 'cross-site request (Sec-Fetch-Site)'
-  else {
-    const origin = header(c, 'origin')
-    if (origin !== undefined && origin !== deps.config.publicOrigin) reason = 'foreign Origin'
-  }
-  if (reason) {
-    deps.metrics.csrfRejections.inc()
-    auditFor(c, 'csrf_rejected', { outcome: 'failure', reason, method: c.req.method, path: c.req.path })
-    throw new BffError('csrf_failed', 'This request must come from the application itself (X-CSRF: 1, same origin).', {
-      logDetail: reason,
-    })
-  }
+  const headers = c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers)
+  const reason = csrfProblem(headers, deps.config)
+  if (reason) refuseCsrf(deps, c.get('log'), reason, auditFields(c, { outcome: 'failure', method: c.req.method, path: c.req.path }))
 }
 
 export function wantsHtml(c: Ctx): boolean {

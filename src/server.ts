@@ -1,13 +1,14 @@
 import { once } from 'node:events'
-import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
+import { createServer, STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
-import { createAdaptorServer, type Http2Bindings, type HttpBindings } from '@hono/node-server'
+import { getRequestListener, type Http2Bindings, type HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { createApp } from './app.js'
 import type { Config } from './config.js'
 import { createDeps } from './deps.js'
 import { handleUpgrade } from './proxy/websocket.js'
+import { directProxy } from './routes/proxy.js'
 import { createLogger, type Logger } from './log.js'
 import type { SessionStore } from './session/store.js'
 import type { Deps } from './types.js'
@@ -55,18 +56,24 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (deps.sessions.store.kind === 'memory') {
     logger.warn('IN-MEMORY SESSION STORE: sessions live in this process only and vanish on restart. Development only.')
   }
-  // Sessions may be served from memory for BFF_SESSION_CACHE_MS once the
-  // session-ended subscription is up; until then every request reads Redis.
+  // Sessions may be served from memory for BFF_SESSION_CACHE_MS once Redis
+  // announces changes to them (subscription and tracking up); until then every
+  // request reads Redis.
   deps.events.keepCoherent(deps.sessions).catch((err: Error) => logger.warn({ reason: err.message }, 'session event subscription failed; every request reads the store'))
   const app = createApp(deps)
-  const server = createAdaptorServer({
+  const appListener = getRequestListener(
     // Hono answers HEAD by rebuilding the response without a body, which loses
     // the proxy's "already sent" marker; the socket's own state is the truth.
-    fetch: async (req: Request, env: HttpBindings | Http2Bindings) => {
+    async (req: Request, env: HttpBindings | Http2Bindings) => {
       const res = await app.fetch(req, env as HttpBindings)
       return (env as HttpBindings).outgoing.headersSent ? RESPONSE_ALREADY_SENT : res
     },
-  }) as Server
+  )
+  // API calls on a route go straight to the proxy; everything else to the app.
+  const proxy = directProxy(deps)
+  const server = createServer((req, res) => {
+    if (!proxy(req, res)) void appListener(req, res)
+  })
   // Bounded header and request times protect against slow clients (slowloris).
   // The request timeout covers receiving a request (a large upload), never a
   // response, so long downloads and event streams are not cut.

@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { MiddlewareHandler } from 'hono'
-import { BffError, LoginRequiredError } from '../errors.js'
-import { checkCsrf, clientIp, currentSession } from '../http.js'
+import { BffError, LoginRequiredError, toErrorResponse } from '../errors.js'
+import { csrfProblem, handleFromCookies, logRequestError, refuseCsrf, requestIdFrom } from '../http.js'
+import { lazyChild, type Logger } from '../log.js'
 import { upstreamCredentials } from '../proxy/credentials.js'
-import { mapRequest } from '../proxy/paths.js'
+import { mapRequest, type RouteMatch } from '../proxy/paths.js'
 import { pipeResponse, sendUpstream } from '../proxy/forward.js'
 import type { Session } from '../session/sessions.js'
 import { SpanKind, traced, traceHeaders, tracingEnabled } from '../tracing.js'
@@ -34,30 +37,50 @@ function stepUpChallenge(header: string | string[] | undefined): { acr_values?: 
   return out
 }
 
+type RouteMatched = Extract<RouteMatch, { kind: 'route' }>
+
+interface ProxyContext {
+  readonly requestId: string
+  readonly log: Logger
+}
+
+function userAgent(incoming: IncomingMessage): string | undefined {
+  return incoming.headers['user-agent']?.slice(0, 256)
+}
+
+function sendJson(outgoing: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
+  const text = JSON.stringify(body)
+  outgoing.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
+  outgoing.end(text)
+}
+
 /**
- * The API proxy: requests under a configured route prefix go to its upstream with
- * the session's access token; everything else falls through to the next handler.
- * Needs @hono/node-server's bindings: bodies are piped socket to socket.
+ * The API proxy for one request on a configured route: checks, session, token,
+ * then the upstream, streamed socket to socket. Refusals before anything was
+ * sent are thrown as BffErrors for the caller to answer; everything else
+ * (the upstream's answer, a step-up challenge) is written to `outgoing` here.
  */
-export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
+export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: ServerResponse, match: RouteMatched, ctx: ProxyContext) => Promise<void> {
   const { config } = deps
-  return async function proxy(c, next) {
-    const incoming = c.env?.incoming
-    const outgoing = c.env?.outgoing
-    if (!incoming || !outgoing) return next()
-    const match = mapRequest(config.routes, incoming.url ?? '/')
-    if (match.kind === 'none') return next()
-    if (match.kind === 'refused') {
-      throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
-    }
+  const proto = config.publicUrl.protocol.slice(0, -1)
+  const host = config.publicUrl.host
+  return async function proxy(incoming, outgoing, match, ctx) {
     const { route } = match
-    c.set('route', route.prefix)
-    const method = c.req.method
+    const method = incoming.method ?? 'GET'
     if (route.methods && !route.methods.includes(method)) {
-      c.header('allow', route.methods.join(', '))
+      outgoing.setHeader('allow', route.methods.join(', '))
       throw new BffError('method_not_allowed', `${method} is not allowed on this route.`)
     }
-    checkCsrf(c, deps)
+    const csrf = csrfProblem(incoming.headers, config)
+    if (csrf) {
+      refuseCsrf(deps, ctx.log, csrf, {
+        ip: incoming.socket.remoteAddress,
+        userAgent: userAgent(incoming),
+        outcome: 'failure',
+        method,
+        path: (incoming.url ?? '/').split('?')[0],
+      })
+    }
 
     const length = Number(incoming.headers['content-length'] ?? 0)
     if (length > route.maxBodyBytes) throw new BffError('payload_too_large', 'The request body is too large for this route.')
@@ -66,15 +89,23 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
     let session: Session | null = null
     if (route.token === 'user' || route.token === 'optional') {
       // API calls slide the idle timeout (CONTRACT.md: sliding, server-side).
-      session = await currentSession(c, deps, { slide: true })
+      const handle = await handleFromCookies(incoming.headers.cookie, deps)
+      session = handle ? await deps.sessions.load(handle, { slide: true }) : null
       if (!session && route.token === 'user') throw new LoginRequiredError()
     }
 
-    const forwarded = { for: clientIp(c), proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host }
+    const forwarded = { for: incoming.socket.remoteAddress, proto, host }
     let refreshed = false
     let nonceRetried = false
     for (let force = false; ; ) {
-      const credentials = await upstreamCredentials(deps, route, session, { method, target: match.target, force })
+      const credentials = await upstreamCredentials(deps, route, session, {
+        method,
+        force,
+        // Only a DPoP proof needs the full URL: build it only then.
+        get target() {
+          return match.target
+        },
+      })
       session = credentials.session
       const { authorization, dpopProof } = credentials
       const started = performance.now()
@@ -86,7 +117,7 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
           incoming,
           authorization,
           forwarded,
-          requestId: c.get('requestId'),
+          requestId: ctx.requestId,
           traceHeaders: traceparent,
           dpopProof,
           timeoutMs: route.timeoutMs,
@@ -128,19 +159,75 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
         // gets a login URL that asks the IdP for it; after that login the
         // session's tokens carry the new acr / auth_time.
         res.resume()
-        c.header('cache-control', 'no-store')
-        return c.json(
+        sendJson(
+          outgoing,
+          401,
           {
             error: 'step_up_required',
             message: 'The API requires a stronger or more recent sign-in.',
             loginUrl: `/auth/login?${new URLSearchParams(stepUp).toString()}`,
             ...stepUp,
           },
-          401,
+          { 'cache-control': 'no-store', 'x-request-id': ctx.requestId },
         )
+        return
       }
-      pipeResponse(res, outgoing, { 'x-request-id': c.get('requestId') })
-      return RESPONSE_ALREADY_SENT
+      pipeResponse(res, outgoing, { 'x-request-id': ctx.requestId })
+      return
     }
+  }
+}
+
+/** The proxy inside the Hono app (used when tracing is on, and by tests that mount the app). */
+export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
+  const proxy = createProxy(deps)
+  return async function proxyRoute(c, next) {
+    const incoming = c.env?.incoming
+    const outgoing = c.env?.outgoing
+    if (!incoming || !outgoing) return next()
+    const match = mapRequest(deps.config.routes, incoming.url ?? '/')
+    if (match.kind === 'none') return next()
+    if (match.kind === 'refused') {
+      throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
+    }
+    c.set('route', match.route.prefix)
+    await proxy(incoming, outgoing, match, { requestId: c.get('requestId'), log: c.get('log') })
+    return RESPONSE_ALREADY_SENT
+  }
+}
+
+/**
+ * The proxy straight on Node's request, without the Hono app: the path every
+ * proxied API call takes when tracing is off. It does what the app's request
+ * context does for it (request id, refusals as contract JSON, the request
+ * metric) and nothing else. Returns false for requests that are not on a
+ * route, which the app then serves.
+ */
+export function directProxy(deps: Deps): (incoming: IncomingMessage, outgoing: ServerResponse) => boolean {
+  const proxy = createProxy(deps)
+  const { routes } = deps.config
+  return (incoming, outgoing) => {
+    if (tracingEnabled()) return false
+    const match = mapRequest(routes, incoming.url ?? '/')
+    if (match.kind !== 'route') return false
+    const requestId = requestIdFrom(incoming.headers['x-request-id']) ?? randomUUID()
+    const log = lazyChild(deps.logger, { requestId })
+    const count = () => deps.metrics.requests.inc({ route: match.route.prefix, method: incoming.method ?? 'GET', status: outgoing.statusCode })
+    proxy(incoming, outgoing, match, { requestId, log })
+      .then(count, (err: unknown) => {
+        logRequestError(log, err, (incoming.url ?? '/').split('?')[0]!)
+        if (outgoing.headersSent) outgoing.destroy()
+        else {
+          const { status, body, headers } = toErrorResponse(err)
+          sendJson(outgoing, status, body, { ...headers, 'x-request-id': requestId })
+        }
+        count()
+      })
+      .catch((err: unknown) => {
+        // Answering failed too (the socket is gone): nothing left to tell anyone.
+        log.warn({ reason: err instanceof Error ? err.message : String(err) }, 'could not answer a proxied request')
+        outgoing.destroy()
+      })
+    return true
   }
 }
