@@ -14,6 +14,40 @@ export const httpUrl = z.string().refine((v) => {
 /** Paths tokenward itself answers; a route may not shadow them. */
 export const RESERVED_PREFIXES = ['/auth', '/healthz', '/readyz', '/metrics']
 
+/** RFC 6749 §3.3 scope-token: printable ASCII without space, `"` or `\`. */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be scope tokens (RFC 6749 §3.3): no spaces, quotes or backslashes')
+
+/**
+ * A route's token-exchange target (RFC 8693 §2.1). Neither value may contain
+ * whitespace: besides being what IdPs expect, it keeps the session cache key of
+ * an exchange (exchangeKey in src/tokens/exchange.ts) free of spaces, and so
+ * distinct from every refresh-audience key.
+ */
+const tokenExchangeSchema = z
+  .object({
+    audience: z
+      .string()
+      .min(1, 'must not be empty')
+      .refine((v) => !/[\s\p{Cc}]/u.test(v), 'must be one name without whitespace or control characters')
+      .optional(),
+    resource: z
+      .string()
+      .refine((v) => {
+        // RFC 8707 §2: an absolute URI without a fragment.
+        if (/[\s\p{Cc}#]/u.test(v)) return false
+        try {
+          new URL(v)
+          return true
+        } catch {
+          return false
+        }
+      }, 'must be an absolute URI without whitespace or fragment (RFC 8707 §2)')
+      .optional(),
+    scopes: z.array(scopeToken).nonempty('must list at least one scope (or be left out)').optional(),
+  })
+  .strict()
+  .refine((t) => t.audience !== undefined || t.resource !== undefined, 'needs an audience or a resource (RFC 8693 §2.1), or both')
+
 const routeSchema = z
   .object({
     prefix: z
@@ -32,8 +66,14 @@ const routeSchema = z
     timeoutMs: z.number().int().positive().max(3_600_000).optional(),
     maxBodyBytes: z.number().int().nonnegative().optional(),
     websocket: z.boolean().optional(),
+    tokenExchange: tokenExchangeSchema.optional(),
   })
   .strict()
+
+/** A zod issue path as the variable's reader writes it: `[0].tokenExchange.scopes[1]`. */
+function fieldPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')
+}
 
 /** Parses BFF_ROUTES; problems are appended to `problems`, naming the route index and field. */
 export function parseRoutes(raw: string | undefined, allowHttp: boolean, problems: string[]): RouteConfig[] {
@@ -48,8 +88,7 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
   const parsed = z.array(routeSchema).safeParse(json)
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      const where = issue.path.length > 0 ? `[${issue.path.join('].')}`.replace(/\]\.(\w+)$/, '].$1') : ''
-      problems.push(`BFF_ROUTES${where} ${issue.message}`)
+      problems.push(`BFF_ROUTES${fieldPath(issue.path)} ${issue.message}`)
     }
     return []
   }
@@ -67,6 +106,16 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
       problems.push(`BFF_ROUTES[${i}].upstream must not carry a query, fragment or credentials`)
     }
     if (routes.some((o) => o.prefix === prefix)) problems.push(`BFF_ROUTES[${i}].prefix ${prefix} is listed twice`)
+    if (r.tokenExchange) {
+      // RFC 8693 exchanges the user's token: a route without a user session has none to exchange.
+      if (r.token !== 'user' && r.token !== 'optional') {
+        problems.push(`BFF_ROUTES[${i}].tokenExchange needs token "user" or "optional" (it exchanges the user's access token), not "${r.token}"`)
+      }
+      // Two policies for one upstream token would be ambiguous: the exchange names its own audience and scopes.
+      if (r.resource !== undefined || r.scopes !== undefined) {
+        problems.push(`BFF_ROUTES[${i}].tokenExchange cannot be combined with the route's own resource or scopes: give them inside tokenExchange`)
+      }
+    }
     routes.push(
       Object.freeze({
         prefix,
@@ -78,6 +127,13 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
         timeoutMs: r.timeoutMs ?? 30_000,
         maxBodyBytes: r.maxBodyBytes ?? 10 * 1024 * 1024,
         websocket: r.websocket ?? false,
+        tokenExchange: r.tokenExchange
+          ? Object.freeze({
+              audience: r.tokenExchange.audience,
+              resource: r.tokenExchange.resource,
+              scopes: r.tokenExchange.scopes ? Object.freeze([...r.tokenExchange.scopes]) : undefined,
+            })
+          : undefined,
       }),
     )
   })

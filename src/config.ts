@@ -24,6 +24,22 @@ export interface RouteConfig {
   readonly maxBodyBytes: number
   /** Whether WebSocket upgrades are proxied on this route. */
   readonly websocket: boolean
+  /**
+   * RFC 8693 token exchange: the session's access token is swapped at the IdP
+   * for one meant for this upstream, which then sees only that token. Only on
+   * `user` and `optional` routes, and never with the route's own `resource` or `scopes`.
+   */
+  readonly tokenExchange: TokenExchangeConfig | undefined
+}
+
+/** The target of a route's token exchange (RFC 8693 §2.1); at least one of `audience` and `resource`. */
+export interface TokenExchangeConfig {
+  /** RFC 8693 §2.1 `audience`: the logical name of the upstream, as the IdP knows it. */
+  readonly audience: string | undefined
+  /** RFC 8693 §2.1 and RFC 8707 `resource`: the upstream's absolute URI. */
+  readonly resource: string | undefined
+  /** RFC 8693 §2.1 `scope` of the requested token; omitted, the IdP decides. */
+  readonly scopes: readonly string[] | undefined
 }
 
 export interface EncryptionKey {

@@ -22,6 +22,25 @@ export interface TokenResult {
   readonly idClaims: oidc.IDToken | undefined
 }
 
+/** RFC 8693 §2.1 grant type and §3 token type identifiers. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
+export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt'
+
+/** A token-exchange answer (RFC 8693 §2.2.1). Contains secrets: never log it. */
+export interface ExchangeResult extends TokenResult {
+  /** RFC 8693 §2.2.1 `issued_token_type` (REQUIRED by the RFC, missing at some IdPs). */
+  readonly issuedTokenType: string | undefined
+}
+
+export interface TokenExchangeRequest {
+  /** The session's own access token: RFC 8693 §2.1 `subject_token`. */
+  readonly subjectToken: string
+  readonly audience?: string | undefined
+  readonly resource?: string | undefined
+  readonly scopes?: readonly string[] | undefined
+}
+
 const silentLogger = { warn() {} } as unknown as Logger
 
 export interface OidcClientOptions {
@@ -190,6 +209,27 @@ export class OidcClient {
   async clientCredentialsGrant(params: Record<string, string>): Promise<TokenResult> {
     const configuration = await this.configuration()
     return normalise(await oidc.clientCredentialsGrant(configuration, params, this.#dpopOption()))
+  }
+
+  /**
+   * RFC 8693 §2.1 token exchange: the user's access token for one meant for
+   * another audience (impersonation semantics, no actor token). Sent like every
+   * token request, with tokenward's client authentication and, under
+   * BFF_DPOP, a DPoP proof (RFC 9449 §5) so the new token is bound to the same key.
+   */
+  async tokenExchangeGrant(request: TokenExchangeRequest): Promise<ExchangeResult> {
+    const configuration = await this.configuration()
+    const params: Record<string, string> = {
+      subject_token: request.subjectToken,
+      subject_token_type: ACCESS_TOKEN_TYPE,
+      requested_token_type: ACCESS_TOKEN_TYPE,
+    }
+    if (request.audience) params.audience = request.audience
+    if (request.resource) params.resource = request.resource
+    if (request.scopes?.length) params.scope = request.scopes.join(' ')
+    const r = await oidc.genericGrantRequest(configuration, TOKEN_EXCHANGE_GRANT, params, this.#dpopOption())
+    const issued = (r as { issued_token_type?: unknown }).issued_token_type
+    return { ...normalise(r), issuedTokenType: typeof issued === 'string' ? issued : undefined }
   }
 
   /** RFC 7009 revocation; false when the IdP has no revocation endpoint. */

@@ -20,8 +20,9 @@ function authorizationHeader(type: string, token: string): string {
 /**
  * The token a route sends upstream, by its token mode: tokenward's own for
  * `client` routes (no user session needed, like Duende's client token type), else
- * the session's, restricted to the route's audience when it names one. `force`
- * renews it after the upstream rejected it.
+ * the session's, restricted to the route's audience when it names one, or one
+ * exchanged for the route's `tokenExchange` target (RFC 8693). `force` renews it
+ * after the upstream rejected it. Bearer or DPoP by the token's own type, either way.
  */
 export async function upstreamCredentials(
   deps: Deps,
@@ -33,6 +34,12 @@ export async function upstreamCredentials(
   let token: { token: string; type: string } | undefined
   if (route.token === 'client') {
     token = await deps.clientTokens.accessToken({ scopes: route.scopes, resource: route.resource }, { force })
+  } else if (session && route.tokenExchange) {
+    // RFC 8693: the upstream gets a token exchanged for it; the session's own
+    // (subject) token is sent only to the IdP, never upstream.
+    const at = await deps.tokens.exchangedToken(session, route.tokenExchange, { force })
+    session = at.session
+    token = at
   } else if (session) {
     const audience = route.resource || route.scopes?.length ? { resource: route.resource, scopes: route.scopes } : undefined
     const at = await deps.tokens.accessToken(session, { force, audience })

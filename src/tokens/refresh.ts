@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as delay } from 'node:timers/promises'
 import { trace } from '@opentelemetry/api'
-import type { Config } from '../config.js'
+import type { Config, TokenExchangeConfig } from '../config.js'
 import { SpanKind, traced } from '../tracing.js'
 import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
@@ -9,6 +9,7 @@ import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
 import type { EndReason, SessionTerminator } from '../session/terminate.js'
 import type { Metrics, RefreshOutcome } from '../metrics.js'
+import { TokenExchanger } from './exchange.js'
 
 /** Errors of a request that certainly never reached the IdP's application. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
@@ -83,11 +84,33 @@ export class TokenService {
   readonly #inflight = new Map<string, Promise<Session>>()
   readonly #leaseMs: number
   readonly #lockWaitMs: number
+  readonly #exchanger: TokenExchanger
 
   constructor(options: TokenServiceOptions) {
     this.#o = options
     this.#leaseMs = options.leaseMs ?? 5000
     this.#lockWaitMs = options.lockWaitMs ?? 15_000
+    // Owned here rather than wired in deps: the exchange's subject token comes
+    // from this service's refresh path, and callers already hold `tokens`.
+    this.#exchanger = new TokenExchanger({
+      config: options.config,
+      sessions: options.sessions,
+      oidc: options.oidc,
+      logger: options.logger,
+      now: options.now,
+      leaseMs: this.#leaseMs,
+      maxInflight: options.maxInflight ?? 1000,
+      subjectToken: (session) => this.accessToken(session),
+    })
+  }
+
+  /**
+   * A token for a route's `tokenExchange` target (RFC 8693): the session's own
+   * access token, refreshed here first when needed, exchanged at the IdP for
+   * one meant for that upstream, and cached in the session (src/tokens/exchange.ts).
+   */
+  exchangedToken(session: Session, target: TokenExchangeConfig, options: { force?: boolean } = {}): Promise<AccessToken> {
+    return this.#exchanger.accessToken(session, target, options)
   }
 
   #count(outcome: RefreshOutcome): void {

@@ -2,6 +2,27 @@ import { createHash } from 'node:crypto'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { createRemoteJWKSet, jwtVerify } from 'jose'
+
+/** What a resource server accepts (RFC 9068 §4): JWT access tokens of one issuer, for its own audience. */
+export interface TokenPolicy {
+  issuer: string
+  jwksUri: string
+  /** This upstream's identifier: the token's `aud` must contain it. */
+  audience: string
+}
+
+/** Why the request's access token is not acceptable under `policy`, or undefined when it is. */
+async function tokenProblem(policy: TokenPolicy & { jwks: ReturnType<typeof createRemoteJWKSet> }, authorization: string | undefined): Promise<string | undefined> {
+  const token = /^(?:Bearer|DPoP) (\S+)$/i.exec(authorization ?? '')?.[1]
+  if (!token) return 'no access token'
+  try {
+    await jwtVerify(token, policy.jwks, { issuer: policy.issuer, audience: policy.audience, typ: 'at+jwt' })
+    return undefined
+  } catch (err) {
+    return (err as { code?: string }).code ?? 'invalid'
+  }
+}
 
 /** Whether a DPoP proof carries the nonce this upstream hands out. */
 function dpopNonce(proof: string | string[] | undefined): boolean {
@@ -26,6 +47,12 @@ export interface EchoUpstream {
   readonly requests: RecordedRequest[]
   /** Answers 401 invalid_token to requests carrying this bearer token ('*': any token). */
   rejectToken(token: string | undefined): void
+  /**
+   * Verifies every request's access token like a real API (signature against
+   * the IdP's JWKS, issuer, audience) and answers 401 invalid_token (RFC 6750
+   * §3.1) when it fails; undefined accepts anything again.
+   */
+  verifyTokens(policy: TokenPolicy | undefined): void
   close(): Promise<void>
 }
 
@@ -38,12 +65,13 @@ export interface EchoUpstream {
 export async function startEchoUpstream(): Promise<EchoUpstream> {
   const requests: RecordedRequest[] = []
   let rejected: string | undefined
+  let verify: (TokenPolicy & { jwks: ReturnType<typeof createRemoteJWKSet> }) | undefined
   const server: Server = createServer((req, res) => {
     let bodyBytes = 0
     req.on('data', (c: Buffer) => {
       bodyBytes += c.length
     })
-    req.on('end', () => {
+    req.on('end', async () => {
       const rec: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes }
       requests.push(rec)
       const u = new URL(req.url ?? '/', 'http://upstream')
@@ -51,6 +79,13 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
       if (rejected && auth && (rejected === '*' || auth === `Bearer ${rejected}`)) {
         res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token", error_description="token revoked"' })
         res.end('{"error":"invalid_token"}')
+        return
+      }
+      const problem = verify && (await tokenProblem(verify, auth))
+      if (problem) {
+        // RFC 6750 §3.1: no error code when the request carried no token at all.
+        res.writeHead(401, { 'www-authenticate': auth ? 'Bearer error="invalid_token"' : 'Bearer', 'content-type': 'application/json' })
+        res.end(JSON.stringify({ error: 'invalid_token', problem }))
         return
       }
       if (u.pathname.endsWith('/set-cookie')) {
@@ -118,6 +153,9 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
     requests,
     rejectToken(token) {
       rejected = token
+    },
+    verifyTokens(policy) {
+      verify = policy && { ...policy, jwks: createRemoteJWKSet(new URL(policy.jwksUri)) }
     },
     close: () =>
       new Promise<void>((resolve) => {
