@@ -26,7 +26,7 @@ import {
 } from './servers.js'
 
 export interface Target {
-  name: 'upstream' | 'plain-proxy' | 'nginx' | 'tokenward'
+  name: 'upstream' | 'plain-proxy' | 'nginx' | 'tokenward' | 'tokenward-nocache'
   /** Origin; every target is called with the same path. */
   url: string
   /**
@@ -48,6 +48,12 @@ export interface MainEnv {
   headers: Record<string, string>
   /** upstream, plain-proxy, nginx (when installed), tokenward: started on first use. */
   targets(): Promise<Target[]>
+  /**
+   * A second tokenward on the same Redis and secrets with BFF_SESSION_CACHE_MS=0:
+   * every request reads the session from Redis, as a session's first request
+   * after a quiet second does. Same cookie. Started on first use.
+   */
+  tokenwardNoCache(): Promise<Target>
   notes: string[]
 }
 
@@ -83,7 +89,8 @@ export async function startMainEnv(downloadBytes: number): Promise<MainEnv> {
   })
   onCleanup(() => idp.close())
 
-  const tokenward = await startTokenward({ issuer: idp.issuer, clientSecret, redisUrl: server.url, upstream, port: bffPort, secrets: newSecrets() })
+  const secrets = newSecrets()
+  const tokenward = await startTokenward({ issuer: idp.issuer, clientSecret, redisUrl: server.url, upstream, port: bffPort, secrets })
   const headers = { cookie: await sessionCookie(tokenward.url), 'x-csrf': '1' }
   const probe = await fetch(`${tokenward.url}${PATH}`, { headers })
   const probeBody = await probe.text()
@@ -92,6 +99,7 @@ export async function startMainEnv(downloadBytes: number): Promise<MainEnv> {
   }
 
   let targets: Promise<Target[]> | undefined
+  let noCache: Promise<Target> | undefined
   return {
     redisUrl: server.url,
     redis,
@@ -112,6 +120,22 @@ export async function startMainEnv(downloadBytes: number): Promise<MainEnv> {
         return list
       })()
       return targets
+    },
+    tokenwardNoCache() {
+      noCache ??= (async () => {
+        const t = await startTokenward({
+          issuer: idp.issuer,
+          clientSecret,
+          redisUrl: server.url,
+          upstream,
+          port: await freePort(),
+          secrets,
+          name: 'tokenward (BFF_SESSION_CACHE_MS=0)',
+          env: { BFF_SESSION_CACHE_MS: '0' },
+        })
+        return { name: 'tokenward-nocache', url: t.url, pid: t.pid }
+      })()
+      return noCache
     },
   }
 }

@@ -163,6 +163,8 @@ export interface TokenwardOptions {
   secrets: TokenwardSecrets
   /** Name in error messages. */
   name?: string
+  /** More BFF_* settings. */
+  env?: Record<string, string>
 }
 
 export interface Tokenward {
@@ -193,6 +195,7 @@ export async function startTokenward(o: TokenwardOptions): Promise<Tokenward> {
     BFF_HOST: '127.0.0.1',
     BFF_PORT: String(o.port),
     BFF_LOG_LEVEL: 'warn',
+    ...o.env,
   })
   await waitFor(o.name ?? 'tokenward', answers200(`${url}/healthz`), proc)
   return { url, pid: proc.child.pid!, output: proc.output, proc }

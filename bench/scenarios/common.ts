@@ -39,14 +39,15 @@ export async function runMatrix(
     for (const connections of levels) {
       const env = await ctx.env()
       const meters: Record<string, CpuMeter> = target.pid !== undefined ? { target: processCpu(target.pid) } : {}
-      if (target.name === 'tokenward') meters.redis = () => redisCpuSeconds(env.redis)
+      const isTokenward = target.name === 'tokenward' || target.name === 'tokenward-nocache'
+      if (isTokenward) meters.redis = () => redisCpuSeconds(env.redis)
       const result = await load(options(target, connections), meters)
       const row: Row = { target: target.name, connections, ...result }
       rows.push(row)
       ctx.log(`  ${scenario} ${target.name} c=${connections}: ${fmt(row.rps, 0)} req/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, status ${JSON.stringify(row.statusCodes)}, errors ${row.errors}`)
       const other = Object.keys(row.statusCodes).filter((code) => code !== '200')
       const wrong = other.length > 0 || row.requests === 0 || row.errors > 0 || (row.badBodies ?? 0) > 0
-      if (target.name === 'tokenward' && wrong) {
+      if (isTokenward && wrong) {
         throw new BenchFailure(
           `${scenario}: tokenward answered ${JSON.stringify(row.statusCodes)} with ${row.errors} connection errors` +
             `${row.badBodies ? ` and ${row.badBodies} truncated bodies` : ''} at ${connections} connections: not a benchmark of proxying\n${env.tokenward.output()}`,
@@ -62,10 +63,16 @@ export const find = (rows: Row[], target: string, connections: number): Row | un
   rows.find((r) => r.target === target && r.connections === connections)
 
 /** tokenward's throughput divided by a baseline's, per concurrency level. */
-export function ratios(rows: Row[], levels: number[], baseline: 'plain-proxy' | 'nginx', metric: (r: Row) => number = (r) => r.rps): Record<string, number> {
+export function ratios(
+  rows: Row[],
+  levels: number[],
+  baseline: 'plain-proxy' | 'nginx',
+  metric: (r: Row) => number = (r) => r.rps,
+  subject: 'tokenward' | 'tokenward-nocache' = 'tokenward',
+): Record<string, number> {
   const out: Record<string, number> = {}
   for (const c of levels) {
-    const tw = find(rows, 'tokenward', c)
+    const tw = find(rows, subject, c)
     const base = find(rows, baseline, c)
     if (tw && base) out[c] = metric(tw) / metric(base)
   }
@@ -88,13 +95,13 @@ export function rowsTable(rows: Row[], extra?: { head: string; cell: (r: Row) =>
 /** tokenward's Redis cost, from the tokenward rows: Redis CPU µs per request. */
 export function redisCpuLines(rows: Row[]): string[] {
   return rows
-    .filter((r) => r.target === 'tokenward' && r.cpuMsPerRequest?.redis !== undefined)
-    .map((r) => `Redis CPU per tokenward request at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest!.redis! * 1000, 1)} µs`)
+    .filter((r) => r.target.startsWith('tokenward') && r.cpuMsPerRequest?.redis !== undefined)
+    .map((r) => `Redis CPU per ${r.target} request at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest!.redis! * 1000, 1)} µs`)
 }
 
 /** CPU per request of tokenward and what it means: requests per second one core sustains. */
 export function perCoreLines(rows: Row[]): string[] {
   return rows
-    .filter((r) => r.target === 'tokenward' && r.cpuMsPerRequest?.target !== undefined)
-    .map((r) => `tokenward CPU per request at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest!.target!, 3)} ms, i.e. about ${fmt(1000 / r.cpuMsPerRequest!.target!, 0)} requests/s per core`)
+    .filter((r) => r.target.startsWith('tokenward') && r.cpuMsPerRequest?.target !== undefined)
+    .map((r) => `${r.target} CPU per request at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest!.target!, 3)} ms, i.e. about ${fmt(1000 / r.cpuMsPerRequest!.target!, 0)} requests/s per core`)
 }
