@@ -7,7 +7,7 @@ import { csrfProblem, handleFromCookies, logRequestError, refuseCsrf, requestIdF
 import { lazyChild, type Logger } from '../log.js'
 import { upstreamCredentials } from '../proxy/credentials.js'
 import { mapRequest, type RouteMatch } from '../proxy/paths.js'
-import { pipeResponse, sendUpstream } from '../proxy/forward.js'
+import { sendUpstream } from '../proxy/forward.js'
 import type { Session } from '../session/sessions.js'
 import { SpanKind, traced, traceHeaders, tracingEnabled } from '../tracing.js'
 import type { AppEnv, Deps } from '../types.js'
@@ -141,14 +141,14 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
       // RFC 9449 §9: the upstream wants a DPoP nonce; the next proof carries it.
       const newNonce = dpopProof !== undefined && deps.oidc.dpop!.rememberNonce(route.upstream.origin, headerValue(res.headers['dpop-nonce']))
       if (res.statusCode === 401 && newNonce && !nonceRetried && replayable && /error\s*=\s*"?use_dpop_nonce/i.test(String(res.headers['www-authenticate']))) {
-        res.resume()
+        res.discard()
         nonceRetried = true
         continue
       }
       // One refresh and one retry when the upstream rejects the token itself,
       // only for requests without a body: a streamed body cannot be replayed.
       if (res.statusCode === 401 && !refreshed && authorization !== undefined && replayable && invalidTokenChallenge(res.headers['www-authenticate'])) {
-        res.resume()
+        res.discard()
         refreshed = true
         force = true
         continue
@@ -158,7 +158,7 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
         // RFC 9470: the API wants a stronger or fresher authentication. The SPA
         // gets a login URL that asks the IdP for it; after that login the
         // session's tokens carry the new acr / auth_time.
-        res.resume()
+        res.discard()
         sendJson(
           outgoing,
           401,
@@ -172,7 +172,7 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
         )
         return
       }
-      pipeResponse(res, outgoing, { 'x-request-id': ctx.requestId })
+      res.pipe(outgoing, { 'x-request-id': ctx.requestId })
       return
     }
   }

@@ -60,7 +60,8 @@ export interface EchoUpstream {
  * A real HTTP upstream that records what it receives. Paths:
  * `/echo...` JSON of the request; `/set-cookie` sets a cookie; `/sse` three
  * events 100 ms apart; `/download?bytes=N` streams N bytes; `/upload` counts the
- * body; `/slow?ms=N` answers after N ms; `/status/N` answers N.
+ * body; `/slow?ms=N` answers after N ms; `/status/N` answers N; `/broken`
+ * breaks off its body midway.
  */
 export async function startEchoUpstream(): Promise<EchoUpstream> {
   const requests: RecordedRequest[] = []
@@ -114,6 +115,10 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
           res.end()
         }
         pump()
+      } else if (u.pathname.endsWith('/broken')) {
+        // Promises 100,000 bytes, sends 1,000, then the connection dies.
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '100000' })
+        res.write(Buffer.alloc(1000, 98), () => setTimeout(() => res.socket?.destroy(), 20))
       } else if (u.pathname.endsWith('/slow')) {
         setTimeout(() => res.end('slow'), Number(u.searchParams.get('ms') ?? 1000))
       } else if (u.pathname.endsWith('/dpop-nonce') && !dpopNonce(req.headers.dpop)) {

@@ -239,6 +239,39 @@ describe('streaming', () => {
     expect(arrivals[0]!).toBeLessThan(arrivals.at(-1)! - 150)
   })
 
+  it('an empty 204, a HEAD and an Expect: 100-continue upload come through whole', async () => {
+    const empty = await raw('/api/status/204')
+    expect(empty.status).toBe(204)
+    expect(empty.body).toBe('')
+    const head = await raw('/api/echo', {}, 'HEAD')
+    expect(head.status).toBe(200)
+    expect(head.body).toBe('')
+    const body = Buffer.alloc(5000, 120)
+    const up = await raw('/api/echo', { 'content-type': 'application/octet-stream', expect: '100-continue', 'content-length': String(body.length) }, 'POST', body)
+    expect(up.status).toBe(200)
+    expect(last().bodyBytes).toBe(5000)
+    // tokenward's own server answered the Expect; the upstream gets a plain request.
+    expect(last().headers.expect).toBeUndefined()
+  })
+
+  it('an upstream body that breaks off midway is not passed off as complete', async () => {
+    const url = new URL(world.bff.url)
+    const outcome = await new Promise<string>((resolve) => {
+      const req = request({ host: url.hostname, port: url.port, path: '/api/broken', headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1' } }, (res) => {
+        let bytes = 0
+        res.on('data', (c: Buffer) => (bytes += c.length))
+        res.on('end', () => resolve(res.complete ? `complete with ${bytes} bytes` : `incomplete at ${bytes} bytes`))
+        res.on('error', () => resolve(`cut off at ${bytes} bytes`))
+        res.on('aborted', () => resolve(`aborted at ${bytes} bytes`))
+      })
+      req.on('error', () => resolve('connection error'))
+      req.end()
+    })
+    expect(outcome).not.toMatch(/^complete/)
+    // The session and the connection pool are fine afterwards.
+    expect((await spaFetch(world.bff, jar, '/api/echo')).status).toBe(200)
+  })
+
   it('streams a large upload and download with bounded memory', async () => {
     const size = 100 * 1024 * 1024
     const before = process.memoryUsage().rss
