@@ -163,22 +163,48 @@ export interface UpstreamResponse {
   discard(): void
 }
 
+/** Methods a client may send again after a broken connection (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE'])
+
 /**
- * Sends the request upstream (see send). A bodyless request that failed on a
- * reused keep-alive connection the upstream had just closed is sent once more
- * on a fresh one: it never reached the upstream's application.
+ * Sends the request upstream (see send). A bodyless idempotent request whose
+ * connection broke before an answer (typically a keep-alive connection the
+ * upstream closed just as it was reused) is sent once more on a fresh one
+ * (RFC 9110 §9.2.2 allows it; §9.3.1: nothing else is retried).
  */
 export async function sendUpstream(o: ForwardOptions): Promise<UpstreamResponse> {
   try {
     return await send(o)
   } catch (err) {
     const cause = err instanceof BffError ? (err.cause as { code?: string } | undefined) : undefined
-    if (!o.hasBody && (cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET' || cause?.code === 'EPIPE')) return send(o)
+    const broken = cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET' || cause?.code === 'EPIPE'
+    if (broken && !o.hasBody && IDEMPOTENT.has(o.method)) return send(o)
     throw err
   }
 }
 
 type Sink = { kind: 'pipe'; outgoing: ServerResponse } | { kind: 'discard' }
+
+/** Declared bodies up to this size are read whole first: cheaper to send than a stream. */
+const SMALL_BODY = 64 * 1024
+
+/** A small body of declared length, read whole (the memory is bounded by SMALL_BODY). */
+function readBody(incoming: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const cut = () => reject(new BffError('invalid_request', 'The request body was cut short.', { logDetail: 'client aborted' }))
+    incoming.on('data', (c: Buffer) => chunks.push(c))
+    incoming.once('end', () => (incoming.complete ? resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) : cut()))
+    incoming.once('error', cut)
+    incoming.once('close', () => incoming.complete || cut())
+  })
+}
+
+function send(o: ForwardOptions): Promise<UpstreamResponse> {
+  const declared = o.hasBody && o.incoming.headers['transfer-encoding'] === undefined
+  if (declared && Number(o.incoming.headers['content-length']) <= SMALL_BODY) return readBody(o.incoming).then((body) => dispatch(o, body))
+  return dispatch(o, undefined)
+}
 
 /**
  * The request and response, through undici's dispatcher handler interface:
@@ -186,7 +212,7 @@ type Sink = { kind: 'pipe'; outgoing: ServerResponse } | { kind: 'discard' }
  * streams, so chunked uploads are bounded too), the response body to the
  * browser's response, each side's backpressure pausing the other.
  */
-function send(o: ForwardOptions): Promise<UpstreamResponse> {
+function dispatch(o: ForwardOptions, whole: Buffer | undefined): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
     const headers = outboundHeaders(o)
     // undici frames a body of unknown length (chunked) itself and refuses the
@@ -213,8 +239,13 @@ function send(o: ForwardOptions): Promise<UpstreamResponse> {
       abort?.()
     }, o.timeoutMs)
 
-    let body: Readable | null = null
-    if (o.hasBody) {
+    let body: Readable | Buffer | null = null
+    if (whole) body = whole
+    else if (o.hasBody && o.incoming.headers['transfer-encoding'] === undefined) {
+      // A declared length: Node's parser delivers exactly that many bytes (and
+      // the route's limit was checked against it), so the request streams as it is.
+      body = o.incoming
+    } else if (o.hasBody) {
       const incoming = o.incoming
       const max = o.maxBodyBytes
       body = Readable.from(async function* limited() {

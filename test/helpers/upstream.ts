@@ -115,6 +115,9 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
           res.end()
         }
         pump()
+      } else if (u.pathname.endsWith('/hangup')) {
+        // Reads the request and closes the connection without an answer.
+        res.socket?.destroy()
       } else if (u.pathname.endsWith('/broken')) {
         // Promises 100,000 bytes, sends 1,000, then the connection dies.
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '100000' })

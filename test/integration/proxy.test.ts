@@ -254,6 +254,16 @@ describe('streaming', () => {
     expect(last().headers.expect).toBeUndefined()
   })
 
+  it('a connection that breaks before the answer: a GET is sent once more, a POST never (RFC 9110 §9.2.2)', async () => {
+    const count = () => world.upstream.requests.filter((r) => r.url.endsWith('/hangup')).length
+    const before = count()
+    expect((await raw('/api/hangup')).status).toBe(502)
+    expect(count() - before).toBe(2)
+    const mid = count()
+    expect((await raw('/api/hangup', {}, 'POST')).status).toBe(502)
+    expect(count() - mid).toBe(1)
+  })
+
   it('an upstream body that breaks off midway is not passed off as complete', async () => {
     const url = new URL(world.bff.url)
     const outcome = await new Promise<string>((resolve) => {
