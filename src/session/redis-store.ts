@@ -330,8 +330,17 @@ export class RedisSessionStore implements SessionStore {
     let trackingRefused = false
     const subscribeAll = async () => {
       const gen = generation
-      subId = String(await sub.client('ID'))
-      await sub.subscribe(this.#channel, INVALIDATE_CHANNEL)
+      let id: string | undefined
+      try {
+        id = String(await sub.client('ID'))
+      } catch (err) {
+        // Redis said no (an ACL without CLIENT): events still work, the cache stays off.
+        if (!(err instanceof Error && /^(NOPERM|ERR)\b/.test(err.message))) throw err
+        if (!trackingRefused) hooks.onTrackingUnavailable?.(err.message)
+        trackingRefused = true
+      }
+      subId = id
+      await (id === undefined ? sub.subscribe(this.#channel) : sub.subscribe(this.#channel, INVALIDATE_CHANNEL))
       await track(gen)
     }
     const onSubLost = () => {

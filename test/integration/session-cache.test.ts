@@ -155,6 +155,29 @@ describe('session cache (BFF_SESSION_CACHE_MS, default 1000 ms)', () => {
     }
   })
 
+  it('a Redis ACL without CLIENT ID / CLIENT TRACKING: a warning, every request reads Redis, session events still arrive', async () => {
+    await admin.call('ACL', 'SETUSER', 'limited', 'on', '>limited-test-password', '~*', '&*', '+@all', '-client|id', '-client|tracking')
+    const url = new URL(redisServer.url)
+    url.username = 'limited'
+    url.password = 'limited-test-password'
+    const c = await world.startInstance({ BFF_REDIS_URL: url.toString() })
+    try {
+      const { jar } = await login(c.url)
+      await waitFor('the tracking warning', () => c.logs.some((l) => l.includes('CLIENT TRACKING')))
+      const before = await sessionReads()
+      for (let i = 0; i < 5; i++) expect((await spaFetch(c, jar, '/api/echo')).status).toBe(200)
+      expect((await sessionReads()) - before).toBe(5)
+      expect(c.server.deps.sessions.caching).toBe(false)
+      // The event subscription itself works: a logout elsewhere reaches listeners here.
+      const s = (await sessionOf(c, jar))!
+      const heard = new Promise<string>((resolve) => void c.server.deps.events.listen(s.sid, (e) => resolve(e.reason)))
+      expect((await spaFetch(world.bff, jar, '/auth/logout', { method: 'POST' })).status).toBeLessThan(400)
+      expect(await heard).toBe('logout')
+    } finally {
+      await c.close()
+    }
+  })
+
   it('BFF_SESSION_CACHE_MS=0: every request reads Redis', async () => {
     const c = await world.startInstance({ BFF_SESSION_CACHE_MS: '0' })
     try {
