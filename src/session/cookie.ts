@@ -42,12 +42,26 @@ export class CookieSealer {
     if (!value || value.length > 2048 || !/^Fe26\.2\*[\w*-]+~2$/.test(value)) return null
     const hit = this.#cache.get(value)
     if (hit) return hit as T
+    // Concurrent requests with the same new cookie (a page's burst of calls,
+    // a refresh storm) share one unseal.
+    let pending = this.#unsealing.get(value)
+    if (!pending) {
+      pending = this.#unsealOnce(value, ttlSeconds).finally(() => this.#unsealing.delete(value))
+      this.#unsealing.set(value, pending)
+    }
+    return (await pending) as T | null
+  }
+
+  readonly #unsealing = new Map<string, Promise<Readonly<Record<string, unknown>> | null>>()
+
+  async #unsealOnce(value: string, ttlSeconds: number): Promise<Readonly<Record<string, unknown>> | null> {
     for (const password of this.#secrets) {
       try {
-        const data = await unsealData<T>(value, { password, ttl: ttlSeconds })
+        const data = await unsealData<Record<string, unknown>>(value, { password, ttl: ttlSeconds })
         if (data && Object.keys(data).length > 0) {
-          this.#cache.set(value, Object.freeze(data))
-          return data
+          const frozen = Object.freeze(data)
+          this.#cache.set(value, frozen)
+          return frozen
         }
       } catch {
         // A malformed seal: try the next secret, then give up.

@@ -210,12 +210,33 @@ export class SessionManager {
   load(handle: string, options: { slide: boolean }): Promise<Session | null> {
     let sid = this.#sids.get(handle)
     if (sid === undefined) this.#sids.set(handle, (sid = sidFor(handle)))
-    if (this.#cacheOn) {
-      const hit = this.#opened.get(sid)
-      if (hit && hit.epoch === this.#epoch && this.#now() < hit.validUntil) return Promise.resolve(hit.session)
+    if (!this.#cacheOn) return this.loadBySid(sid, options)
+    const hit = this.#opened.get(sid)
+    if (hit && hit.epoch === this.#epoch && this.#now() < hit.validUntil) return Promise.resolve(hit.session)
+    // A read of this session is on its way (a burst of calls, a refresh storm):
+    // its answer serves this request too, on the same terms as the cache: only
+    // if no announcement arrived from the moment it started until it is used (a
+    // change before this request would have been announced before it; see #opened).
+    const flying = this.#reading.get(sid)
+    if (flying) {
+      const fresh = () => this.#cacheOn && flying.seen === this.#invalidations
+      return flying.read.then(
+        (r) => (fresh() ? r : this.loadBySid(sid, options)),
+        () => this.loadBySid(sid, options),
+      )
     }
-    return this.loadBySid(sid, options)
+    const read = this.loadBySid(sid, options)
+    const entry = { read, seen: this.#invalidations }
+    this.#reading.set(sid, entry)
+    const done = () => {
+      if (this.#reading.get(sid) === entry) this.#reading.delete(sid)
+    }
+    read.then(done, done)
+    return read
   }
+
+  /** Store reads in flight from load(), by sid, with the invalidation count when they started. */
+  readonly #reading = new Map<string, { read: Promise<Session | null>; seen: number }>()
 
   async loadBySid(sid: string, { slide }: { slide: boolean }): Promise<Session | null> {
     const now = this.#now()

@@ -132,6 +132,33 @@ describe('SessionManager session cache', () => {
     expect(store.reads).toBe(2)
   })
 
+  it('concurrent requests share one read, unless an announcement overtook it', async () => {
+    const { store, sessions } = setup()
+    sessions.enableCache()
+    const { handle, session } = await sessions.create(data())
+    const all = await Promise.all([1, 2, 3, 4, 5].map(() => sessions.load(handle, { slide: true })))
+    expect(all.every((s) => s?.sid === session.sid)).toBe(true)
+    expect(store.reads).toBe(1)
+    sessions.invalidate(session.sid)
+    let release!: () => void
+    store.hold = new Promise<void>((r) => (release = r))
+    const first = sessions.load(handle, { slide: true })
+    const second = sessions.load(handle, { slide: true })
+    await new Promise((r) => setImmediate(r))
+    sessions.invalidate(session.sid) // a change was announced while the read was out
+    store.hold = undefined
+    release()
+    await Promise.all([first, second])
+    expect(store.reads).toBe(3) // the second request read for itself
+  })
+
+  it('with the cache off, every request reads for itself', async () => {
+    const { store, sessions } = setup()
+    const { handle } = await sessions.create(data())
+    await Promise.all([1, 2, 3].map(() => sessions.load(handle, { slide: true })))
+    expect(store.reads).toBe(3)
+  })
+
   it('never past the idle or absolute expiry it knows of', async () => {
     const { store, sessions, now, advance } = setup(10_000)
     sessions.enableCache()
