@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 // undici: Node's own HTTP/1.1 client (the engine under its fetch), used
 // directly through its dispatcher API, which streams both ways with
@@ -49,8 +49,10 @@ function dropResponseHeader(name: string): boolean {
 /** Field names listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1). */
 const NONE = new Set<string>()
 
-function connectionListed(headers: IncomingHttpHeaders): Set<string> {
-  const v = headers.connection
+function connectionListed(headers: { connection?: string | string[] | number | undefined }): Set<string> {
+  const field = headers.connection
+  // Several Connection fields (kept apart by copyHeaders) name headers alike.
+  const v = Array.isArray(field) ? field.join(',') : field === undefined ? undefined : String(field)
   // The common values name no other header: skip the split.
   if (!v || v === 'keep-alive' || v === 'close' || v === 'Keep-Alive') return NONE
   return new Set(v.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean))
@@ -136,16 +138,10 @@ export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
   return out
 }
 
-function inboundFrom(raw: string[]): OutgoingHttpHeaders {
-  const headers = Object.create(null) as OutgoingHttpHeaders
-  copyHeaders(raw, () => false, headers)
-  const listed = connectionListed(headers as IncomingHttpHeaders)
+/** The upstream's response headers as they may reach the browser; `all` is every field of `raw`, by lower-case name. */
+function inboundFrom(raw: string[], all: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const listed = connectionListed(all)
   return copyHeaders(raw, (name) => dropResponseHeader(name) || listed.has(name), Object.create(null) as OutgoingHttpHeaders)
-}
-
-/** An IncomingMessage's response headers as they may reach the browser. */
-export function inboundHeaders(res: IncomingMessage): OutgoingHttpHeaders {
-  return inboundFrom(res.rawHeaders)
 }
 
 /**
@@ -298,17 +294,12 @@ function dispatch(o: ForwardOptions, whole: Buffer | undefined): Promise<Upstrea
           if (settled) return false
           settled = true
           const raw = rawHeaders.map((b) => b.toString('latin1'))
-          const view = Object.create(null) as Record<string, string | string[]>
-          for (let i = 0; i < raw.length; i += 2) {
-            const name = raw[i]!.toLowerCase()
-            const prev = view[name]
-            view[name] = prev === undefined ? raw[i + 1]! : Array.isArray(prev) ? [...prev, raw[i + 1]!] : [prev, raw[i + 1]!]
-          }
+          const view = copyHeaders(raw, () => false, Object.create(null) as OutgoingHttpHeaders) as Record<string, string | string[]>
           resolve({
             statusCode,
             headers: view,
             pipe(outgoing, extraHeaders) {
-              outgoing.writeHead(statusCode, { ...inboundFrom(raw), ...extraHeaders })
+              outgoing.writeHead(statusCode, { ...inboundFrom(raw, view), ...extraHeaders })
               // Event streams arrive event by event: send the headers now, not with the first event.
               if (/event-stream/.test(String(view['content-type']))) outgoing.flushHeaders()
               startSink({ kind: 'pipe', outgoing })

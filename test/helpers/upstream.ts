@@ -115,6 +115,10 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
           res.end()
         }
         pump()
+      } else if (u.pathname.endsWith('/hop-headers')) {
+        // Two Connection fields naming hop-by-hop headers (RFC 9110 §7.6.1).
+        res.writeHead(200, [['Connection', 'x-hop-a'], ['Connection', 'x-hop-b, keep-alive'], ['X-Hop-A', '1'], ['X-Hop-B', '2'], ['X-End', '3'], ['Content-Type', 'application/json']])
+        res.end('{}')
       } else if (u.pathname.endsWith('/hangup')) {
         // Reads the request and closes the connection without an answer.
         res.socket?.destroy()

@@ -129,6 +129,14 @@ describe('forwarding (CONTRACT.md, SECURITY-CHECKLIST #52, #53)', () => {
     }
   })
 
+  it('drops response fields named in any of several Connection fields (RFC 9110 §7.6.1)', async () => {
+    const res = await raw('/api/hop-headers')
+    expect(res.status).toBe(200)
+    expect(res.headers['x-hop-a']).toBeUndefined()
+    expect(res.headers['x-hop-b']).toBeUndefined()
+    expect(res.headers['x-end']).toBe('3')
+  })
+
   it('passes an upstream 401 or 403 through unchanged (#54)', async () => {
     const r401 = await raw('/api/status/401')
     expect(r401.status).toBe(401)
