@@ -17,8 +17,13 @@ export function clientIp(c: Ctx): string | undefined {
   }
 }
 
+/** Who asked, as the audit trail records it: the peer address and a bounded User-Agent. */
+export function requester(ip: string | undefined, userAgent: string | undefined): { ip: string | undefined; userAgent: string | undefined } {
+  return { ip, userAgent: userAgent?.slice(0, 256) }
+}
+
 export function auditFields(c: Ctx, fields: AuditFields): AuditFields {
-  return { ip: clientIp(c), userAgent: c.req.header('user-agent')?.slice(0, 256), ...fields }
+  return { ...requester(clientIp(c), header(c, 'user-agent')), ...fields }
 }
 
 export function auditFor(c: Ctx, event: Parameters<typeof audit>[1], fields: AuditFields): void {
@@ -57,9 +62,7 @@ export function errorResponse(c: Ctx, err: unknown): Response {
  */
 export function header(c: Ctx, name: string): string | undefined {
   const incoming = c.env?.incoming
-  if (!incoming) return c.req.header(name)
-  const v = incoming.headers[name]
-  return Array.isArray(v) ? v.join(', ') : v
+  return incoming ? nodeHeader(incoming.headers, name) : c.req.header(name)
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
-import { auditFor, checkCsrf, clientIp, currentSession, readCookie, errorResponse, sessionHandle, wantsHtml } from '../http.js'
+import { auditFor, checkCsrf, clientIp, currentSession, header, readCookie, errorResponse, requester, sessionHandle, wantsHtml } from '../http.js'
 import { describe, isTransientIdpError } from '../oidc/client.js'
 import { RateLimiter } from '../rate-limit.js'
 import { safeReturnTo } from '../return-to.js'
@@ -223,7 +223,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
 
   /** Ends the session everywhere and answers where the browser goes next. */
   const endSession = async (c: Ctx, session: Session): Promise<string> => {
-    await deps.terminator.end(session, 'logout', { audit: { ip: clientIp(c), userAgent: c.req.header('user-agent')?.slice(0, 256) } })
+    await deps.terminator.end(session, 'logout', { audit: requester(clientIp(c), header(c, 'user-agent')) })
     return deps.oidc.endSessionUrl({ postLogoutRedirectUri: config.postLogoutRedirect, idTokenHint: session.data.idToken }) ?? config.postLogoutRedirect
   }
 

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { MiddlewareHandler } from 'hono'
 import { BffError, LoginRequiredError, toErrorResponse } from '../errors.js'
-import { csrfProblem, handleFromCookies, logRequestError, refuseCsrf, requestIdFrom } from '../http.js'
+import { csrfProblem, handleFromCookies, logRequestError, refuseCsrf, requester, requestIdFrom } from '../http.js'
 import { lazyChild, type Logger } from '../log.js'
 import { upstreamCredentials } from '../proxy/credentials.js'
 import { mapRequest, type RouteMatch } from '../proxy/paths.js'
@@ -44,10 +44,6 @@ interface ProxyContext {
   readonly log: Logger
 }
 
-function userAgent(incoming: IncomingMessage): string | undefined {
-  return incoming.headers['user-agent']?.slice(0, 256)
-}
-
 function sendJson(outgoing: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
   const text = JSON.stringify(body)
   outgoing.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
@@ -74,8 +70,7 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
     const csrf = csrfProblem(incoming.headers, config)
     if (csrf) {
       refuseCsrf(deps, ctx.log, csrf, {
-        ip: incoming.socket.remoteAddress,
-        userAgent: userAgent(incoming),
+        ...requester(incoming.socket.remoteAddress, incoming.headers['user-agent']),
         outcome: 'failure',
         method,
         path: (incoming.url ?? '/').split('?')[0],
