@@ -280,20 +280,20 @@ export class RedisSessionStore implements SessionStore {
       }
     })
 
+    const release = () => {
+      this.#subscribers.delete(sub)
+      sub.disconnect()
+    }
     if (r instanceof Cluster) {
       // Events only: a Cluster node forwards publishes over its bus after
       // answering, so they cannot vouch for a cached read (coherentEvents).
       try {
         await sub.subscribe(this.#channel)
       } catch (err) {
-        this.#subscribers.delete(sub)
-        sub.disconnect()
+        release()
         throw err
       }
-      return async () => {
-        this.#subscribers.delete(sub)
-        sub.disconnect()
-      }
+      return async () => release()
     }
 
     // "Up" means: subscribed, and the command connection has CLIENT TRACKING
@@ -306,6 +306,18 @@ export class RedisSessionStore implements SessionStore {
     let stopped = false
     let generation = 0
     let subId: string | undefined
+    let trackingRefused = false
+    /**
+     * Redis said no to CLIENT ID or CLIENT TRACKING (before Redis 6, or an ACL
+     * without CLIENT): events still work, the cache stays off, said once. Any
+     * other failure is a lost connection, and its next 'ready' tries again.
+     */
+    const refused = (err: unknown): boolean => {
+      if (!(err instanceof Error && /^(NOPERM|ERR)\b/.test(err.message))) return false
+      if (!trackingRefused) hooks.onTrackingUnavailable?.(err.message)
+      trackingRefused = true
+      return true
+    }
     const down = () => {
       generation++
       if (!up) return
@@ -317,9 +329,7 @@ export class RedisSessionStore implements SessionStore {
       try {
         await r.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', subId, 'NOLOOP')
       } catch (err) {
-        // Redis before 6, or an ACL without CLIENT: events only, every request reads.
-        if (!trackingRefused) hooks.onTrackingUnavailable?.(err instanceof Error ? err.message : String(err))
-        trackingRefused = true
+        refused(err)
         return
       }
       if (!stopped && gen === generation && sub.status === 'ready' && r.status === 'ready' && !up) {
@@ -327,17 +337,13 @@ export class RedisSessionStore implements SessionStore {
         hooks.onUp?.()
       }
     }
-    let trackingRefused = false
     const subscribeAll = async () => {
       const gen = generation
       let id: string | undefined
       try {
         id = String(await sub.client('ID'))
       } catch (err) {
-        // Redis said no (an ACL without CLIENT): events still work, the cache stays off.
-        if (!(err instanceof Error && /^(NOPERM|ERR)\b/.test(err.message))) throw err
-        if (!trackingRefused) hooks.onTrackingUnavailable?.(err.message)
-        trackingRefused = true
+        if (!refused(err)) throw err
       }
       subId = id
       await (id === undefined ? sub.subscribe(this.#channel) : sub.subscribe(this.#channel, INVALIDATE_CHANNEL))
@@ -353,8 +359,7 @@ export class RedisSessionStore implements SessionStore {
     try {
       await subscribeAll()
     } catch (err) {
-      this.#subscribers.delete(sub)
-      sub.disconnect()
+      release()
       throw err
     }
     sub.on('close', onSubLost)
@@ -368,8 +373,7 @@ export class RedisSessionStore implements SessionStore {
       down()
       r.off('close', onMainLost)
       r.off('ready', onMainReady)
-      this.#subscribers.delete(sub)
-      sub.disconnect()
+      release()
     }
   }
 
