@@ -10,15 +10,27 @@ import { MemorySessionStore } from '../../src/session/memory-store.js'
 import { SessionManager, type SessionData } from '../../src/session/sessions.js'
 import type { ReadOptions } from '../../src/session/store.js'
 
-/** The memory store, counting reads, with a gate that can hold the next read's answer. */
+/** The memory store, counting reads, whose answers can be held back. */
 class CountingStore extends MemorySessionStore {
   reads = 0
-  hold: Promise<void> | undefined
+  #hold: Promise<void> | undefined
   override async readSession(sid: string, options: ReadOptions) {
     this.reads++
     const r = await super.readSession(sid, options)
-    if (this.hold) await this.hold
+    if (this.#hold) await this.#hold
     return r
+  }
+
+  /** Runs `start`, then `meanwhile` while the reads it began are still out, then lets them answer. */
+  async whileReadsAreOut<T>(start: () => Promise<T>, meanwhile: () => void): Promise<T> {
+    let release!: () => void
+    this.#hold = new Promise<void>((r) => (release = r))
+    const result = start()
+    await new Promise((r) => setImmediate(r))
+    meanwhile()
+    this.#hold = undefined
+    release()
+    return result
   }
 }
 
@@ -86,15 +98,12 @@ describe('SessionManager session cache', () => {
     const { store, sessions } = setup()
     sessions.enableCache()
     const { handle, session } = await sessions.create(data())
-    let release!: () => void
-    store.hold = new Promise<void>((r) => (release = r))
-    const pending = sessions.load(handle, { slide: true })
-    await new Promise((r) => setImmediate(r))
     // The announcement of a change arrives while the read's answer is on its way.
-    sessions.invalidate(session.sid)
-    release()
-    store.hold = undefined
-    expect(await pending).not.toBeNull()
+    const read = await store.whileReadsAreOut(
+      () => sessions.load(handle, { slide: true }),
+      () => sessions.invalidate(session.sid),
+    )
+    expect(read).not.toBeNull()
     await sessions.load(handle, { slide: true })
     expect(store.reads).toBe(2)
   })
@@ -107,14 +116,11 @@ describe('SessionManager session cache', () => {
     sessions.disableCache()
     await sessions.load(handle, { slide: true })
     expect(store.reads).toBe(2)
-    let release!: () => void
-    store.hold = new Promise<void>((r) => (release = r))
-    const pending = sessions.load(handle, { slide: true })
-    await new Promise((r) => setImmediate(r))
-    sessions.enableCache() // up again while a read that started "down" is in flight
-    release()
-    store.hold = undefined
-    await pending
+    // Up again while a read that started "down" is in flight.
+    await store.whileReadsAreOut(
+      () => sessions.load(handle, { slide: true }),
+      () => sessions.enableCache(),
+    )
     await sessions.load(handle, { slide: true })
     expect(store.reads).toBe(4)
   })
@@ -140,15 +146,11 @@ describe('SessionManager session cache', () => {
     expect(all.every((s) => s?.sid === session.sid)).toBe(true)
     expect(store.reads).toBe(1)
     sessions.invalidate(session.sid)
-    let release!: () => void
-    store.hold = new Promise<void>((r) => (release = r))
-    const first = sessions.load(handle, { slide: true })
-    const second = sessions.load(handle, { slide: true })
-    await new Promise((r) => setImmediate(r))
-    sessions.invalidate(session.sid) // a change was announced while the read was out
-    store.hold = undefined
-    release()
-    await Promise.all([first, second])
+    // A change is announced while the first request's read is out.
+    await store.whileReadsAreOut(
+      () => Promise.all([sessions.load(handle, { slide: true }), sessions.load(handle, { slide: true })]),
+      () => sessions.invalidate(session.sid),
+    )
     expect(store.reads).toBe(3) // the second request read for itself
   })
 
