@@ -65,8 +65,6 @@ interface Opened {
   readonly session: Session
   /** Epoch ms: until then requests may be answered without a store read; 0 never. */
   readonly validUntil: number
-  /** SessionManager#epoch when it was read. */
-  readonly epoch: number
 }
 
 export interface SessionManagerOptions {
@@ -124,8 +122,6 @@ export class SessionManager {
   #cacheOn = false
   /** Bumped by every invalidation: a read that overlapped one is not cached. */
   #invalidations = 0
-  /** Bumped when the cache goes off: what was read before is never served after it comes back. */
-  #epoch = 0
 
   constructor(options: SessionManagerOptions) {
     this.store = options.store
@@ -137,17 +133,19 @@ export class SessionManager {
     this.#onUndecryptable = options.onUndecryptable ?? (() => {})
   }
 
-  /** Session-ended events are being received from every instance: reads may be cached. */
+  /** Every change to a session read from now on will be announced: reads may be cached. */
   enableCache(): void {
     if (this.#cacheMs <= 0) return
     this.#invalidations++
     this.#cacheOn = true
   }
 
-  /** Events may be missed from now on: serve nothing from memory until enableCache(). */
+  /**
+   * Announcements may be missed from now on: serve nothing from memory until
+   * enableCache(), and nothing read before now even then.
+   */
   disableCache(): void {
-    this.#invalidations++
-    this.#epoch++
+    this.invalidate(null)
     this.#cacheOn = false
   }
 
@@ -197,7 +195,7 @@ export class SessionManager {
         const session: Session = Object.freeze({ sid, version: 1, absExp, idleExp: now + ttl, data: Object.freeze(data) })
         // Kept to skip the first decryption, but not served from memory: Redis
         // tracks keys a client reads, and this one was only written.
-        this.#opened.set(sid, { entry, session, validUntil: 0, epoch: this.#epoch })
+        this.#opened.set(sid, { entry, session, validUntil: 0 })
         return { handle, session }
       }
     }
@@ -212,7 +210,7 @@ export class SessionManager {
     if (sid === undefined) this.#sids.set(handle, (sid = sidFor(handle)))
     if (!this.#cacheOn) return this.loadBySid(sid, options)
     const hit = this.#opened.get(sid)
-    if (hit && hit.epoch === this.#epoch && this.#now() < hit.validUntil) return Promise.resolve(hit.session)
+    if (hit && this.#now() < hit.validUntil) return Promise.resolve(hit.session)
     // A read of this session is on its way (a burst of calls, a refresh storm):
     // its answer serves this request too, on the same terms as the cache: only
     // if no announcement arrived from the moment it started until it is used (a
@@ -266,7 +264,7 @@ export class SessionManager {
     const session: Session = Object.freeze({ sid, version: entry.version, absExp: entry.absExp, idleExp: now + ttlMs, data })
     // The payload may be a view into a larger reply buffer: keep a copy of our own.
     const own = cached?.session.data === data ? cached.entry : { ...entry, payload: Buffer.from(entry.payload) }
-    this.#opened.set(sid, { entry: own, session, validUntil: this.#validUntil(now, seen, session), epoch: this.#epoch })
+    this.#opened.set(sid, { entry: own, session, validUntil: this.#validUntil(now, seen, session) })
     return session
   }
 
@@ -281,7 +279,7 @@ export class SessionManager {
     const updated: Session = Object.freeze({ ...session, version, absExp, idleExp: Math.min(session.idleExp, absExp), data: Object.freeze(data) })
     // This instance's next request uses the new tokens without reading them
     // back (the compare-and-set read the key, so Redis tracks it for us).
-    if (result === 'ok') this.#opened.set(session.sid, { entry, session: updated, validUntil: this.#validUntil(started, seen, updated), epoch: this.#epoch })
+    if (result === 'ok') this.#opened.set(session.sid, { entry, session: updated, validUntil: this.#validUntil(started, seen, updated) })
     else this.#opened.delete(session.sid)
     return { result, session: updated }
   }
