@@ -179,8 +179,6 @@ export async function sendUpstream(o: ForwardOptions): Promise<UpstreamResponse>
   }
 }
 
-type Sink = { kind: 'pipe'; outgoing: ServerResponse } | { kind: 'discard' }
-
 /** Declared bodies up to this size are read whole first: cheaper to send than a stream. */
 const SMALL_BODY = 64 * 1024
 
@@ -217,7 +215,8 @@ function dispatch(o: ForwardOptions, whole: Buffer | undefined): Promise<Upstrea
     delete headers.expect
     let abort: ((err?: Error) => void) | undefined
     let resume: (() => void) | undefined
-    let sink: Sink | undefined
+    /** Where the body goes: the browser's response, null to discard it, undefined while undecided. */
+    let sink: ServerResponse | null | undefined
     let settled = false
     let tooLarge = false
     let clientGone = false
@@ -259,25 +258,22 @@ function dispatch(o: ForwardOptions, whole: Buffer | undefined): Promise<Upstrea
       }(), { objectMode: false })
     }
 
-    let response!: ServerResponse
-    const startSink = (s: Sink) => {
-      sink = s
-      if (s.kind === 'pipe') {
-        response = s.outgoing
-        response.on('drain', () => resume?.())
-        response.on('close', () => {
-          if (!response.writableFinished) {
+    const startSink = (out: ServerResponse | null) => {
+      sink = out
+      const held = pending.splice(0)
+      if (out) {
+        out.on('drain', () => resume?.())
+        out.on('close', () => {
+          if (!out.writableFinished) {
             clientGone = true
             abort?.()
           }
         })
+        for (const chunk of held) out.write(chunk)
       }
-      for (const chunk of pending.splice(0)) if (s.kind === 'pipe') response.write(chunk)
-      if (ended === 'complete') {
-        if (s.kind === 'pipe') response.end()
-      } else if (ended === 'broken') {
-        if (s.kind === 'pipe') response.destroy()
-      } else resume?.()
+      if (ended === 'complete') out?.end()
+      else if (ended === 'broken') out?.destroy()
+      else resume?.()
     }
 
     poolFor(o.upstream).dispatch(
@@ -302,26 +298,25 @@ function dispatch(o: ForwardOptions, whole: Buffer | undefined): Promise<Upstrea
               outgoing.writeHead(statusCode, { ...inboundFrom(raw, view), ...extraHeaders })
               // Event streams arrive event by event: send the headers now, not with the first event.
               if (/event-stream/.test(String(view['content-type']))) outgoing.flushHeaders()
-              startSink({ kind: 'pipe', outgoing })
+              startSink(outgoing)
             },
             discard() {
-              startSink({ kind: 'discard' })
+              startSink(null)
             },
           })
           // Paused until the caller chose where the body goes.
           return false
         },
         onData(chunk: Buffer): boolean {
-          if (!sink) {
+          if (sink === undefined) {
             pending.push(chunk)
             return false
           }
-          if (sink.kind === 'discard') return true
-          return response.write(chunk)
+          return sink === null || sink.write(chunk)
         },
         onComplete() {
-          if (!sink) ended = 'complete'
-          else if (sink.kind === 'pipe') response.end()
+          if (sink === undefined) ended = 'complete'
+          else sink?.end()
         },
         onError(err: Error) {
           clearTimeout(timer)
@@ -331,8 +326,8 @@ function dispatch(o: ForwardOptions, whole: Buffer | undefined): Promise<Upstrea
           }
           // The body broke off midway (or the browser left): the browser must not
           // take a truncated body for a complete one.
-          if (!sink) ended = 'broken'
-          else if (sink.kind === 'pipe' && !clientGone) response.destroy()
+          if (sink === undefined) ended = 'broken'
+          else if (sink && !clientGone) sink.destroy()
         },
       },
     )
