@@ -59,6 +59,8 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     const requestId = requestIdFrom(c.env?.incoming ? c.env.incoming.headers['x-request-id'] : header(c, 'x-request-id')) ?? randomUUID()
     c.set('requestId', requestId)
     c.set('log', lazyChild(deps.logger, { requestId }))
+    const incoming = c.env?.incoming
+    if (incoming) c.set('client', deps.clientAddress(incoming.socket.remoteAddress, incoming.headers))
     try {
       if (!tracingEnabled()) await next()
       else await traceRequest(c, requestId, next)

@@ -5,6 +5,7 @@ import { isAbsolute, resolve } from 'node:path'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { httpUrl, parseRoutes } from './config-routes.js'
+import { parseTrustedProxies } from './client-address.js'
 
 export { RESERVED_PREFIXES } from './config-routes.js'
 
@@ -63,6 +64,8 @@ export interface Config {
   /** DPoP (RFC 9449): sender-constrained tokens; the key PEM/JWK, or undefined for a per-process key. */
   readonly dpop: { readonly enabled: boolean; readonly key: string | undefined }
   readonly routes: readonly RouteConfig[]
+  /** Addresses and CIDRs of the proxies in front, whose forwarding headers are believed (client-address.ts). */
+  readonly trustedProxies: readonly string[]
   /** First seals, all unseal. */
   readonly cookieSecrets: readonly string[]
   /** First encrypts, all decrypt. */
@@ -171,6 +174,7 @@ const envSchema = z.object({
   BFF_ID_TOKEN_MAX_AGE: seconds(1).default(300),
   BFF_ALLOW_HTTP: bool.default(false),
   BFF_HOST: z.string().min(1).default('0.0.0.0'),
+  BFF_TRUSTED_PROXIES: z.string().optional(),
   BFF_PORT: z
     .string()
     .regex(/^\d+$/, 'must be a port number')
@@ -221,6 +225,7 @@ export function loadConfig(env: Env): Config {
 
   const encryptionKeys = parseKeyring(cleaned.BFF_ENCRYPTION_KEYS, problems)
   const routes = parseRoutes(cleaned.BFF_ROUTES, allowHttp, problems)
+  const trustedProxies = parseTrustedProxies(cleaned.BFF_TRUSTED_PROXIES, problems)
 
   const issuer = cleaned.BFF_ISSUER
   if (issuer && URL.canParse(issuer) && new URL(issuer).protocol === 'http:' && !allowHttp) {
@@ -318,6 +323,7 @@ export function loadConfig(env: Env): Config {
     par: e.BFF_PAR,
     dpop: { enabled: e.BFF_DPOP, key: e.BFF_DPOP_KEY },
     routes,
+    trustedProxies,
     cookieSecrets,
     encryptionKeys,
     redis: {

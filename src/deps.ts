@@ -1,3 +1,4 @@
+import { clientAddressResolver } from './client-address.js'
 import type { Config } from './config.js'
 import { Keyring } from './crypto/keyring.js'
 import type { Logger } from './log.js'
@@ -69,6 +70,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     terminator,
     events: new SessionEventHub(store, logger),
     metrics,
+    clientAddress: clientAddressResolver(config.trustedProxies),
     now,
   }
 }

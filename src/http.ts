@@ -1,5 +1,4 @@
 import type { Context } from 'hono'
-import { getConnInfo } from '@hono/node-server/conninfo'
 import { BffError, toErrorResponse } from './errors.js'
 import type { IncomingHttpHeaders } from 'node:http'
 import { audit, type AuditFields, type Logger } from './log.js'
@@ -8,13 +7,9 @@ import type { AppEnv, Deps } from './types.js'
 
 type Ctx = Context<AppEnv>
 
-/** The socket's peer address; forwarded headers are not trusted (no proxy allowlist yet). */
+/** The client's address: the socket peer, or what trusted proxies say (client-address.ts). */
 export function clientIp(c: Ctx): string | undefined {
-  try {
-    return getConnInfo(c).remote.address
-  } catch {
-    return undefined
-  }
+  return c.get('client')?.client
 }
 
 /** Who asked, as the audit trail records it: the peer address and a bounded User-Agent. */

@@ -1,4 +1,5 @@
 import type { HttpBindings } from '@hono/node-server'
+import type { ClientAddress, ClientAddressResolver } from './client-address.js'
 import type { Config } from './config.js'
 import type { CookieSealer } from './session/cookie.js'
 import type { SessionManager } from './session/sessions.js'
@@ -24,6 +25,8 @@ export interface Deps {
   readonly terminator: SessionTerminator
   readonly events: SessionEventHub
   readonly metrics: Metrics
+  /** Who the client is, through the trusted proxies (BFF_TRUSTED_PROXIES). */
+  readonly clientAddress: ClientAddressResolver
   readonly now: () => number
 }
 
@@ -35,5 +38,7 @@ export interface AppEnv {
     log: Logger
     /** The metrics label for this request: a route prefix or a tokenward endpoint. */
     route?: string
+    /** The client's address as the trusted proxies tell it (set by the request context). */
+    client?: ClientAddress
   }
 }

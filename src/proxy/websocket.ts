@@ -47,12 +47,13 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
     throw new BffError('not_found', 'No WebSocket is served at this path.')
   }
   const { route, target } = match
+  const client = deps.clientAddress(req.socket.remoteAddress, req.headers)
   if (req.headers.origin !== config.publicOrigin || req.headers['sec-fetch-site'] === 'cross-site') {
     audit(deps.logger, 'csrf_rejected', {
       outcome: 'failure',
       reason: 'websocket handshake from another origin',
       path: route.prefix,
-      ip: req.socket.remoteAddress,
+      ip: client.client,
       userAgent: req.headers['user-agent']?.slice(0, 256),
     })
     deps.metrics.csrfRejections.inc()
@@ -75,7 +76,7 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
     method: 'GET',
     incoming: req,
     authorization,
-    forwarded: { for: req.socket.remoteAddress, proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host },
+    forwarded: { for: client.forwardedFor, proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host },
     requestId: randomUUID(),
     dpopProof,
     timeoutMs: route.timeoutMs,

@@ -63,6 +63,7 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
   return async function proxy(incoming, outgoing, match, ctx) {
     const { route } = match
     const method = incoming.method ?? 'GET'
+    const client = deps.clientAddress(incoming.socket.remoteAddress, incoming.headers)
     if (route.methods && !route.methods.includes(method)) {
       outgoing.setHeader('allow', route.methods.join(', '))
       throw new BffError('method_not_allowed', `${method} is not allowed on this route.`)
@@ -70,7 +71,7 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
     const csrf = csrfProblem(incoming.headers, config)
     if (csrf) {
       refuseCsrf(deps, ctx.log, csrf, {
-        ...requester(incoming.socket.remoteAddress, incoming.headers['user-agent']),
+        ...requester(client.client, incoming.headers['user-agent']),
         outcome: 'failure',
         method,
         path: (incoming.url ?? '/').split('?')[0],
@@ -89,7 +90,7 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
       if (!session && route.token === 'user') throw new LoginRequiredError()
     }
 
-    const forwarded = { for: incoming.socket.remoteAddress, proto, host }
+    const forwarded = { for: client.forwardedFor, proto, host }
     let refreshed = false
     let nonceRetried = false
     for (let force = false; ; ) {

@@ -55,6 +55,24 @@ describe('limits with clear errors (issue 9)', () => {
     expect(await limited[0]!.json()).toMatchObject({ error: 'rate_limited' })
   })
 
+  it('behind a trusted proxy each client has its own login limit, and the upstream sees the client', async () => {
+    const behind = await world.startInstance({
+      BFF_TRUSTED_PROXIES: '127.0.0.1, ::1',
+      BFF_ROUTES: JSON.stringify([{ prefix: '/open', upstream: world.upstream.url, token: 'none' }]),
+    })
+    const from = (client: string, path = '/auth/login') => fetch(`${behind.url}${path}`, { redirect: 'manual', headers: { 'x-forwarded-for': `6.6.6.6, ${client}` } })
+    const flood = await Promise.all(Array.from({ length: 310 }, () => from('198.51.100.1')))
+    expect(flood.filter((r) => r.status === 429).length).toBe(10)
+    // Another client behind the same proxy is not locked out by the first one's flood.
+    expect((await from('198.51.100.2')).status).toBe(302)
+    // The upstream gets the client and the trusted hop, not what the client wrote to their left.
+    await fetch(`${behind.url}/open/who`, { headers: { 'x-csrf': '1', 'x-forwarded-for': '6.6.6.6, 198.51.100.7' } })
+    expect(world.upstream.requests.at(-1)!.headers['x-forwarded-for']).toBe('198.51.100.7, 127.0.0.1')
+    // Without trust, the same headers mean nothing: all of them are one peer.
+    const untrusted = await Promise.all(Array.from({ length: 301 }, (_, i) => fetch(`${world.bff.url}/auth/login`, { redirect: 'manual', headers: { 'x-forwarded-for': `198.51.100.${i % 200}` } })))
+    expect(untrusted.some((r) => r.status === 429)).toBe(true)
+  })
+
   it('refreshes waiting in one process are bounded: beyond the cap, 503 at once', async () => {
     const config = loadConfig(testEnv())
     const store = new MemorySessionStore()
