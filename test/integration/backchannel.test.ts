@@ -126,11 +126,36 @@ describe('back-channel logout (OIDC Back-Channel Logout 1.0, SECURITY-CHECKLIST 
     })
   })
 
-  it('is rate-limited per client (429 with Retry-After)', async () => {
+  it('invalid tokens are rate-limited per client (429 with Retry-After)', async () => {
     const results = await Promise.all(Array.from({ length: 70 }, () => post('logout_token=x')))
     const limited = results.filter((r) => r.status === 429)
     expect(limited.length).toBeGreaterThan(0)
     expect(limited[0]!.headers.get('retry-after')).toBeTruthy()
     expect(await limited[0]!.json()).toMatchObject({ error: 'rate_limited' })
+  })
+
+  it('a flood of junk from the same address never stops a genuine logout (only failures count)', async () => {
+    const h = (await login(world.bff.url, { username: 'heidi' })).jar
+    const i = (await login(world.bff.url, { username: 'ivan' })).jar
+    const junk = await Promise.all(Array.from({ length: 80 }, () => post('logout_token=x')))
+    expect(junk.filter((r) => r.status === 429).length).toBeGreaterThan(0)
+    // The IdP's own POST, from the same (flooded) address.
+    const s = (await sessionOf(world.bff, h))!
+    const client = (await world.idp.provider.Client.find(CLIENT_ID)) as unknown as { backchannelLogout(sub: string, sid: string): Promise<void> }
+    await client.backchannelLogout('heidi', s.data.idpSid!)
+    expect(await status(h)).toBe(401)
+    // And a valid token posted directly, still during the flood.
+    const res = await postToken(await forge({ sub: 'ivan' }))
+    expect(res.status).toBe(200)
+    expect(await status(i)).toBe(401)
+  })
+
+  it('a body over 16 KiB is refused with 413 without being read whole, and the session lives on', async () => {
+    const j = (await login(world.bff.url, { username: 'judy' })).jar
+    const token = await forge({ sub: 'judy' })
+    const res = await post(`logout_token=${token}&pad=${'a'.repeat(20_000)}`)
+    expect(res.status).toBe(413)
+    expect(await res.json()).toMatchObject({ error: 'payload_too_large' })
+    expect(await status(j)).toBe(200)
   })
 })
