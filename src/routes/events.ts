@@ -1,11 +1,17 @@
 import { Hono } from 'hono'
-import { streamSSE } from 'hono/streaming'
+import { streamSSE, type SSEStreamingApi } from 'hono/streaming'
 import { BffError } from '../errors.js'
 import { auditFor, currentSession } from '../http.js'
 import { watchSession } from '../session/watch.js'
 import type { AppEnv, Deps } from '../types.js'
 
 const HEARTBEAT_MS = 25_000
+/**
+ * Open streams per session on one instance. A page needs one per tab; each
+ * stream holds a socket and a subscription, so a stolen or scripted cookie must
+ * not be able to open thousands.
+ */
+const MAX_STREAMS_PER_SESSION = 16
 
 /**
  * `GET /auth/events`: server-sent events that tell an open tab its session
@@ -17,6 +23,7 @@ const HEARTBEAT_MS = 25_000
  */
 export function eventRoutes(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
+  const open = new Map<string, number>()
 
   app.get('/events', async (c) => {
     const origin = c.req.header('origin')
@@ -26,10 +33,21 @@ export function eventRoutes(deps: Deps): Hono<AppEnv> {
     }
     const session = await currentSession(c, deps, { slide: false })
     if (!session) throw new BffError('login_required', 'No active session.')
+    const streams = open.get(session.sid) ?? 0
+    if (streams >= MAX_STREAMS_PER_SESSION) {
+      c.header('retry-after', '5')
+      throw new BffError('rate_limited', 'Too many open event streams for this session.', { logDetail: `${streams} streams open` })
+    }
+    open.set(session.sid, streams + 1)
+    const release = () => {
+      const n = (open.get(session.sid) ?? 1) - 1
+      if (n <= 0) open.delete(session.sid)
+      else open.set(session.sid, n)
+    }
 
     c.header('cache-control', 'no-store')
     c.header('x-accel-buffering', 'no')
-    return streamSSE(c, async (stream) => {
+    const serve = async (stream: SSEStreamingApi): Promise<void> => {
       let finish!: () => void
       const done = new Promise<void>((resolve) => (finish = resolve))
       let ended = false
@@ -56,6 +74,13 @@ export function eventRoutes(deps: Deps): Hono<AppEnv> {
       await done
       clearInterval(heartbeat)
       stopWatching()
+    }
+    return streamSSE(c, async (stream) => {
+      try {
+        await serve(stream)
+      } finally {
+        release()
+      }
     })
   })
 

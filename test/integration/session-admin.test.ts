@@ -52,6 +52,30 @@ describe('GET /auth/events tells open tabs their session ended', () => {
     expect((await spaFetch(world.bff, jar, '/auth/session')).status).toBe(401)
   })
 
+  it('one session holds at most 16 streams on an instance: the 17th gets 429, a closed one frees its place', async () => {
+    const { jar } = await login(world.bff.url)
+    const streams = await Promise.all(Array.from({ length: 16 }, () => openEvents(world.bff, jar)))
+    expect(streams.map((s) => s.res.status)).toEqual(Array(16).fill(200))
+    const over = await openEvents(world.bff, jar)
+    expect(over.res.status).toBe(429)
+    expect(over.res.headers.get('retry-after')).toBeTruthy()
+    expect(await over.res.json()).toMatchObject({ error: 'rate_limited' })
+    // Another session is not affected.
+    const other = await openEvents(world.bff, (await login(world.bff.url)).jar)
+    expect(other.res.status).toBe(200)
+    other.close()
+    streams[0]!.close()
+    await streams[0]!.done
+    let again = await openEvents(world.bff, jar)
+    for (let i = 0; i < 50 && again.res.status === 429; i++) {
+      // The server notices the closed stream a moment after the client drops it.
+      await new Promise((r) => setTimeout(r, 20))
+      again = await openEvents(world.bff, jar)
+    }
+    expect(again.res.status).toBe(200)
+    for (const s of [...streams, again]) s.close()
+  })
+
   it('needs a session, and refuses cross-site requests', async () => {
     const anon = await openEvents(world.bff, new CookieJar())
     expect(anon.res.status).toBe(401)
