@@ -188,6 +188,19 @@ describe('refusals: nothing is forwarded', () => {
     expect(auditEvents(world.bff.logs).some((e) => e.event === 'csrf_rejected')).toBe(true)
   })
 
+  it.each(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x'])(
+    'a form post with %s from a sibling site (same-site: even a Strict cookie arrives) is refused: it cannot carry X-CSRF',
+    async (type) => {
+      const n = world.upstream.requests.length
+      const res = await raw('/api/echo', { 'x-csrf': '', 'content-type': type, 'sec-fetch-site': 'same-site', origin: 'https://other.127.0.0.1.example' }, 'POST', Buffer.from('a=1'))
+      expect(res.status).toBe(403)
+      // Without Fetch Metadata and Origin (an old browser), the missing header alone refuses it.
+      const old = await raw('/api/echo', { 'x-csrf': '', 'content-type': type }, 'POST', Buffer.from('a=1'))
+      expect(old.status).toBe(403)
+      expect(world.upstream.requests.length).toBe(n)
+    },
+  )
+
   it('a CORS preflight from a foreign origin gets no CORS grant (SECURITY-CHECKLIST #21)', async () => {
     const res = await raw('/api/echo', { origin: 'https://evil.example', 'access-control-request-method': 'GET', 'x-csrf': '' }, 'OPTIONS')
     expect(res.status).toBe(403)
