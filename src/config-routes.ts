@@ -1,6 +1,7 @@
 // zod (see config.ts): the route list is nested JSON, validated with per-field messages.
 import { z } from 'zod'
 import type { RouteConfig } from './config.js'
+import { normaliseSegment } from './proxy/paths.js'
 
 export const httpUrl = z.string().refine((v) => {
   try {
@@ -10,6 +11,8 @@ export const httpUrl = z.string().refine((v) => {
     return false
   }
 }, 'must be an absolute http(s) URL')
+
+const NO_PREFIXES: readonly string[] = Object.freeze([])
 
 /** Paths tokenward itself answers; a route may not shadow them. */
 export const RESERVED_PREFIXES = ['/auth', '/healthz', '/readyz', '/metrics']
@@ -92,9 +95,13 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
     }
     return []
   }
+  const prefixes = parsed.data.map((r) => (r.prefix.length > 1 ? r.prefix.replace(/\/+$/, '') : r.prefix))
+  // The form mapRequest matches paths on (src/proxy/paths.ts): prefixes have no `%` to decode.
+  const matchPrefixes = prefixes.map((p) => p.split('/').map(normaliseSegment).join('/'))
   const routes: RouteConfig[] = []
   parsed.data.forEach((r, i) => {
-    const prefix = r.prefix.length > 1 ? r.prefix.replace(/\/+$/, '') : r.prefix
+    const prefix = prefixes[i]!
+    const matchPrefix = matchPrefixes[i]!
     const upstream = new URL(r.upstream)
     if (prefix === '/' || RESERVED_PREFIXES.some((p) => prefix === p || prefix.startsWith(`${p}/`))) {
       problems.push(`BFF_ROUTES[${i}].prefix ${prefix} collides with tokenward's own paths`)
@@ -106,6 +113,14 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
       problems.push(`BFF_ROUTES[${i}].upstream must not carry a query, fragment or credentials`)
     }
     if (routes.some((o) => o.prefix === prefix)) problems.push(`BFF_ROUTES[${i}].prefix ${prefix} is listed twice`)
+    else {
+      // Two routes an upstream may not tell apart (it ignores case or drops `;`
+      // parameters) would leave it to chance which policy a path gets.
+      const twin = routes.find((o) => o.matchPrefix === matchPrefix)
+      if (twin) problems.push(`BFF_ROUTES[${i}].prefix ${prefix} is the same path as ${twin.prefix} once letters are case-folded and ";" parameters removed`)
+    }
+    if (prefix !== '/' && matchPrefix.slice(1).split('/').includes('')) problems.push(`BFF_ROUTES[${i}].prefix ${prefix} has a segment made only of ";" parameters`)
+    const nested = matchPrefixes.filter((m) => m.startsWith(`${matchPrefix}/`))
     if (r.tokenExchange) {
       // RFC 8693 exchanges the user's token: a route without a user session has none to exchange.
       if (r.token !== 'user' && r.token !== 'optional') {
@@ -119,6 +134,8 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
     routes.push(
       Object.freeze({
         prefix,
+        matchPrefix,
+        nestedPrefixes: nested.length === 0 ? NO_PREFIXES : Object.freeze(nested),
         upstream,
         token: r.token,
         methods: r.methods?.map((m) => m.toUpperCase()),

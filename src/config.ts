@@ -15,6 +15,18 @@ export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'p
 export interface RouteConfig {
   /** Normalised: starts with `/`, no trailing slash. */
   readonly prefix: string
+  /**
+   * The prefix as route matching compares paths once normalised: each segment
+   * without `;` parameters, NFKC, case-folded (normaliseSegment in
+   * src/proxy/paths.ts). Unique among the routes.
+   */
+  readonly matchPrefix: string
+  /**
+   * The matchPrefix of every other route that lies under this one; empty for
+   * most routes. Only a route with nested ones can be reached by a path that
+   * normalises onto another route, so only those pay for the check.
+   */
+  readonly nestedPrefixes: readonly string[]
   readonly upstream: URL
   readonly token: TokenMode
   /** Upper-case allowlist; undefined allows every method. */

@@ -39,6 +39,15 @@ const REQUEST_DROP = new Set([
   'x-real-ip',
   'x-request-id',
   'dpop',
+  // Method and URL overrides: frameworks that honour them (Express's
+  // method-override, Symfony, Laravel, Rails, IIS URL Rewrite, Zend) would turn
+  // a GET into a DELETE or serve another path than the one the route's
+  // `methods` and prefix were checked against. They have no meaning in responses.
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-original-url',
+  'x-rewrite-url',
 ])
 
 /** Response fields that must not reach the browser (SECURITY-CHECKLIST #53). */

@@ -35,10 +35,41 @@ const PLAIN_PATH = /^[A-Za-z0-9\-_~!$&'()*+,=/]*$/
 /** A query the URL parser leaves as it is (no space, `"`, `#`, `'`, `<`, `>`, control or non-ASCII characters). */
 const PLAIN_QUERY = /^(?:\?[\x21\x24-\x26\x28-\x3b\x3d\x3f-\x7e]+)?$/
 
+/**
+ * One decoded path segment in the form route matching compares, which is what
+ * common upstream servers may make of it before they route: NFKC (servers that
+ * normalise Unicode read `ａｄｍｉｎ` as `admin`), without `;` path parameters
+ * (Tomcat, Jetty and Spring drop them: `admin;x=1` is `admin`, RFC 3986 §3.3
+ * leaves their meaning to the server), and letters case-folded (IIS, ASP.NET and
+ * case-insensitive routers elsewhere). Upper- then lower-casing folds as Java's
+ * equalsIgnoreCase compares: `ı` (dotless i) and `İ` match `i` there too.
+ */
+export function normaliseSegment(decoded: string): string {
+  const nfkc = decoded.normalize('NFKC')
+  const semi = nfkc.indexOf(';')
+  return (semi < 0 ? nfkc : nfkc.slice(0, semi)).replace(/\u0130/g, 'i').toUpperCase().toLowerCase()
+}
+
+/** Whether normalised `path` lies under one of `prefixes` (normalised too), on whole segments. */
+function underAny(prefixes: readonly string[], path: string): boolean {
+  return prefixes.some((p) => path.startsWith(p) && (path.length === p.length || path.charCodeAt(p.length) === 0x2f))
+}
+
+/**
+ * `rest` (after the prefix; checked by checkRest) normalised segment by segment;
+ * `;`-only segments leave an empty one, which servers that merge slashes drop.
+ */
+function normaliseRest(rest: string): string {
+  if (rest === '') return ''
+  return `/${rest.slice(1).split('/').map((seg) => normaliseSegment(decodeURIComponent(seg))).join('/')}`.replace(/\/{2,}/g, '/')
+}
+
 /** The route whose prefix matches whole path segments of `path`, most specific first. */
 export function findRoute(routes: readonly RouteConfig[], path: string): RouteConfig | undefined {
   return routes.find((r) => path === r.prefix || path.startsWith(`${r.prefix}/`))
 }
+
+const ANOTHER_ROUTE: RouteMatch = Object.freeze({ kind: 'refused', reason: 'path falls under another route once normalised' })
 
 /**
  * Maps a raw request target (`/api/orders/7?x=1`, exactly as received, not decoded)
@@ -46,6 +77,8 @@ export function findRoute(routes: readonly RouteConfig[], path: string): RouteCo
  * decoding is forwarded: dot segments (also `%2e`), encoded `/` or `\`, empty
  * segments (`//host`), control characters, or a first segment that reads as a
  * scheme or authority (`http:`, `@host`). BBA §6.1.3.6; SECURITY-CHECKLIST #50.
+ * Nor is a path whose normalised form (normaliseSegment) falls under another,
+ * more specific route than the one it matches as sent.
  */
 export function mapRequest(routes: readonly RouteConfig[], rawTarget: string, options: { plainFastPath?: boolean } = {}): RouteMatch {
   if (!rawTarget.startsWith('/')) return { kind: 'refused', reason: 'request target is not a path' }
@@ -69,15 +102,18 @@ export function mapRequest(routes: readonly RouteConfig[], rawTarget: string, op
   const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname
   // `plainFastPath: false` exists for the tests that hold both paths to the same answers.
   if (options.plainFastPath !== false && PLAIN_PATH.test(rest) && !rest.includes('//') && PLAIN_QUERY.test(query)) {
+    // A plain path is ASCII without `%` or `;`: normalised, it is only lower-cased.
+    if (route.nestedPrefixes.length > 0 && underAny(route.nestedPrefixes, `${route.matchPrefix}${rest.toLowerCase()}`)) return ANOTHER_ROUTE
     return routeMatch(route, `${`${basePath}${rest}` || '/'}${query}`)
   }
   const problem = checkRest(rest)
   if (problem) return { kind: 'refused', reason: problem }
-  // `/api/%61dmin` matches `/api` as sent but `/api/admin` once the upstream
-  // decodes it: that would skip the more specific route's policy.
-  const normalised = normalise(rawPath)
-  const intended = normalised === undefined ? undefined : findRoute(routes, normalised)
-  if (intended !== undefined && intended !== route) return { kind: 'refused', reason: 'path reaches another route once decoded' }
+  // `/api/%61dmin`, `/api/admin;x/users` and `/api/ADMIN` match `/api` as sent
+  // but `/api/admin` at an upstream that decodes, drops `;` parameters or
+  // ignores case: forwarding them would skip the more specific route's policy
+  // (its methods, token mode, audience). Its normalised form can only fall
+  // under this route or one nested under it.
+  if (route.nestedPrefixes.length > 0 && underAny(route.nestedPrefixes, `${route.matchPrefix}${normaliseRest(rest)}`)) return ANOTHER_ROUTE
 
   // String concatenation onto the configured origin: the host can never change.
   const target = new URL(base.origin)
@@ -102,9 +138,12 @@ function checkRest(rest: string): string | undefined {
     }
     // Also `..;x` (Java servers drop `;` path parameters) and full-width dots
     // (servers that apply NFKC): what some upstream will treat as a dot segment.
-    const plain = seg.normalize('NFKC').split(';')[0]
+    const nfkc = seg.normalize('NFKC')
+    const plain = nfkc.split(';')[0]
     if (seg === '.' || seg === '..' || plain === '.' || plain === '..') return 'dot segment'
-    if (/[/\\]/.test(seg)) return 'encoded slash or backslash'
+    // NFKC also turns full-width `／` and `＼` into separators: a server that
+    // applies it would see more segments (and maybe `..` among them) than were checked.
+    if (/[/\\]/.test(nfkc)) return 'encoded slash or backslash'
     // eslint-disable-next-line no-control-regex
     if (/[\u0000-\u001f\u007f]/.test(seg)) return 'control character'
     if (i === 0 && (seg.startsWith('@') || /^[a-z][a-z0-9+.-]*:/i.test(seg))) return 'segment looks like a scheme or authority'

@@ -43,6 +43,8 @@ export function handleUpgrade(deps: Deps, req: IncomingMessage, socket: Duplex, 
 async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   const { config } = deps
   const match = mapRequest(config.routes, req.url ?? '/')
+  // As for HTTP: a path that escapes its prefix or falls under another route once normalised.
+  if (match.kind === 'refused') throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
   if (match.kind !== 'route' || !match.route.websocket || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
     throw new BffError('not_found', 'No WebSocket is served at this path.')
   }

@@ -5,6 +5,7 @@ import type { MiddlewareHandler } from 'hono'
 import { BffError, LoginRequiredError, toErrorResponse } from '../errors.js'
 import { csrfProblem, handleFromCookies, logRequestError, refuseCsrf, requester, requestIdFrom } from '../http.js'
 import { lazyChild, type Logger } from '../log.js'
+import { privateCacheControl } from '../proxy/cache-control.js'
 import { upstreamCredentials } from '../proxy/credentials.js'
 import { mapRequest, type RouteMatch } from '../proxy/paths.js'
 import { sendUpstream } from '../proxy/forward.js'
@@ -168,7 +169,11 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
         )
         return
       }
-      res.pipe(outgoing, { 'x-request-id': ctx.requestId })
+      // One user's answer: never storable by a shared cache (see privateCacheControl).
+      res.pipe(
+        outgoing,
+        session ? { 'x-request-id': ctx.requestId, 'cache-control': privateCacheControl(res.headers['cache-control']) } : { 'x-request-id': ctx.requestId },
+      )
       return
     }
   }

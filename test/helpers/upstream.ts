@@ -61,7 +61,7 @@ export interface EchoUpstream {
  * `/echo...` JSON of the request; `/set-cookie` sets a cookie; `/sse` three
  * events 100 ms apart; `/download?bytes=N` streams N bytes; `/upload` counts the
  * body; `/slow?ms=N` answers after N ms; `/status/N` answers N; `/broken`
- * breaks off its body midway.
+ * breaks off its body midway; `/with-headers?name=value` answers with those headers.
  */
 export async function startEchoUpstream(): Promise<EchoUpstream> {
   const requests: RecordedRequest[] = []
@@ -135,6 +135,10 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
       } else if (u.pathname.endsWith('/step-up')) {
         res.writeHead(401, { 'www-authenticate': 'Bearer error="insufficient_user_authentication", error_description="MFA required", acr_values="urn:example:mfa", max_age=300' })
         res.end('{"error":"insufficient_user_authentication"}')
+      } else if (u.pathname.endsWith('/with-headers')) {
+        // Answers 200 with each query parameter as a response header (`?cache-control=public`).
+        res.writeHead(200, { 'content-type': 'application/json', ...Object.fromEntries(u.searchParams) })
+        res.end('{}')
       } else if (/\/status\/\d{3}$/.test(u.pathname)) {
         const code = Number(u.pathname.slice(-3))
         res.writeHead(code, code === 401 ? { 'www-authenticate': 'Bearer realm="api"' } : {})

@@ -24,7 +24,11 @@ const NAMES = [
   'X-Forwarded-For', 'X-Forwarded-Host', 'X-Forwarded-Proto', 'X-Forwarded-Port', 'X-Real-IP', 'X-Request-Id', 'X-CSRF', 'Content-Length',
   'Content-Type', 'Accept', 'Accept-Language', 'X-Custom', 'X-Secret', 'x-secret', 'X-Api-Key', 'traceparent', 'Proxy-Foo', 'Proxy',
   'constructor', 'Constructor', '__proto__', 'toString', 'hasOwnProperty', 'length', 'DPoP',
+  'X-HTTP-Method-Override', 'x-http-method', 'X-Method-Override', 'X-Original-URL', 'x-rewrite-url', 'X-HTTP-METHOD',
 ]
+
+/** Method and URL overrides (issue 13 item 4): honoured by some frameworks, they would bypass the route's `methods` and prefix. */
+const OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url']
 
 const tokenName = fc.stringMatching(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,16}$/)
 const headerName = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...NAMES) }, { weight: 1, arbitrary: tokenName })
@@ -127,7 +131,7 @@ function violations(out: OutgoingHttpHeaders, o: ForwardOptions, raw: readonly s
     if (h === 'transfer-encoding' && o.hasBody && own(h) === 'chunked' && own('content-length') === undefined) continue // tokenward's own framing
     if (keys.includes(h)) found.push(`${h} is named in Connection but forwarded`)
   }
-  for (const h of ['forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf']) if (own(h) !== undefined) found.push(`${h} is passed through`)
+  for (const h of ['forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', ...OVERRIDES]) if (own(h) !== undefined) found.push(`${h} is passed through`)
   // A browser's DPoP proof is never passed on; tokenward's own replaces it when the token is bound.
   if (own('dpop') !== o.dpopProof) found.push(`dpop is ${JSON.stringify(own('dpop'))}`)
   const expected: Record<string, unknown> = {
@@ -182,7 +186,7 @@ describe('outboundHeaders over arbitrary request headers (SECURITY-CHECKLIST #52
         for (let i = 0; i < raw.length; i += 2) {
           const name = raw[i]!.toLowerCase()
           if (OWN.has(name) || HOP_BY_HOP.includes(name) || listed.has(name)) continue
-          if (['cookie', 'forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', 'traceparent', 'tracestate', 'dpop'].includes(name)) continue
+          if (['cookie', 'forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', 'traceparent', 'tracestate', 'dpop', ...OVERRIDES].includes(name)) continue
           if (name.startsWith('proxy')) continue // Proxy-* and httpoxy's Proxy (SECURITY-CHECKLIST #52)
           if (name === 'content-length' && !o.hasBody) continue
           sent.set(name, [...(sent.get(name) ?? []), raw[i + 1]!])

@@ -38,6 +38,15 @@ const configs: ReadonlyArray<{ name: string; routes: readonly RouteConfig[] }> =
     ]),
   },
   {
+    // An upstream that drops `;` parameters or ignores case sees `/svc/admin`
+    // for both the nested route and `/svc/ADMIN/x` sent to the broader one.
+    name: 'nested prefixes that differ in case and `;` parameters',
+    routes: routesOf([
+      { prefix: '/svc', upstream: 'http://backend.internal/', token: 'none' },
+      { prefix: '/svc/Admin;v=2', upstream: 'http://backend.internal/admin', token: 'user', methods: ['GET'] },
+    ]),
+  },
+  {
     name: 'prefixes with sub-delimiters',
     routes: routesOf([
       { prefix: '/a.b', upstream: 'http://dots.internal/x.y', token: 'none' },
@@ -47,7 +56,7 @@ const configs: ReadonlyArray<{ name: string; routes: readonly RouteConfig[] }> =
   },
 ]
 
-const ROUTE_WORDS = ['api', 'admin', 'pub', 'files', 'a.b', 'v1', 'u@x', '~me', 'root', 'x.y']
+const ROUTE_WORDS = ['api', 'admin', 'pub', 'files', 'a.b', 'v1', 'u@x', '~me', 'root', 'x.y', 'svc', 'ADMIN', 'Admin;v=2']
 
 /** Percent-encodes the characters picked by `mask`, in either hex case, sometimes twice. */
 function encodeSome(word: string, mask: readonly number[]): string {
@@ -74,6 +83,8 @@ const TOKENS = [
   '．', '．．', '%EF%BC%8E', '%EF%BC%8E%EF%BC%8E', '。', '／', '＼', '%EF%BC%8F',
   '@', '@evil.com', '%40evil.com', 'evil.com', ':', 'http:', 'HTTPS:', 'http://evil.com', 'http:%2f%2fevil.com', 'javascript:x', 'a:b',
   '?', '#', '%3f', '%23', ' ', '%20', '+', '~', 'a', 'orders', '7', 'admin', 'api', 'API',
+  // Spellings of `admin` that case-insensitive, `;`-dropping or NFKC-applying upstreams route as `admin`.
+  'ADMIN', 'Admin', 'aDmIn', 'admin;', 'admin;x=1', 'ADMIN;v=2', 'admin%3b', '%41DMIN', 'ａｄｍｉｎ', 'adm%C4%B1n', 'admı n', 'admın', 'ADMİN', ';', ';x', 'a；b',
 ]
 
 const UNITS = ['.', '/', '\\', '%', '%2e', '%2E', '%2f', '%5c', '%25', '%00', '%0a', '@', ':', ';', '?', '#', '．', '%EF%BC%8E', 'a', 'A', '1', '~', ' ', 'é', '\u0000', '\u007f']
@@ -89,7 +100,7 @@ const piece = fc.oneof(
 
 const separator = fc.constantFrom('/', '/', '/', '/', '//', '\\', '%2f', '%5c', '/./', '/../', '/%2e%2e/')
 
-const PREFIXES = ['/api', '/api/admin', '/pub', '/files', '/a.b', '/v1/u@x', '/~me']
+const PREFIXES = ['/api', '/api/admin', '/pub', '/files', '/a.b', '/v1/u@x', '/~me', '/svc', '/svc/Admin;v=2']
 
 /** A route prefix with some of its characters (never its slashes) percent-encoded. */
 const encodedPrefix = fc
@@ -105,6 +116,8 @@ const start = fc.oneof(
     arbitrary: fc.constantFrom(
       '', '/', '/API', '/apix', '/api%2fadmin', '/%61pi', '/%61%70%69', '/x/..', '/.', '/%2e', '//', '/\\', '/%2e%2e', '/api/x/..',
       '/api/%2e%2e', '/./api', '/x/%2e%2e/api', '/ａpi', '/api/．．', '/auth', '/healthz', '/v1/u%40x', '/%7eme', '/a%2eb',
+      '/api/ADMIN', '/API/admin', '/api/Admin', '/api/admin;', '/api/admin;x=1', '/api/;/admin', '/api/;x', '/svc/admin', '/svc/ADMIN',
+      '/svc/Admin', '/svc/admin;v=3', '/svc/Admin;v=2;w', '/SVC/Admin;v=2',
     ),
   },
   { weight: 2, arbitrary: encodedWord.map((w) => `/${w}`) },
@@ -260,7 +273,70 @@ describe('mapRequest over adversarial targets (SECURITY-CHECKLIST #50)', () => {
       { numRuns: RUNS, ...replay, examples: [[[configs[1]!, '/api/%61dmin/users']]] },
     )
   })
+
+  // Issue 13, item 3: upstreams that drop `;` parameters (Tomcat, Jetty,
+  // Spring), route case-insensitively or apply NFKC read `/api/admin;/users`,
+  // `/api/ADMIN/users` and `/api/ａｄｍｉｎ/users` as `/api/admin/users`. Sent to
+  // the broader `/api` route they would skip `/api/admin`'s policy.
+  it('a routed target falls under no other route once `;` parameters are dropped, NFKC applied and case folded', () => {
+    let routed = 0
+    let refused = 0
+    fc.assert(
+      fc.property(configAndTarget, ([{ routes }, raw]) => {
+        const m = mapRequest(routes, raw)
+        const segments = raw.startsWith('/') ? folded(pathOf(raw)) : undefined
+        if (segments === undefined) return
+        const under = routes.filter((r) => r !== findRoute(routes, pathOf(raw)) && startsWithSegments(segments, folded(r.prefix)!))
+        if (m.kind === 'route') {
+          routed++
+          expect(under.filter((r) => r.prefix.length > m.route.prefix.length).map((r) => r.prefix), raw).toEqual([])
+        } else if (m.kind === 'refused' && under.length > 0) refused++
+      }),
+      {
+        numRuns: RUNS,
+        ...replay,
+        examples: [
+          [[configs[0]!, '/api/admin;/users']],
+          [[configs[0]!, '/api/admin;x=1/users/7']],
+          [[configs[0]!, '/api/ADMIN/users']],
+          [[configs[0]!, '/api/ａｄｍｉｎ/users']],
+          [[configs[0]!, '/api/admın/users']],
+          [[configs[2]!, '/svc/admin/x']],
+        ],
+      },
+    )
+    expect(routed).toBeGreaterThan(RUNS / 20)
+    expect(refused).toBeGreaterThan(RUNS / 200)
+  })
 })
+
+/**
+ * The path's segments as a lenient upstream compares them: decoded once, NFKC,
+ * `;` parameters dropped, empty segments merged away; undefined when a segment
+ * does not decode (such a path is refused or unknown anyway). Case is compared
+ * in startsWithSegments.
+ */
+function folded(rawPath: string): string[] | undefined {
+  const out: string[] = []
+  for (const raw of rawPath.split('/')) {
+    let seg: string
+    try {
+      seg = decodeURIComponent(raw)
+    } catch {
+      return undefined
+    }
+    for (const part of seg.normalize('NFKC').split('/')) {
+      const bare = part.replace(/;.*$/, '')
+      if (bare !== '') out.push(bare)
+    }
+  }
+  return out
+}
+
+/** Whether `path` starts with `prefix`, segment by segment, ignoring case the way Java's equalsIgnoreCase does (upper or lower). */
+function startsWithSegments(path: readonly string[], prefix: readonly string[]): boolean {
+  return prefix.length <= path.length && prefix.every((p, i) => p.toUpperCase() === path[i]!.toUpperCase() || p.toLowerCase() === path[i]!.toLowerCase())
+}
 
 // Hardening beyond the letter of the contract: upstream servers that treat
 // more than `..` as a parent segment. Both are refused by neither the contract
@@ -270,7 +346,11 @@ describe('the plain-path fast path', () => {
   const meaning = (m: RouteMatch) => (m.kind === 'route' ? { kind: m.kind, prefix: m.route.prefix, path: m.path, href: m.target.href } : m)
 
   // Plain API paths, the ones the fast path takes, mixed with everything above.
-  const plainPiece = fc.string({ unit: fc.constantFrom(...'abcXYZ019-_~!$&\'()*+,='.split('')), minLength: 1, maxLength: 8 })
+  const plainPiece = fc.oneof(
+    fc.string({ unit: fc.constantFrom(...'abcXYZ019-_~!$&\'()*+,='.split('')), minLength: 1, maxLength: 8 }),
+    // Nested routes in other letter cases: the fast path must fold them as the careful one does.
+    fc.constantFrom('admin', 'ADMIN', 'Admin', 'aDMIN', 'svc', 'SVC'),
+  )
   const plainTarget = fc
     .tuple(fc.constantFrom(...PREFIXES), fc.array(plainPiece, { maxLength: 5 }), fc.boolean(), query)
     .map(([p, segs, slash, q]) => `${p}${segs.map((x) => `/${x}`).join('')}${slash ? '/' : ''}${q}`)

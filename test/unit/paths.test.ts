@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfig, type RouteConfig } from '../../src/config.js'
-import { findRoute, mapRequest, type RouteMatch } from '../../src/proxy/paths.js'
+import { ConfigError } from '../../src/errors.js'
+import { findRoute, mapRequest, normaliseSegment, type RouteMatch } from '../../src/proxy/paths.js'
 import { testEnv } from '../helpers/env.js'
 
 function routesOf(routes: unknown[], overrides: Record<string, string> = {}): readonly RouteConfig[] {
@@ -194,5 +195,118 @@ describe('normalisation evasions with backslashes', () => {
   it('a leading backslash that normalises onto a route is refused, not unknown (SECURITY-CHECKLIST #50)', () => {
     expect(mapRequest(api, '/\\api/y').kind).toBe('refused')
     expect(mapRequest(api, '/\\\\api/y').kind).toBe('refused')
+  })
+})
+
+// Issue 13, item 3: routes `/api` (all methods) and `/api/admin` (GET only).
+// Upstreams that drop `;` parameters (Tomcat, Jetty, Spring), ignore case
+// (IIS, ASP.NET) or apply NFKC route these to the admin handler: sent through
+// `/api` they would skip `/api/admin`'s methods list.
+describe('a path that normalises onto a more specific route', () => {
+  const policy = routesOf([
+    { prefix: '/api', upstream: 'http://api.internal/', token: 'user' },
+    { prefix: '/api/admin', upstream: 'http://api.internal/admin', token: 'user', methods: ['GET'] },
+  ])
+  const bypasses = [
+    '/api/admin;/users',
+    '/api/admin;x=1/users/7',
+    '/api/ADMIN/users',
+    '/api/Admin',
+    '/api/ADMIN/',
+    '/api/ADMIN?x=1',
+    '/api/admin;',
+    '/api/admin%3B/users',
+    '/api/%41DMIN/users',
+    '/api/ａｄｍｉｎ/users',
+    '/api/adm%C4%B1n/users',
+    '/api/ADM%C4%B0N/users',
+    '/api/;x/admin/users',
+    '/api/;/ADMIN',
+  ]
+
+  it.each(bypasses)('%j is refused, by the fast path and the careful one alike', (raw) => {
+    for (const plainFastPath of [true, false]) {
+      const m = mapRequest(policy, raw, { plainFastPath })
+      expect(m).toEqual({ kind: 'refused', reason: 'path falls under another route once normalised' })
+    }
+  })
+
+  it('still routes the paths each route names as sent', () => {
+    expect(target(mapRequest(policy, '/api/admin/users'))).toBe('http://api.internal/admin/users')
+    expect(target(mapRequest(policy, '/api/other'))).toBe('http://api.internal/other')
+    expect(target(mapRequest(policy, '/api/adminx/ADMIN'))).toBe('http://api.internal/adminx/ADMIN')
+    expect(target(mapRequest(policy, '/api/x/admin;y'))).toBe('http://api.internal/x/admin;y')
+    expect(target(mapRequest(policy, '/api/Orders'))).toBe('http://api.internal/Orders')
+  })
+
+  it('leaves a route without nested routes alone: case and `;` parameters are passed as sent', () => {
+    expect(target(mapRequest(api, '/api/ADMIN;x=1/Users'))).toBe('http://api.internal/v1/ADMIN;x=1/Users')
+    expect(target(mapRequest(api, '/api/ADMIN/Users'))).toBe('http://api.internal/v1/ADMIN/Users')
+    expect(api[0]!.nestedPrefixes).toEqual([])
+  })
+
+  it('compares configured prefixes in the same form: a prefix in capitals or with `;` parameters', () => {
+    const routes = routesOf([
+      { prefix: '/API', upstream: 'http://api.internal/', token: 'user' },
+      { prefix: '/API/Admin;v=2', upstream: 'http://api.internal/admin', token: 'user', methods: ['GET'] },
+    ])
+    expect(routes.map((r) => [r.prefix, r.matchPrefix, r.nestedPrefixes])).toEqual([
+      ['/API/Admin;v=2', '/api/admin', []],
+      ['/API', '/api', ['/api/admin']],
+    ])
+    expect(target(mapRequest(routes, '/API/Admin;v=2/users'))).toBe('http://api.internal/admin/users')
+    expect(target(mapRequest(routes, '/API/other'))).toBe('http://api.internal/other')
+    for (const raw of ['/API/admin/users', '/API/Admin/users', '/API/ADMIN;v=3']) expect(mapRequest(routes, raw).kind, raw).toBe('refused')
+  })
+
+  it('refuses a segment that NFKC turns into separators (full-width `／`, `＼`)', () => {
+    for (const raw of ['/api/x／..／admin', '/api/x%EF%BC%8F..%EF%BC%8Fadmin', '/api/a＼b']) {
+      expect(mapRequest(api, raw)).toEqual({ kind: 'refused', reason: 'encoded slash or backslash' })
+    }
+  })
+
+  it('normaliseSegment: NFKC, `;` parameters dropped, case folded as Java compares (ı and İ are i)', () => {
+    expect(normaliseSegment('Admin;v=1')).toBe('admin')
+    expect(normaliseSegment('ａｄｍｉｎ')).toBe('admin')
+    expect(normaliseSegment('admın')).toBe('admin')
+    expect(normaliseSegment('ADMİN')).toBe('admin')
+    expect(normaliseSegment('ſtore')).toBe('store')
+    expect(normaliseSegment('a；b')).toBe('a')
+    expect(normaliseSegment(';x')).toBe('')
+  })
+})
+
+describe('route prefixes that an upstream cannot tell apart (configuration errors)', () => {
+  function problems(routes: unknown[]): string[] {
+    try {
+      loadConfig(testEnv({ BFF_ROUTES: JSON.stringify(routes) }))
+    } catch (err) {
+      if (err instanceof ConfigError) return [...err.problems]
+      throw err
+    }
+    return []
+  }
+  const r = (prefix: string) => ({ prefix, upstream: 'http://api.internal', token: 'user' })
+
+  it('refuses two prefixes that differ only in letter case or `;` parameters', () => {
+    expect(problems([r('/api'), r('/API')])).toEqual(['BFF_ROUTES[1].prefix /API is the same path as /api once letters are case-folded and ";" parameters removed'])
+    expect(problems([r('/api/admin'), r('/api/Admin;v=2')])).toEqual([
+      'BFF_ROUTES[1].prefix /api/Admin;v=2 is the same path as /api/admin once letters are case-folded and ";" parameters removed',
+    ])
+    expect(problems([r('/api'), r('/api/')])).toEqual(['BFF_ROUTES[1].prefix /api is listed twice'])
+  })
+
+  it('refuses a prefix segment made only of `;` parameters', () => {
+    expect(problems([r('/api/;v=1')])).toEqual(['BFF_ROUTES[0].prefix /api/;v=1 has a segment made only of ";" parameters'])
+  })
+
+  it('accepts nested prefixes and records them on the broader route only', () => {
+    const routes = routesOf([r('/api'), r('/api/admin'), r('/api/admin/deep'), r('/other')])
+    expect(Object.fromEntries(routes.map((x) => [x.prefix, x.nestedPrefixes]))).toEqual({
+      '/api': ['/api/admin', '/api/admin/deep'],
+      '/api/admin': ['/api/admin/deep'],
+      '/api/admin/deep': [],
+      '/other': [],
+    })
   })
 })
