@@ -2,7 +2,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
 import { auditFor, checkCsrf, clientIp, currentSession, header, readCookie, errorResponse, requester, sessionHandle, wantsHtml } from '../http.js'
-import { describe, isTransientIdpError } from '../oidc/client.js'
+import { classifyIdpError, describe, idpBug } from '../oidc/client.js'
 import { RateLimiter } from '../rate-limit.js'
 import { safeReturnTo } from '../return-to.js'
 import { clearCookie, serializeCookie } from '../session/cookie.js'
@@ -84,6 +84,19 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     return errorResponse(c, err)
   }
 
+  /** An IdP failure, classified (classifyIdpError): 503, `refused()`, or a bug logged at error level and answered 500. */
+  const idpFailure = (c: Ctx, err: unknown, where: string, refused: () => BffError): BffError => {
+    switch (classifyIdpError(err)) {
+      case 'unavailable':
+        return new IdpUnavailableError({ cause: err, logDetail: `${where}: ${describe(err)}` })
+      case 'refused':
+        return refused()
+      default:
+        c.get('log').error({ reason: describe(err), where }, 'unexpected error talking to the identity provider (a bug or a misconfiguration)')
+        return idpBug(err, where)
+    }
+  }
+
   app.get('/login', async (c) => {
     const returnTo = safeReturnTo(c.req.query('returnTo'), config.publicOrigin)
     // One transaction cookie per browser, reused by concurrent logins in several
@@ -104,7 +117,9 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
         extra,
       })
     } catch (err) {
-      return loginFailed(c, err instanceof BffError ? err : new IdpUnavailableError({ cause: err, logDetail: describe(err) }))
+      if (err instanceof BffError) return loginFailed(c, err)
+      // A pushed request the IdP refused is a failed sign-in (400); a bug, 500.
+      return loginFailed(c, idpFailure(c, err, 'authorization request', () => new BffError('invalid_request', 'The identity provider refused the sign-in request.', { logDetail: `authorization request refused: ${describe(err)}` })))
     }
     await deps.transactions.put(txHandle, state, { codeVerifier, nonce, returnTo, createdAt: deps.now(), silent: extra.prompt === 'none' })
     const sealed = await deps.cookies.seal({ t: txHandle }, TRANSACTION_TTL_SECONDS)
@@ -151,8 +166,11 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
         nonce: tx.nonce,
       })
     } catch (err) {
-      if (isTransientIdpError(err)) return loginFailed(c, new IdpUnavailableError({ cause: err, logDetail: describe(err) }))
-      return fail(`code exchange or ID token validation failed: ${describe(err)}`)
+      if (err instanceof BffError) return loginFailed(c, err)
+      return loginFailed(
+        c,
+        idpFailure(c, err, 'code exchange', () => new BffError('invalid_request', 'The sign-in could not be completed. Please start again.', { logDetail: `code exchange or ID token validation failed: ${describe(err)}` })),
+      )
     }
     const claims = tokens.idClaims
     if (!claims) return fail('token response without an ID token')

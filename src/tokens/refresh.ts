@@ -5,7 +5,7 @@ import type { Config, TokenExchangeConfig } from '../config.js'
 import { SpanKind, traced } from '../tracing.js'
 import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
-import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type TokenResult } from '../oidc/client.js'
+import { classifyIdpError, describe, idpBug, isFatalGrantError, type OidcClient, type TokenResult } from '../oidc/client.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
 import type { EndReason, SessionTerminator } from '../session/terminate.js'
 import type { Metrics, RefreshOutcome } from '../metrics.js'
@@ -267,7 +267,8 @@ export class TokenService {
         await this.#end(session, 'refresh_token_rejected', false, describe(err))
         throw new LoginRequiredError('The session has ended; please sign in again.')
       }
-      if (isTransientIdpError(err)) {
+      const failure = classifyIdpError(err)
+      if (failure === 'unavailable') {
         this.#count('idp_unavailable')
         audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
         // The IdP did not answer: keep the session (CONTRACT.md). If the request
@@ -279,6 +280,18 @@ export class TokenService {
         // trip the IdP's reuse detection, RFC 9700 §4.14.2).
         if (!mayHaveReachedIdp(err)) await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
         throw new IdpUnavailableError({ cause: err, logDetail: describe(err) })
+      }
+      if (failure === 'bug') {
+        // A bug or misconfiguration (say, a TypeError for a bad argument), not
+        // the IdP's doing: 500, logged as an error, and the session is kept. Whether
+        // the request left before the failure is unknown, so the refresh journal
+        // stays unless the request certainly never reached the IdP; then the
+        // next refresh ends the session visibly rather than present a refresh
+        // token that may be spent (RFC 9700 §4.14.2).
+        this.#count('failed')
+        logger.error({ sid: session.sid, reason: describe(err) }, 'refresh failed: unexpected error talking to the identity provider (a bug or a misconfiguration)')
+        if (!mayHaveReachedIdp(err)) await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
+        throw idpBug(err, 'refresh')
       }
       // The IdP answered but the response was unusable (for example an invalid ID
       // token): the refresh token may be spent, so the session fails closed.

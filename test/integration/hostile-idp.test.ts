@@ -658,3 +658,68 @@ describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
     await expectKept(jar, await spaFetch(bff, jar, '/api/echo'), refreshToken, forwarded)
   })
 })
+
+// Issue 13 item 9: isTransientIdpError took every TypeError for an IdP outage,
+// but a TypeError is also what a bad argument or an unusable URL gives, so a
+// misconfiguration was answered 503 idp_unavailable with Retry-After, as if
+// the IdP were down. Here the IdP's discovery names a token endpoint with
+// credentials in its URL: fetch refuses to build such a request (a TypeError,
+// no network code, nothing sent). That is a 500 server_error logged as an error.
+describe('a bug or misconfiguration is not an IdP outage (issue 13 item 9)', () => {
+  const withCredentials = (doc: Record<string, unknown>) => {
+    const u = new URL(String(doc.token_endpoint))
+    u.username = 'user'
+    u.password = 'pass'
+    return { ...doc, token_endpoint: u.href }
+  }
+  const errorLogged = (bff: TestBff) =>
+    bff.logs.some((l) => {
+      const line = JSON.parse(l) as { level?: string; msg?: string }
+      return line.level === 'error' && /bug or a misconfiguration/.test(line.msg ?? '')
+    })
+
+  it('at the callback: 500 server_error without Retry-After, no session, logged at error level', async () => {
+    const broken = await providerWith(withCredentials)
+    const bff = await tokenwardFor(broken)
+    const before = await sessionKeys(bff)
+    const r = await loginThrough(broken, bff.url)
+    expect(r.callback, 'the walk reached tokenward’s callback').toBeDefined()
+    expect(r.callback!.status, r.callback!.body).toBe(500)
+    expect(JSON.parse(r.callback!.body)).toEqual({ error: 'server_error', message: expect.any(String) })
+    expect(r.callback!.headers.get('retry-after')).toBeNull()
+    expect(sessionCookieSet(bff, r.callback!.setCookies)).toBe(false)
+    expect((await sessionKeys(bff)).sort()).toEqual(before.sort())
+    expect(broken.counts.token, 'a token request was sent').toBe(0)
+    expect(errorLogged(bff)).toBe(true)
+  })
+
+  it('on refresh: 500 server_error, not 503, and nothing is forwarded', async () => {
+    // One instance logs in while discovery is honest; a second instance sharing
+    // its Redis and keys discovers the broken endpoint and refreshes with it.
+    const p = await providerWith()
+    const first = await tokenwardFor(p)
+    const r = await goodLogin(first, p)
+    p.discovery = withCredentials
+    const second = await startBff({
+      issuer: p.issuer,
+      redisUrl: inject('redisUrl'),
+      clientId: p.clientId,
+      clientSecret: p.clientSecret,
+      routes: [{ prefix: '/api', upstream: upstream.url, token: 'user' }],
+      env: { ...first.env, BFF_PORT: undefined },
+      redisPrefix: first.env.BFF_REDIS_PREFIX,
+    })
+    closers.push(() => second.close())
+    const s = (await sessionOf(first, r.jar))!
+    expect((await first.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })).result).toBe('ok')
+    const forwarded = upstream.requests.length
+    const refreshes = p.counts.refresh
+    const res = await spaFetch(second, r.jar, '/api/echo')
+    expect(res.status).toBe(500)
+    expect(await res.json()).toMatchObject({ error: 'server_error' })
+    expect(res.headers.get('retry-after')).toBeNull()
+    expect(upstream.requests.length).toBe(forwarded)
+    expect(p.counts.refresh).toBe(refreshes)
+    expect(errorLogged(second)).toBe(true)
+  })
+})

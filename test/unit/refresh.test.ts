@@ -183,6 +183,21 @@ describe('TokenService', () => {
     expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
   })
 
+  // Issue 13 item 9: a TypeError that is no network failure (here openid-client's
+  // own for a bad argument) is a bug: 500, logged as an error, never 503.
+  it('a bug during the refresh is a 500 server_error, logged at error level; the session is kept', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data())
+    const bad = await oidc.refreshTokenGrant(new oidc.Configuration({ issuer: 'https://idp.example', token_endpoint: 'https://idp.example/token' }, 'c', 's'), '').then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    expect(bad).toBeInstanceOf(TypeError)
+    idp.next = () => bad as Error
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'server_error', status: 500 })
+    expect(await sessions.loadBySid(session.sid, { slide: false })).not.toBeNull()
+  })
+
   it('an expired access token without a refresh token ends the session with session_expired', async () => {
     const { sessions, tokens, idp, data, events } = setup()
     const { session } = await sessions.create(data({ refreshToken: undefined }))
