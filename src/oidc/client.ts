@@ -151,11 +151,15 @@ export class OidcClient {
     }
   }
 
-  /** The authorization request: code flow with PKCE S256, state and nonce (RFC 9700 §2.1.1). */
-  async authorizationUrl(params: { state: string; nonce: string; codeChallenge: string; extra?: Record<string, string> }): Promise<URL> {
+  /**
+   * The authorization request: code flow with PKCE S256, state and nonce (RFC
+   * 9700 §2.1.1). `authParams` are the login's effective parameters
+   * (effectiveAuthParams: BFF_AUTH_PARAMS with the request's, floors applied),
+   * the same for the front channel and a pushed request.
+   */
+  async authorizationUrl(params: { state: string; nonce: string; codeChallenge: string; authParams: ReadonlyArray<readonly [string, string]> }): Promise<URL> {
     const configuration = await this.configuration()
-    const p = new URLSearchParams(this.#config.authParams as Array<[string, string]>)
-    for (const [k, v] of Object.entries(params.extra ?? {})) p.set(k, v)
+    const p = new URLSearchParams(params.authParams as Array<[string, string]>)
     p.set('redirect_uri', this.#config.redirectUri)
     p.set('scope', this.#config.scopes.join(' '))
     p.set('response_type', 'code')

@@ -3,6 +3,7 @@ import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
 import { auditFor, checkCsrf, clientIp, currentSession, header, readCookie, errorResponse, requester, sessionHandle, wantsHtml } from '../http.js'
 import { classifyIdpError, describe, idpBug } from '../oidc/client.js'
+import { authenticationShortfall, effectiveAuthParams, type RequestedLoginParams } from '../oidc/login-policy.js'
 import { RateLimiter } from '../rate-limit.js'
 import { safeReturnTo } from '../return-to.js'
 import { clearCookie, serializeCookie } from '../session/cookie.js'
@@ -18,27 +19,12 @@ const SILENT_FAILURES = new Set(['login_required', 'interaction_required', 'cons
 
 /**
  * Authorization parameters the SPA may choose per login: `prompt` (`none` for
- * silent re-authentication, `login`, `consent`), and `acr_values` / `max_age`
- * for step-up (RFC 9470). Anything else is fixed by configuration.
+ * silent re-authentication, `login`, `consent`, `select_account`), and
+ * `acr_values` / `max_age` for step-up (RFC 9470). BFF_AUTH_PARAMS is a floor
+ * they cannot lower (effectiveAuthParams); anything else is fixed by configuration.
  */
-function loginParams(c: Ctx): Record<string, string> | BffError {
-  const out: Record<string, string> = {}
-  const prompt = c.req.query('prompt')
-  if (prompt !== undefined) {
-    if (!['none', 'login', 'consent', 'select_account'].includes(prompt)) return new BffError('invalid_request', 'prompt must be none, login, consent or select_account.')
-    out.prompt = prompt
-  }
-  const acr = c.req.query('acr_values')
-  if (acr !== undefined) {
-    if (!/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(acr) || acr.length > 512) return new BffError('invalid_request', 'acr_values is malformed.')
-    out.acr_values = acr
-  }
-  const maxAge = c.req.query('max_age')
-  if (maxAge !== undefined) {
-    if (!/^\d{1,9}$/.test(maxAge)) return new BffError('invalid_request', 'max_age must be a number of seconds.')
-    out.max_age = maxAge
-  }
-  return out
+function loginParams(c: Ctx): RequestedLoginParams {
+  return { prompt: c.req.query('prompt'), acr_values: c.req.query('acr_values'), max_age: c.req.query('max_age') }
 }
 
 function withQuery(path: string, name: string, value: string): string {
@@ -103,8 +89,9 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     // tabs, so the cookies cannot pile up (the oauth2-proxy 431 problem).
     const existing = await deps.cookies.unseal<{ t?: unknown }>(readCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
     const txHandle = typeof existing?.t === 'string' ? existing.t : newHandle()
-    const extra = loginParams(c)
-    if (extra instanceof BffError) return loginFailed(c, extra)
+    // One computation for the front channel and a pushed request (RFC 9126) alike.
+    const effective = effectiveAuthParams(config.authParams, loginParams(c))
+    if (effective instanceof BffError) return loginFailed(c, effective)
     const state = oidc.randomState()
     const nonce = oidc.randomNonce()
     const codeVerifier = oidc.randomPKCECodeVerifier()
@@ -114,14 +101,23 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
         state,
         nonce,
         codeChallenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
-        extra,
+        authParams: effective.params,
       })
     } catch (err) {
       if (err instanceof BffError) return loginFailed(c, err)
       // A pushed request the IdP refused is a failed sign-in (400); a bug, 500.
       return loginFailed(c, idpFailure(c, err, 'authorization request', () => new BffError('invalid_request', 'The identity provider refused the sign-in request.', { logDetail: `authorization request refused: ${describe(err)}` })))
     }
-    await deps.transactions.put(txHandle, state, { codeVerifier, nonce, returnTo, createdAt: deps.now(), silent: extra.prompt === 'none' })
+    await deps.transactions.put(txHandle, state, {
+      codeVerifier,
+      nonce,
+      returnTo,
+      createdAt: deps.now(),
+      silent: effective.silent,
+      // Remembered for the callback: the ID token must show what was asked for.
+      ...(effective.asked.acrValues ? { acrValues: effective.asked.acrValues } : {}),
+      ...(effective.asked.maxAge !== undefined ? { maxAge: effective.asked.maxAge } : {}),
+    })
     const sealed = await deps.cookies.seal({ t: txHandle }, TRANSACTION_TTL_SECONDS)
     // Lax, not Strict: the cookie must come back on the IdP's cross-site
     // redirect to the callback (SECURITY-CHECKLIST #16).
@@ -184,6 +180,10 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     // trusts none but itself, whatever `azp` says (SECURITY-CHECKLIST #7).
     const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
     if (aud.length !== 1 || aud[0] !== config.clientId) return fail('ID token has an audience other than tokenward')
+    // The authentication asked for (acr_values, max_age; BFF_AUTH_PARAMS floors
+    // and step-up alike) must be the one the ID token shows.
+    const shortfall = authenticationShortfall({ acrValues: tx.acrValues, maxAge: tx.maxAge }, claims, nowSec)
+    if (shortfall) return fail(shortfall, 'The sign-in did not meet the required authentication. Please sign in again.')
 
     const now = deps.now()
     const data: SessionData = {
