@@ -177,9 +177,12 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     }
     if (typeof claims.sub !== 'string' || claims.sub.length === 0) return fail('ID token without sub')
     // Core §3.1.3.7 step 3: refuse audiences the client does not trust. tokenward
-    // trusts none but itself, whatever `azp` says (SECURITY-CHECKLIST #7).
+    // trusts none but itself, whatever `azp` says.
     const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
     if (aud.length !== 1 || aud[0] !== config.clientId) return fail('ID token has an audience other than tokenward')
+    // Core §3.1.3.7 step 5: an `azp` that is present must be our client id, with
+    // a single audience too (openid-client checks it only for several audiences).
+    if (claims.azp !== undefined && claims.azp !== config.clientId) return fail('ID token azp is not tokenward\'s client id')
     // The authentication asked for (acr_values, max_age; BFF_AUTH_PARAMS floors
     // and step-up alike) must be the one the ID token shows.
     const shortfall = authenticationShortfall({ acrValues: tx.acrValues, maxAge: tx.maxAge }, claims, nowSec)

@@ -300,7 +300,7 @@ export class TokenService {
       throw new LoginRequiredError('The session has ended; please sign in again.')
     }
 
-    const mismatch = idTokenMismatch(session.data, tokens)
+    const mismatch = idTokenMismatch(session.data, tokens, this.#o.config.clientId)
     if (mismatch) {
       this.#count('failed')
       await this.#end(session, 'refresh_token_rejected', true, mismatch)
@@ -339,14 +339,19 @@ export class TokenService {
   }
 }
 
-/** OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud (and azp, auth_time). */
-function idTokenMismatch(data: SessionData, tokens: TokenResult): string | undefined {
+/**
+ * OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud (and azp,
+ * auth_time); and, as at login (§3.1.3.7 step 5), an `azp` that is present must
+ * be tokenward's client id.
+ */
+function idTokenMismatch(data: SessionData, tokens: TokenResult, clientId: string): string | undefined {
   const c = tokens.idClaims
   if (!c) return undefined
   if (c.iss !== data.iss) return 'refreshed ID token changed iss'
   if (c.sub !== data.sub) return 'refreshed ID token changed sub'
   const aud = Array.isArray(c.aud) ? c.aud : [c.aud]
   if (aud.length !== data.aud.length || aud.some((a) => !data.aud.includes(a))) return 'refreshed ID token changed aud'
+  if (c.azp !== undefined && c.azp !== clientId) return 'refreshed ID token azp is not tokenward\'s client id'
   if (data.azp !== undefined && c.azp !== undefined && c.azp !== data.azp) return 'refreshed ID token changed azp'
   if (data.authTime !== undefined && c.auth_time !== undefined && c.auth_time !== data.authTime) return 'refreshed ID token changed auth_time'
   return undefined

@@ -163,6 +163,19 @@ describe('ID token validation at the callback (SECURITY-CHECKLIST #7, Core §3.1
     await refusedLogin(bff, { token: { claims: (c) => ({ ...c, aud: [String(c.aud), 'evil-rp'], azp: String(c.aud) }) } })
   })
 
+  // Issue 13 item 8 (Core §3.1.3.7 step 5): openid-client checks azp only when
+  // aud has several values, so a token issued to another client (azp) that
+  // names tokenward as its single audience created a session.
+  it('a single aud (ours) with azp naming another client: 400, no session', async () => {
+    const r = await refusedLogin(bff, { token: { claims: (c) => ({ ...c, azp: 'another-client' }) } })
+    expect(r.grant).toBeDefined()
+    expect(bff.logs.some((l) => l.includes('azp is not tokenward'))).toBe(true)
+  })
+
+  it('azp equal to our client id with a single aud: logs in', async () => {
+    await goodLogin(bff, idp, { token: { claims: (c) => ({ ...c, azp: String(c.aud) }) } })
+  })
+
   it('alg none: 400, no session', async () => {
     await refusedLogin(bff, { token: { signer: { kind: 'none' } } })
   })
@@ -537,6 +550,9 @@ describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
     ['iss', (c) => ({ ...c, iss: 'http://evil.example' })],
     ['aud (an extra audience, azp still ours)', (c) => ({ ...c, aud: [String(c.aud), 'evil-rp'], azp: String(c.aud) })],
     ['auth_time', (c) => ({ ...c, auth_time: Number(c.auth_time) - 3600 })],
+    // Issue 13 item 8: the login's ID token had no azp, so the §12.2 "azp unchanged"
+    // check did not apply; a present azp must be tokenward's client id.
+    ['azp (another client as authorized party, aud unchanged)', (c) => ({ ...c, azp: 'evil-rp' })],
   ]
   it.each(identityChanges)('an ID token that changes %s: 401, the session ends, nothing is forwarded', async (_name, claims) => {
     const { jar, r } = await loggedInAndExpired({ claims })
