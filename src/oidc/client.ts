@@ -179,6 +179,25 @@ export class OidcClient {
   }
 
   /**
+   * RFC 9207 §2.4 for an authorization response, error responses included
+   * (openid-client checks `iss` only on the way to the token endpoint): an
+   * `iss` that is not the issuer is always refused, and so is a missing one
+   * when the IdP advertises `authorization_response_iss_parameter_supported`.
+   * Returns a log detail for a response to refuse, else undefined.
+   */
+  async authorizationResponseIssuerProblem(params: URLSearchParams): Promise<string | undefined> {
+    const metadata = (await this.configuration()).serverMetadata()
+    const values = params.getAll('iss')
+    if (values.length > 1) return 'authorization response with more than one iss (RFC 9207)'
+    const iss = values[0]
+    if (iss !== undefined && iss !== metadata.issuer) return 'authorization response iss is not the issuer: a mix-up (RFC 9207 §2.4)'
+    if (iss === undefined && metadata.authorization_response_iss_parameter_supported === true) {
+      return 'authorization response without iss although the IdP advertises it (RFC 9207 §2.4)'
+    }
+    return undefined
+  }
+
+  /**
    * Redeems the code. openid-client checks state, `iss` (RFC 9207, when the IdP
    * advertises it), the ID token's iss/aud/azp/exp/nonce and signature. The
    * callback URL is rebuilt from BFF_PUBLIC_URL, never from the Host header.

@@ -142,6 +142,18 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     const tx = await deps.transactions.take(txHandle, state, deps.now())
     if (!tx) return fail('unknown, used or expired login transaction (state)')
 
+    // RFC 9207 §2.4 before anything else is read from the response, error
+    // responses included: an error (or a silent login's login_required) sent
+    // by another IdP in a mix-up must not be taken for this IdP's answer.
+    const callbackParams = new URL(c.req.url).searchParams
+    let issProblem: string | undefined
+    try {
+      issProblem = await deps.oidc.authorizationResponseIssuerProblem(callbackParams)
+    } catch (err) {
+      return loginFailed(c, err instanceof BffError ? err : idpFailure(c, err, 'callback', () => new IdpUnavailableError({ cause: err, logDetail: describe(err) })))
+    }
+    if (issProblem) return fail(issProblem)
+
     const idpError = c.req.query('error')
     if (idpError !== undefined) {
       const code = /^[a-z_]{1,64}$/.test(idpError) ? idpError : 'unknown'

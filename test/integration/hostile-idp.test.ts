@@ -308,6 +308,52 @@ describe('the authorization response iss parameter (RFC 9207, SECURITY-CHECKLIST
     await refusedLogin(bff, { authorize: (p) => p.append('iss', 'http://evil.example') })
     expect(idp.counts.token).toBe(tokenBefore)
   })
+
+  // Issue 13 ("error= callbacks skip the RFC 9207 iss check"): the error branch
+  // answered before openid-client's iss check ran, so in a mix-up another IdP's
+  // error (or a silent login's login_required) passed for this IdP's.
+  const errorWith = (error: string, iss: string | null) => (p: URLSearchParams) => {
+    p.delete('code')
+    p.set('error', error)
+    if (iss === null) p.delete('iss')
+    else p.set('iss', iss)
+  }
+  const mixUp = (r: HostileLogin) => {
+    expect(JSON.parse(r.callback!.body).message).not.toMatch(/refused the sign-in/)
+    expect(bff.logs.some((l) => l.includes('RFC 9207'))).toBe(true)
+  }
+
+  it('an error response without iss although discovery advertises it: refused as a mix-up (RFC 9207 §2.4)', async () => {
+    mixUp(await refusedLogin(bff, { authorize: errorWith('access_denied', null) }))
+  })
+
+  it('an error response with another issuer’s iss: refused as a mix-up', async () => {
+    mixUp(await refusedLogin(bff, { authorize: errorWith('access_denied', 'http://evil.example') }))
+  })
+
+  it('a silent login’s login_required without iss: 400, not a redirect back to the app', async () => {
+    const before = await sessionKeys(bff)
+    const r = await loginThrough(idp, bff.url, { query: 'prompt=none', scenario: { authorize: errorWith('login_required', null) } })
+    await expectNoSession(bff, r, before, 400)
+    expect(r.callback!.location).toBeNull()
+  })
+
+  it('a silent login’s login_required with the right iss still goes back to the app', async () => {
+    const r = await loginThrough(idp, bff.url, { query: 'prompt=none', scenario: { authorize: errorWith('login_required', idp.issuer) } })
+    expect(r.callback!.status).toBe(303)
+    expect(r.callback!.location).toBe('/home?tokenward_error=login_required')
+  })
+
+  it('an IdP that does not advertise iss: an error without iss is its error; one with another iss is still refused', async () => {
+    const quiet = await providerWith((doc) => ({ ...doc, authorization_response_iss_parameter_supported: false }))
+    const q = await tokenwardFor(quiet)
+    const plain = await loginThrough(quiet, q.url, { scenario: { authorize: errorWith('access_denied', null) } })
+    expect(plain.callback!.status).toBe(400)
+    expect(JSON.parse(plain.callback!.body).message).toMatch(/refused the sign-in \(access_denied\)/)
+    const forged = await loginThrough(quiet, q.url, { scenario: { authorize: errorWith('access_denied', 'http://evil.example') } })
+    expect(forged.callback!.status).toBe(400)
+    expect(JSON.parse(forged.callback!.body).message).not.toMatch(/refused the sign-in/)
+  })
 })
 
 describe('discovery (SECURITY-CHECKLIST #8)', () => {
