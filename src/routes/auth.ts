@@ -278,7 +278,15 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
   app.get('/logout', async (c) => {
     const session = await currentSession(c, deps, { slide: false })
     if (!session) {
-      clearSessionCookie(c)
+      // A cross-site navigation arrives without the SameSite=Strict cookie and
+      // lands here: deleting the cookie would log the user out from any page,
+      // with nothing revoked and no audit. Only a same-origin request (Fetch
+      // Metadata, `Sec-Fetch-Site`) may clear a stale cookie. Without the header
+      // (an old browser) the cookie is kept: that is safe, since it names no
+      // live session (every request treats it as none) and the next login
+      // replaces it.
+      if (header(c, 'sec-fetch-site') === 'same-origin') clearSessionCookie(c)
+      else noStore(c)
       return c.redirect(config.postLogoutRedirect, 302)
     }
     if (c.req.query('sid') !== session.sid) {
