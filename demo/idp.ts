@@ -79,6 +79,19 @@ export interface DevIdpOptions {
   configure?: (configuration: Configuration) => void
   /** RFC 8693 token exchange; off unless set. */
   tokenExchange?: DevIdpTokenExchange
+  /**
+   * What a login reports besides the account, per username (tests of the
+   * relying party's acr and auth_time checks): `acr` and `amr` for the ID
+   * token, and `ts`, the authentication time (epoch seconds) that becomes
+   * `auth_time`. Unset (the default): none, and the time of the login.
+   */
+  loginResult?: (username: string) => DevIdpLoginResult | undefined
+}
+
+export interface DevIdpLoginResult {
+  acr?: string
+  amr?: string[]
+  ts?: number
 }
 
 export interface DevIdpCounts {
@@ -188,7 +201,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   handler = (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     if (path.startsWith('/interaction/')) {
-      handleInteraction(provider, password, req, res, path).catch((err: unknown) => {
+      handleInteraction(provider, password, req, res, path, options.loginResult).catch((err: unknown) => {
         console.error('dev IdP: interaction handler failed', err)
         if (!res.headersSent) sendHtml(res, 500, errorPage('Something went wrong', 'See the dev IdP output.'))
         else res.destroy()
@@ -610,6 +623,20 @@ function observe(provider: Provider, counts: DevIdpCounts, record: Recorder): vo
   provider.on('revocation.error', (ctx, err) => {
     record('revocation.error', { clientId: ctx.oidc.client?.clientId, error: err.error })
   })
+  // What a pushed authorization request (RFC 9126) carried, as sent (the body,
+  // not oidc-provider's normalised params, which turn max_age=0 into
+  // prompt=login), so tests can see parameters the browser never carries.
+  provider.on('pushed_authorization_request.success', (ctx, client) => {
+    const p: Record<string, unknown> = ctx.oidc.body ?? {}
+    const pick = (k: string) => (typeof p[k] === 'string' ? (p[k] as string) : undefined)
+    record('pushed_authorization_request.success', {
+      clientId: client.clientId,
+      state: pick('state'),
+      prompt: pick('prompt'),
+      acr_values: pick('acr_values'),
+      max_age: pick('max_age'),
+    })
+  })
   provider.on('authorization.error', (ctx, err) => {
     record('authorization.error', { clientId: ctx.oidc.client?.clientId, error: err.error, description: err.error_description })
   })
@@ -638,6 +665,7 @@ async function handleInteraction(
   req: IncomingMessage,
   res: ServerResponse,
   path: string,
+  loginResult?: (username: string) => DevIdpLoginResult | undefined,
 ): Promise<void> {
   const match = /^\/interaction\/([\w-]+)(\/login|\/abort)?$/.exec(path)
   if (!match) return sendHtml(res, 404, errorPage('Not found', ''))
@@ -686,7 +714,7 @@ async function handleInteraction(
   const username = (form.get('username') ?? '').trim()
   const problem = checkCredentials(username, form.get('password') ?? '', password)
   if (problem) return sendHtml(res, 200, loginPage(details, password, problem, username))
-  return provider.interactionFinished(req, res, { login: { accountId: username } }, { mergeWithLastSubmission: false })
+  return provider.interactionFinished(req, res, { login: { ...loginResult?.(username), accountId: username } }, { mergeWithLastSubmission: false })
 }
 
 async function grantConsent(provider: Provider, details: Interaction): Promise<string> {

@@ -6,6 +6,7 @@ import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { httpUrl, parseRoutes } from './config-routes.js'
 import { parseTrustedProxies } from './client-address.js'
+import { authParamsProblems } from './oidc/login-policy.js'
 
 export { RESERVED_PREFIXES } from './config-routes.js'
 
@@ -268,6 +269,9 @@ export function loadConfig(env: Env): Config {
       problems.push(`BFF_AUTH_PARAMS must not set ${k}`)
     } else authParams.push([k, v])
   }
+  // prompt, acr_values and max_age are the login policy's floor: malformed ones
+  // would silently weaken it (src/oidc/login-policy.ts).
+  problems.push(...authParamsProblems(authParams))
 
   const scopes = (e?.BFF_SCOPES ?? DEFAULT_SCOPES).split(/\s+/).filter(Boolean)
   if (!scopes.includes('openid')) problems.push('BFF_SCOPES must include openid')

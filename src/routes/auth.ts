@@ -2,7 +2,8 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
 import { auditFor, checkCsrf, clientIp, currentSession, header, readCookie, errorResponse, requester, sessionHandle, wantsHtml } from '../http.js'
-import { describe, isTransientIdpError } from '../oidc/client.js'
+import { classifyIdpError, describe, idpBug } from '../oidc/client.js'
+import { authenticationShortfall, effectiveAuthParams, type RequestedLoginParams } from '../oidc/login-policy.js'
 import { RateLimiter } from '../rate-limit.js'
 import { safeReturnTo } from '../return-to.js'
 import { clearCookie, serializeCookie } from '../session/cookie.js'
@@ -18,27 +19,12 @@ const SILENT_FAILURES = new Set(['login_required', 'interaction_required', 'cons
 
 /**
  * Authorization parameters the SPA may choose per login: `prompt` (`none` for
- * silent re-authentication, `login`, `consent`), and `acr_values` / `max_age`
- * for step-up (RFC 9470). Anything else is fixed by configuration.
+ * silent re-authentication, `login`, `consent`, `select_account`), and
+ * `acr_values` / `max_age` for step-up (RFC 9470). BFF_AUTH_PARAMS is a floor
+ * they cannot lower (effectiveAuthParams); anything else is fixed by configuration.
  */
-function loginParams(c: Ctx): Record<string, string> | BffError {
-  const out: Record<string, string> = {}
-  const prompt = c.req.query('prompt')
-  if (prompt !== undefined) {
-    if (!['none', 'login', 'consent', 'select_account'].includes(prompt)) return new BffError('invalid_request', 'prompt must be none, login, consent or select_account.')
-    out.prompt = prompt
-  }
-  const acr = c.req.query('acr_values')
-  if (acr !== undefined) {
-    if (!/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(acr) || acr.length > 512) return new BffError('invalid_request', 'acr_values is malformed.')
-    out.acr_values = acr
-  }
-  const maxAge = c.req.query('max_age')
-  if (maxAge !== undefined) {
-    if (!/^\d{1,9}$/.test(maxAge)) return new BffError('invalid_request', 'max_age must be a number of seconds.')
-    out.max_age = maxAge
-  }
-  return out
+function loginParams(c: Ctx): RequestedLoginParams {
+  return { prompt: c.req.query('prompt'), acr_values: c.req.query('acr_values'), max_age: c.req.query('max_age') }
 }
 
 function withQuery(path: string, name: string, value: string): string {
@@ -84,14 +70,28 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     return errorResponse(c, err)
   }
 
+  /** An IdP failure, classified (classifyIdpError): 503, `refused()`, or a bug logged at error level and answered 500. */
+  const idpFailure = (c: Ctx, err: unknown, where: string, refused: () => BffError): BffError => {
+    switch (classifyIdpError(err)) {
+      case 'unavailable':
+        return new IdpUnavailableError({ cause: err, logDetail: `${where}: ${describe(err)}` })
+      case 'refused':
+        return refused()
+      default:
+        c.get('log').error({ reason: describe(err), where }, 'unexpected error talking to the identity provider (a bug or a misconfiguration)')
+        return idpBug(err, where)
+    }
+  }
+
   app.get('/login', async (c) => {
     const returnTo = safeReturnTo(c.req.query('returnTo'), config.publicOrigin)
     // One transaction cookie per browser, reused by concurrent logins in several
     // tabs, so the cookies cannot pile up (the oauth2-proxy 431 problem).
     const existing = await deps.cookies.unseal<{ t?: unknown }>(readCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)
     const txHandle = typeof existing?.t === 'string' ? existing.t : newHandle()
-    const extra = loginParams(c)
-    if (extra instanceof BffError) return loginFailed(c, extra)
+    // One computation for the front channel and a pushed request (RFC 9126) alike.
+    const effective = effectiveAuthParams(config.authParams, loginParams(c))
+    if (effective instanceof BffError) return loginFailed(c, effective)
     const state = oidc.randomState()
     const nonce = oidc.randomNonce()
     const codeVerifier = oidc.randomPKCECodeVerifier()
@@ -101,12 +101,23 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
         state,
         nonce,
         codeChallenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
-        extra,
+        authParams: effective.params,
       })
     } catch (err) {
-      return loginFailed(c, err instanceof BffError ? err : new IdpUnavailableError({ cause: err, logDetail: describe(err) }))
+      if (err instanceof BffError) return loginFailed(c, err)
+      // A pushed request the IdP refused is a failed sign-in (400); a bug, 500.
+      return loginFailed(c, idpFailure(c, err, 'authorization request', () => new BffError('invalid_request', 'The identity provider refused the sign-in request.', { logDetail: `authorization request refused: ${describe(err)}` })))
     }
-    await deps.transactions.put(txHandle, state, { codeVerifier, nonce, returnTo, createdAt: deps.now(), silent: extra.prompt === 'none' })
+    await deps.transactions.put(txHandle, state, {
+      codeVerifier,
+      nonce,
+      returnTo,
+      createdAt: deps.now(),
+      silent: effective.silent,
+      // Remembered for the callback: the ID token must show what was asked for.
+      ...(effective.asked.acrValues ? { acrValues: effective.asked.acrValues } : {}),
+      ...(effective.asked.maxAge !== undefined ? { maxAge: effective.asked.maxAge } : {}),
+    })
     const sealed = await deps.cookies.seal({ t: txHandle }, TRANSACTION_TTL_SECONDS)
     // Lax, not Strict: the cookie must come back on the IdP's cross-site
     // redirect to the callback (SECURITY-CHECKLIST #16).
@@ -131,6 +142,18 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     const tx = await deps.transactions.take(txHandle, state, deps.now())
     if (!tx) return fail('unknown, used or expired login transaction (state)')
 
+    // RFC 9207 §2.4 before anything else is read from the response, error
+    // responses included: an error (or a silent login's login_required) sent
+    // by another IdP in a mix-up must not be taken for this IdP's answer.
+    const callbackParams = new URL(c.req.url).searchParams
+    let issProblem: string | undefined
+    try {
+      issProblem = await deps.oidc.authorizationResponseIssuerProblem(callbackParams)
+    } catch (err) {
+      return loginFailed(c, err instanceof BffError ? err : idpFailure(c, err, 'callback', () => new IdpUnavailableError({ cause: err, logDetail: describe(err) })))
+    }
+    if (issProblem) return fail(issProblem)
+
     const idpError = c.req.query('error')
     if (idpError !== undefined) {
       const code = /^[a-z_]{1,64}$/.test(idpError) ? idpError : 'unknown'
@@ -151,8 +174,11 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
         nonce: tx.nonce,
       })
     } catch (err) {
-      if (isTransientIdpError(err)) return loginFailed(c, new IdpUnavailableError({ cause: err, logDetail: describe(err) }))
-      return fail(`code exchange or ID token validation failed: ${describe(err)}`)
+      if (err instanceof BffError) return loginFailed(c, err)
+      return loginFailed(
+        c,
+        idpFailure(c, err, 'code exchange', () => new BffError('invalid_request', 'The sign-in could not be completed. Please start again.', { logDetail: `code exchange or ID token validation failed: ${describe(err)}` })),
+      )
     }
     const claims = tokens.idClaims
     if (!claims) return fail('token response without an ID token')
@@ -163,9 +189,16 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     }
     if (typeof claims.sub !== 'string' || claims.sub.length === 0) return fail('ID token without sub')
     // Core §3.1.3.7 step 3: refuse audiences the client does not trust. tokenward
-    // trusts none but itself, whatever `azp` says (SECURITY-CHECKLIST #7).
+    // trusts none but itself, whatever `azp` says.
     const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
     if (aud.length !== 1 || aud[0] !== config.clientId) return fail('ID token has an audience other than tokenward')
+    // Core §3.1.3.7 step 5: an `azp` that is present must be our client id, with
+    // a single audience too (openid-client checks it only for several audiences).
+    if (claims.azp !== undefined && claims.azp !== config.clientId) return fail('ID token azp is not tokenward\'s client id')
+    // The authentication asked for (acr_values, max_age; BFF_AUTH_PARAMS floors
+    // and step-up alike) must be the one the ID token shows.
+    const shortfall = authenticationShortfall({ acrValues: tx.acrValues, maxAge: tx.maxAge }, claims, nowSec)
+    if (shortfall) return fail(shortfall, 'The sign-in did not meet the required authentication. Please sign in again.')
 
     const now = deps.now()
     const data: SessionData = {
@@ -245,7 +278,15 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
   app.get('/logout', async (c) => {
     const session = await currentSession(c, deps, { slide: false })
     if (!session) {
-      clearSessionCookie(c)
+      // A cross-site navigation arrives without the SameSite=Strict cookie and
+      // lands here: deleting the cookie would log the user out from any page,
+      // with nothing revoked and no audit. Only a same-origin request (Fetch
+      // Metadata, `Sec-Fetch-Site`) may clear a stale cookie. Without the header
+      // (an old browser) the cookie is kept: that is safe, since it names no
+      // live session (every request treats it as none) and the next login
+      // replaces it.
+      if (header(c, 'sec-fetch-site') === 'same-origin') clearSessionCookie(c)
+      else noStore(c)
       return c.redirect(config.postLogoutRedirect, 302)
     }
     if (c.req.query('sid') !== session.sid) {

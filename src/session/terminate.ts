@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js'
 import { audit, type AuditEvent } from '../log.js'
-import { describe, type OidcClient } from '../oidc/client.js'
+import { classifyIdpError, describe, type OidcClient } from '../oidc/client.js'
 import type { Session, SessionManager } from './sessions.js'
 
 export type EndReason = Extract<AuditEvent, 'logout' | 'backchannel_logout' | 'session_revoked' | 'refresh_token_rejected' | 'refresh_failed' | 'session_expired'>
@@ -52,10 +52,27 @@ export class SessionTerminator {
     try {
       return await this.#o.oidc.revokeRefreshToken(refreshToken)
     } catch (err) {
+      if (this.#gaveUp(sid, err)) return false
       this.#o.logger.warn({ sid, reason: describe(err) }, 'refresh token revocation failed; retrying')
       this.#retry(sid, refreshToken, 0)
       return 'queued'
     }
+  }
+
+  /**
+   * Only an outage is worth retrying (RFC 7009 §2.2.1, 503). A refusal (4xx)
+   * or a bug or misconfiguration would fail the same way again: logged once,
+   * as what it is, and not retried.
+   */
+  #gaveUp(sid: string, err: unknown): boolean {
+    const failure = classifyIdpError(err)
+    if (failure === 'unavailable') return false
+    if (failure === 'refused') {
+      this.#o.logger.warn({ sid, reason: describe(err) }, 'refresh token revocation refused by the identity provider; not retried')
+    } else {
+      this.#o.logger.error({ sid, reason: describe(err) }, 'refresh token revocation failed: unexpected error (a bug or a misconfiguration); not retried')
+    }
+    return true
   }
 
   #retry(sid: string, refreshToken: string, attempt: number): void {
@@ -73,6 +90,7 @@ export class SessionTerminator {
       this.#o.oidc.revokeRefreshToken(refreshToken).then(
         () => this.#o.logger.info({ sid, attempts: attempt + 2 }, 'refresh token revoked after retry'),
         (err: unknown) => {
+          if (this.#gaveUp(sid, err)) return
           this.#o.logger.warn({ sid, reason: describe(err), attempt: attempt + 2 }, 'refresh token revocation failed')
           this.#retry(sid, refreshToken, attempt + 1)
         },

@@ -11,6 +11,10 @@ export interface LoginTransaction {
   readonly createdAt: number
   /** prompt=none: an IdP answer that the user must act is sent back to the app, not shown as a failure. */
   readonly silent?: boolean
+  /** The acr_values the authorization request effectively asked for; the ID token's `acr` must be one of them. */
+  readonly acrValues?: readonly string[]
+  /** The max_age (seconds) the authorization request effectively asked for; `auth_time` must meet it. */
+  readonly maxAge?: number
 }
 
 /** Transactions live at most 10 minutes (SECURITY-CHECKLIST #2). */

@@ -1,6 +1,6 @@
 import { IdpUnavailableError } from '../errors.js'
 import type { Logger } from '../log.js'
-import { describe, isTransientIdpError, type OidcClient } from '../oidc/client.js'
+import { classifyIdpError, describe, idpBug, type OidcClient } from '../oidc/client.js'
 
 export interface ClientTokenRequest {
   readonly scopes?: readonly string[] | undefined
@@ -64,10 +64,18 @@ export class ClientTokenService {
       return token
     } catch (err) {
       this.#cache.delete(key)
-      this.#logger.warn({ reason: describe(err), resource: request.resource }, 'client credentials grant failed')
-      // The route cannot be served without its token; whatever the reason, the
-      // browser's user can do nothing about it.
-      throw new IdpUnavailableError({ cause: err, logDetail: `client credentials: ${describe(err)}`, ...(isTransientIdpError(err) ? {} : { retryAfter: 30 }) })
+      const failure = classifyIdpError(err)
+      if (failure === 'unavailable') {
+        this.#logger.warn({ reason: describe(err), resource: request.resource }, 'client credentials grant failed: identity provider unavailable')
+        throw new IdpUnavailableError({ cause: err, logDetail: `client credentials: ${describe(err)}` })
+      }
+      // The IdP refused tokenward's own grant (invalid_client, invalid_scope,
+      // invalid_target) or something broke on our side: either way a
+      // misconfiguration the browser's user can do nothing about and that
+      // waiting will not cure, so a 500 logged as an error, not a 503 that
+      // blames the IdP.
+      this.#logger.error({ reason: describe(err), resource: request.resource, failure }, 'client credentials grant failed (a misconfiguration or a bug)')
+      throw idpBug(err, `client credentials (${failure === 'refused' ? 'refused by the identity provider' : 'unexpected error'})`)
     }
   }
 }

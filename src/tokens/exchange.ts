@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Config, TokenExchangeConfig } from '../config.js'
 import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import type { Logger } from '../log.js'
-import { ACCESS_TOKEN_TYPE, describe, isTransientIdpError, JWT_TOKEN_TYPE, type ExchangeResult, type OidcClient } from '../oidc/client.js'
+import { ACCESS_TOKEN_TYPE, classifyIdpError, describe, idpBug, JWT_TOKEN_TYPE, type ExchangeResult, type OidcClient } from '../oidc/client.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
 import { SpanKind, traced } from '../tracing.js'
 import type { AccessToken } from './refresh.js'
@@ -147,10 +147,16 @@ export class TokenExchanger {
       )
     } catch (err) {
       const reason = describe(err)
-      if (isTransientIdpError(err)) {
+      const failure = classifyIdpError(err)
+      if (failure === 'unavailable') {
         // The same answer as a refresh the IdP did not answer: 503, session kept.
         logger.warn({ ...where, reason }, 'token exchange failed: identity provider unavailable')
         throw new IdpUnavailableError({ cause: err, logDetail: `token exchange: ${reason}` })
+      }
+      if (failure === 'bug') {
+        // Neither the IdP's answer nor its absence: a 500, logged as what it is.
+        logger.error({ ...where, reason }, 'token exchange failed: unexpected error (a bug or a misconfiguration)')
+        throw idpBug(err, 'token exchange')
       }
       logger.warn({ ...where, reason }, 'token exchange refused by the identity provider')
       throw refused(`token exchange refused: ${reason}`, err)

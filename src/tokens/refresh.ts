@@ -5,7 +5,7 @@ import type { Config, TokenExchangeConfig } from '../config.js'
 import { SpanKind, traced } from '../tracing.js'
 import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
-import { describe, isFatalGrantError, isTransientIdpError, type OidcClient, type TokenResult } from '../oidc/client.js'
+import { classifyIdpError, describe, idpBug, isFatalGrantError, type OidcClient, type TokenResult } from '../oidc/client.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
 import type { EndReason, SessionTerminator } from '../session/terminate.js'
 import type { Metrics, RefreshOutcome } from '../metrics.js'
@@ -267,7 +267,8 @@ export class TokenService {
         await this.#end(session, 'refresh_token_rejected', false, describe(err))
         throw new LoginRequiredError('The session has ended; please sign in again.')
       }
-      if (isTransientIdpError(err)) {
+      const failure = classifyIdpError(err)
+      if (failure === 'unavailable') {
         this.#count('idp_unavailable')
         audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
         // The IdP did not answer: keep the session (CONTRACT.md). If the request
@@ -280,6 +281,18 @@ export class TokenService {
         if (!mayHaveReachedIdp(err)) await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
         throw new IdpUnavailableError({ cause: err, logDetail: describe(err) })
       }
+      if (failure === 'bug') {
+        // A bug or misconfiguration (say, a TypeError for a bad argument), not
+        // the IdP's doing: 500, logged as an error, and the session is kept. Whether
+        // the request left before the failure is unknown, so the refresh journal
+        // stays unless the request certainly never reached the IdP; then the
+        // next refresh ends the session visibly rather than present a refresh
+        // token that may be spent (RFC 9700 §4.14.2).
+        this.#count('failed')
+        logger.error({ sid: session.sid, reason: describe(err) }, 'refresh failed: unexpected error talking to the identity provider (a bug or a misconfiguration)')
+        if (!mayHaveReachedIdp(err)) await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
+        throw idpBug(err, 'refresh')
+      }
       // The IdP answered but the response was unusable (for example an invalid ID
       // token): the refresh token may be spent, so the session fails closed.
       this.#count('failed')
@@ -287,7 +300,7 @@ export class TokenService {
       throw new LoginRequiredError('The session has ended; please sign in again.')
     }
 
-    const mismatch = idTokenMismatch(session.data, tokens)
+    const mismatch = idTokenMismatch(session.data, tokens, this.#o.config.clientId)
     if (mismatch) {
       this.#count('failed')
       await this.#end(session, 'refresh_token_rejected', true, mismatch)
@@ -326,14 +339,19 @@ export class TokenService {
   }
 }
 
-/** OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud (and azp, auth_time). */
-function idTokenMismatch(data: SessionData, tokens: TokenResult): string | undefined {
+/**
+ * OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud (and azp,
+ * auth_time); and, as at login (§3.1.3.7 step 5), an `azp` that is present must
+ * be tokenward's client id.
+ */
+function idTokenMismatch(data: SessionData, tokens: TokenResult, clientId: string): string | undefined {
   const c = tokens.idClaims
   if (!c) return undefined
   if (c.iss !== data.iss) return 'refreshed ID token changed iss'
   if (c.sub !== data.sub) return 'refreshed ID token changed sub'
   const aud = Array.isArray(c.aud) ? c.aud : [c.aud]
   if (aud.length !== data.aud.length || aud.some((a) => !data.aud.includes(a))) return 'refreshed ID token changed aud'
+  if (c.azp !== undefined && c.azp !== clientId) return 'refreshed ID token azp is not tokenward\'s client id'
   if (data.azp !== undefined && c.azp !== undefined && c.azp !== data.azp) return 'refreshed ID token changed azp'
   if (data.authTime !== undefined && c.auth_time !== undefined && c.auth_time !== data.authTime) return 'refreshed ID token changed auth_time'
   return undefined

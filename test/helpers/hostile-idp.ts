@@ -572,10 +572,10 @@ export interface HostileLogin {
 export async function loginThrough(
   idp: HostileIdp,
   bffUrl: string,
-  options: { scenario?: Scenario; jar?: CookieJar; callbackTimeoutMs?: number } = {},
+  options: { scenario?: Scenario; jar?: CookieJar; callbackTimeoutMs?: number; /** More /auth/login query parameters (prompt, acr_values...). */ query?: string } = {},
 ): Promise<HostileLogin> {
   const jar = options.jar ?? new CookieJar()
-  const loginUrl = `${bffUrl}/auth/login?returnTo=%2Fhome`
+  const loginUrl = `${bffUrl}/auth/login?returnTo=%2Fhome${options.query ? `&${options.query}` : ''}`
   const l = await get(jar, loginUrl)
   const login = { status: l.status, location: l.headers.get('location'), body: l.body, setCookies: l.headers.getSetCookie() }
   const empty = { jar, login, state: undefined, callbackUrl: undefined, callback: undefined, callbackMs: 0, grant: undefined }

@@ -82,6 +82,53 @@ describe('the callback refuses what it did not start (SECURITY-CHECKLIST #2-#5)'
     await expectRefused(await callback(jar, cb.href), before)
   })
 
+  // Issue 13: the error branch answered before the RFC 9207 check, so in a
+  // mix-up (RFC 9207 §2.4) another IdP's error, or a silent login's
+  // login_required, was taken for this IdP's. The dev IdP advertises
+  // authorization_response_iss_parameter_supported.
+  describe('error responses get the RFC 9207 iss check too', () => {
+    /** Starts a login (with `query`, e.g. prompt=none) and comes back with an IdP error response. */
+    async function errorCallback(jar: CookieJar, query: string, error: string, iss: string | null): Promise<Response> {
+      const url = `${world.bff.url}/auth/login?returnTo=%2Fx${query ? `&${query}` : ''}`
+      const login = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header(url) } })
+      jar.store(url, login.headers)
+      const state = new URL(login.headers.get('location')!).searchParams.get('state')!
+      const cb = new URL(`${world.bff.url}/auth/callback`)
+      cb.searchParams.set('error', error)
+      cb.searchParams.set('state', state)
+      if (iss !== null) cb.searchParams.set('iss', iss)
+      return callback(jar, cb.href)
+    }
+    const mixUpLogged = () => world.bff.logs.some((l) => l.includes('login failed') && l.includes('RFC 9207'))
+
+    it('an error without iss: 400 as a mix-up, not the IdP’s error', async () => {
+      const res = await errorCallback(new CookieJar(), '', 'access_denied', null)
+      const body = (await res.clone().json()) as { message: string }
+      await expectRefused(res, world.idp.counts.tokenRequests)
+      expect(body.message).not.toContain('access_denied')
+      expect(mixUpLogged()).toBe(true)
+    })
+
+    it('an error with another issuer’s iss: 400 as a mix-up', async () => {
+      const res = await errorCallback(new CookieJar(), '', 'access_denied', 'https://evil.example')
+      const body = (await res.clone().json()) as { message: string }
+      await expectRefused(res, world.idp.counts.tokenRequests)
+      expect(body.message).not.toContain('access_denied')
+    })
+
+    it('a silent login’s login_required without iss: 400, not a redirect back to the app', async () => {
+      const res = await errorCallback(new CookieJar(), 'prompt=none', 'login_required', null)
+      expect(res.headers.get('location')).toBeNull()
+      await expectRefused(res, world.idp.counts.tokenRequests)
+    })
+
+    it('a silent login’s login_required with the right iss still goes back to the app', async () => {
+      const res = await errorCallback(new CookieJar(), 'prompt=none', 'login_required', world.idp.issuer)
+      expect(res.status).toBe(303)
+      expect(res.headers.get('location')).toBe('/x?tokenward_error=login_required')
+    })
+  })
+
   it('a code for another login (swapped state) is refused (#4)', async () => {
     const jar = new CookieJar()
     const first = new URL(await completeAtIdp(await startLogin(world.bff.url, jar), jar))

@@ -163,6 +163,19 @@ describe('ID token validation at the callback (SECURITY-CHECKLIST #7, Core §3.1
     await refusedLogin(bff, { token: { claims: (c) => ({ ...c, aud: [String(c.aud), 'evil-rp'], azp: String(c.aud) }) } })
   })
 
+  // Issue 13 item 8 (Core §3.1.3.7 step 5): openid-client checks azp only when
+  // aud has several values, so a token issued to another client (azp) that
+  // names tokenward as its single audience created a session.
+  it('a single aud (ours) with azp naming another client: 400, no session', async () => {
+    const r = await refusedLogin(bff, { token: { claims: (c) => ({ ...c, azp: 'another-client' }) } })
+    expect(r.grant).toBeDefined()
+    expect(bff.logs.some((l) => l.includes('azp is not tokenward'))).toBe(true)
+  })
+
+  it('azp equal to our client id with a single aud: logs in', async () => {
+    await goodLogin(bff, idp, { token: { claims: (c) => ({ ...c, azp: String(c.aud) }) } })
+  })
+
   it('alg none: 400, no session', async () => {
     await refusedLogin(bff, { token: { signer: { kind: 'none' } } })
   })
@@ -294,6 +307,52 @@ describe('the authorization response iss parameter (RFC 9207, SECURITY-CHECKLIST
     const tokenBefore = idp.counts.token
     await refusedLogin(bff, { authorize: (p) => p.append('iss', 'http://evil.example') })
     expect(idp.counts.token).toBe(tokenBefore)
+  })
+
+  // Issue 13 ("error= callbacks skip the RFC 9207 iss check"): the error branch
+  // answered before openid-client's iss check ran, so in a mix-up another IdP's
+  // error (or a silent login's login_required) passed for this IdP's.
+  const errorWith = (error: string, iss: string | null) => (p: URLSearchParams) => {
+    p.delete('code')
+    p.set('error', error)
+    if (iss === null) p.delete('iss')
+    else p.set('iss', iss)
+  }
+  const mixUp = (r: HostileLogin) => {
+    expect(JSON.parse(r.callback!.body).message).not.toMatch(/refused the sign-in/)
+    expect(bff.logs.some((l) => l.includes('RFC 9207'))).toBe(true)
+  }
+
+  it('an error response without iss although discovery advertises it: refused as a mix-up (RFC 9207 §2.4)', async () => {
+    mixUp(await refusedLogin(bff, { authorize: errorWith('access_denied', null) }))
+  })
+
+  it('an error response with another issuer’s iss: refused as a mix-up', async () => {
+    mixUp(await refusedLogin(bff, { authorize: errorWith('access_denied', 'http://evil.example') }))
+  })
+
+  it('a silent login’s login_required without iss: 400, not a redirect back to the app', async () => {
+    const before = await sessionKeys(bff)
+    const r = await loginThrough(idp, bff.url, { query: 'prompt=none', scenario: { authorize: errorWith('login_required', null) } })
+    await expectNoSession(bff, r, before, 400)
+    expect(r.callback!.location).toBeNull()
+  })
+
+  it('a silent login’s login_required with the right iss still goes back to the app', async () => {
+    const r = await loginThrough(idp, bff.url, { query: 'prompt=none', scenario: { authorize: errorWith('login_required', idp.issuer) } })
+    expect(r.callback!.status).toBe(303)
+    expect(r.callback!.location).toBe('/home?tokenward_error=login_required')
+  })
+
+  it('an IdP that does not advertise iss: an error without iss is its error; one with another iss is still refused', async () => {
+    const quiet = await providerWith((doc) => ({ ...doc, authorization_response_iss_parameter_supported: false }))
+    const q = await tokenwardFor(quiet)
+    const plain = await loginThrough(quiet, q.url, { scenario: { authorize: errorWith('access_denied', null) } })
+    expect(plain.callback!.status).toBe(400)
+    expect(JSON.parse(plain.callback!.body).message).toMatch(/refused the sign-in \(access_denied\)/)
+    const forged = await loginThrough(quiet, q.url, { scenario: { authorize: errorWith('access_denied', 'http://evil.example') } })
+    expect(forged.callback!.status).toBe(400)
+    expect(JSON.parse(forged.callback!.body).message).not.toMatch(/refused the sign-in/)
   })
 })
 
@@ -537,6 +596,9 @@ describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
     ['iss', (c) => ({ ...c, iss: 'http://evil.example' })],
     ['aud (an extra audience, azp still ours)', (c) => ({ ...c, aud: [String(c.aud), 'evil-rp'], azp: String(c.aud) })],
     ['auth_time', (c) => ({ ...c, auth_time: Number(c.auth_time) - 3600 })],
+    // Issue 13 item 8: the login's ID token had no azp, so the §12.2 "azp unchanged"
+    // check did not apply; a present azp must be tokenward's client id.
+    ['azp (another client as authorized party, aud unchanged)', (c) => ({ ...c, azp: 'evil-rp' })],
   ]
   it.each(identityChanges)('an ID token that changes %s: 401, the session ends, nothing is forwarded', async (_name, claims) => {
     const { jar, r } = await loggedInAndExpired({ claims })
@@ -656,5 +718,70 @@ describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
     const { jar, refreshToken } = await loggedInAndExpired({ truncate: true })
     const forwarded = upstream.requests.length
     await expectKept(jar, await spaFetch(bff, jar, '/api/echo'), refreshToken, forwarded)
+  })
+})
+
+// Issue 13 item 9: isTransientIdpError took every TypeError for an IdP outage,
+// but a TypeError is also what a bad argument or an unusable URL gives, so a
+// misconfiguration was answered 503 idp_unavailable with Retry-After, as if
+// the IdP were down. Here the IdP's discovery names a token endpoint with
+// credentials in its URL: fetch refuses to build such a request (a TypeError,
+// no network code, nothing sent). That is a 500 server_error logged as an error.
+describe('a bug or misconfiguration is not an IdP outage (issue 13 item 9)', () => {
+  const withCredentials = (doc: Record<string, unknown>) => {
+    const u = new URL(String(doc.token_endpoint))
+    u.username = 'user'
+    u.password = 'pass'
+    return { ...doc, token_endpoint: u.href }
+  }
+  const errorLogged = (bff: TestBff) =>
+    bff.logs.some((l) => {
+      const line = JSON.parse(l) as { level?: string; msg?: string }
+      return line.level === 'error' && /bug or a misconfiguration/.test(line.msg ?? '')
+    })
+
+  it('at the callback: 500 server_error without Retry-After, no session, logged at error level', async () => {
+    const broken = await providerWith(withCredentials)
+    const bff = await tokenwardFor(broken)
+    const before = await sessionKeys(bff)
+    const r = await loginThrough(broken, bff.url)
+    expect(r.callback, 'the walk reached tokenward’s callback').toBeDefined()
+    expect(r.callback!.status, r.callback!.body).toBe(500)
+    expect(JSON.parse(r.callback!.body)).toEqual({ error: 'server_error', message: expect.any(String) })
+    expect(r.callback!.headers.get('retry-after')).toBeNull()
+    expect(sessionCookieSet(bff, r.callback!.setCookies)).toBe(false)
+    expect((await sessionKeys(bff)).sort()).toEqual(before.sort())
+    expect(broken.counts.token, 'a token request was sent').toBe(0)
+    expect(errorLogged(bff)).toBe(true)
+  })
+
+  it('on refresh: 500 server_error, not 503, and nothing is forwarded', async () => {
+    // One instance logs in while discovery is honest; a second instance sharing
+    // its Redis and keys discovers the broken endpoint and refreshes with it.
+    const p = await providerWith()
+    const first = await tokenwardFor(p)
+    const r = await goodLogin(first, p)
+    p.discovery = withCredentials
+    const second = await startBff({
+      issuer: p.issuer,
+      redisUrl: inject('redisUrl'),
+      clientId: p.clientId,
+      clientSecret: p.clientSecret,
+      routes: [{ prefix: '/api', upstream: upstream.url, token: 'user' }],
+      env: { ...first.env, BFF_PORT: undefined },
+      redisPrefix: first.env.BFF_REDIS_PREFIX,
+    })
+    closers.push(() => second.close())
+    const s = (await sessionOf(first, r.jar))!
+    expect((await first.server.deps.sessions.replace(s, { ...s.data, accessTokenExpiresAt: Date.now() - 1000 })).result).toBe('ok')
+    const forwarded = upstream.requests.length
+    const refreshes = p.counts.refresh
+    const res = await spaFetch(second, r.jar, '/api/echo')
+    expect(res.status).toBe(500)
+    expect(await res.json()).toMatchObject({ error: 'server_error' })
+    expect(res.headers.get('retry-after')).toBeNull()
+    expect(upstream.requests.length).toBe(forwarded)
+    expect(p.counts.refresh).toBe(refreshes)
+    expect(errorLogged(second)).toBe(true)
   })
 })

@@ -147,6 +147,47 @@ describe('login, session and logout round trip', () => {
     expect((await spaFetch(bff, jar, '/auth/session')).status).toBe(401)
   })
 
+  // Issue 13 item 6: with SameSite=Strict, a foreign page's link to GET
+  // /auth/logout arrives without the session cookie, and the "no session"
+  // branch used to answer with a Set-Cookie deleting it: the user was logged
+  // out from any page, nothing revoked, nothing audited.
+  it('a cross-site GET /auth/logout without the cookie does not delete it; the session keeps working', async () => {
+    const { bff } = world
+    const jar = (await login(bff.url)).jar
+    const cookieName = bff.config.cookie.name
+    const before = jar.get(cookieName)
+    expect(before).toBeDefined()
+    // What the browser sends on a cross-site navigation: no Strict cookie, Fetch Metadata.
+    const url = `${bff.url}/auth/logout`
+    const res = await fetch(url, { redirect: 'manual', headers: { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' } })
+    expect(res.status).toBe(302)
+    expect(res.headers.getSetCookie().filter((l) => l.startsWith(`${cookieName}=`))).toEqual([])
+    // The browser applies whatever came back to its jar, then goes on using the app.
+    jar.store(url, res.headers)
+    expect(jar.get(cookieName)).toBe(before)
+    expect((await spaFetch(bff, jar, '/auth/session')).status).toBe(200)
+    expect((await spaFetch(bff, jar, '/api/x')).status).toBe(200)
+    // Without Fetch Metadata (an old browser) the cookie is kept too.
+    const bare = await fetch(url, { redirect: 'manual' })
+    expect(bare.headers.getSetCookie().filter((l) => l.startsWith(`${cookieName}=`))).toEqual([])
+  })
+
+  it('a same-origin GET /auth/logout with a stale cookie still clears it', async () => {
+    const { bff } = world
+    const jar = (await login(bff.url)).jar
+    const cookieName = bff.config.cookie.name
+    const stale = jar.get(cookieName)!
+    expect((await spaFetch(bff, jar, '/auth/logout', { method: 'POST' })).status).toBe(200)
+    const res = await fetch(`${bff.url}/auth/logout`, {
+      redirect: 'manual',
+      headers: { cookie: `${cookieName}=${stale}`, 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' },
+    })
+    expect(res.status).toBe(302)
+    const cleared = res.headers.getSetCookie().find((l) => l.startsWith(`${cookieName}=`))
+    expect(cleared).toBeDefined()
+    expect(cleared).toMatch(/max-age=0/i)
+  })
+
   it('/auth/session and POST /auth/logout require X-CSRF: 1 (SECURITY-CHECKLIST #20, #25)', async () => {
     const { bff } = world
     const jar = (await login(bff.url)).jar

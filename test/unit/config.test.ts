@@ -127,6 +127,13 @@ describe('loadConfig', () => {
     ])
   })
 
+  it('refuses malformed login-policy values in BFF_AUTH_PARAMS (they are a floor, src/oidc/login-policy.ts)', () => {
+    expect(problems(testEnv({ BFF_AUTH_PARAMS: 'max_age=soon' }))).toEqual(['BFF_AUTH_PARAMS: max_age must be a number of seconds'])
+    expect(problems(testEnv({ BFF_AUTH_PARAMS: 'prompt=none login' }))).toHaveLength(1)
+    expect(problems(testEnv({ BFF_AUTH_PARAMS: 'prompt=login&prompt=consent' }))).toEqual(['BFF_AUTH_PARAMS must not set prompt twice'])
+    expect(problems(testEnv({ BFF_AUTH_PARAMS: 'acr_values=urn:example:mfa&max_age=0&prompt=login' }))).toEqual([])
+  })
+
   it('reads PORT when BFF_PORT is unset', () => {
     expect(loadConfig(testEnv({ PORT: '8081' })).port).toBe(8081)
     expect(loadConfig(testEnv({ PORT: '8081', BFF_PORT: '9000' })).port).toBe(9000)

@@ -174,6 +174,8 @@ describe('TokenService', () => {
     ['sub', { sub: 'mallory' }],
     ['iss', { iss: 'https://evil.example' }],
     ['aud', { aud: ['someone-else'] }],
+    // Core §3.1.3.7 step 5 (issue 13 item 8): the session had no azp, so "azp unchanged" did not apply.
+    ['azp to another client', { azp: 'another-client' }],
   ])('a refreshed ID token that changes %s ends the session (OIDC Core §12.2, SECURITY-CHECKLIST #43)', async (_name, change) => {
     const { sessions, tokens, idp, data } = setup()
     const { session } = await sessions.create(data())
@@ -181,6 +183,28 @@ describe('TokenService', () => {
     idp.next = () => token({ idClaims: claims })
     await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'login_required' })
     expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
+  })
+
+  it('a refreshed ID token whose azp is our client id is accepted', async () => {
+    const { config, sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data())
+    idp.next = () => token({ idClaims: { iss: 'https://idp.example', sub: 'alice', aud: ['tokenward'], azp: config.clientId, iat: 1, exp: 2 } as oidc.IDToken })
+    expect((await tokens.accessToken(session)).token).not.toBe('at-old')
+  })
+
+  // Issue 13 item 9: a TypeError that is no network failure (here openid-client's
+  // own for a bad argument) is a bug: 500, logged as an error, never 503.
+  it('a bug during the refresh is a 500 server_error, logged at error level; the session is kept', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data())
+    const bad = await oidc.refreshTokenGrant(new oidc.Configuration({ issuer: 'https://idp.example', token_endpoint: 'https://idp.example/token' }, 'c', 's'), '').then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    expect(bad).toBeInstanceOf(TypeError)
+    idp.next = () => bad as Error
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'server_error', status: 500 })
+    expect(await sessions.loadBySid(session.sid, { slide: false })).not.toBeNull()
   })
 
   it('an expired access token without a refresh token ends the session with session_expired', async () => {
