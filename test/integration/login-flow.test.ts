@@ -97,6 +97,8 @@ describe('login, session and logout round trip', () => {
     expect(end.searchParams.get('client_id')).toBe(CLIENT_ID)
     expect(end.searchParams.get('post_logout_redirect_uri')).toBe(`${bff.url}/`)
     expect(out.headers.getSetCookie().some((l) => l.startsWith('__Host-tokenward=;') && /Max-Age=0/.test(l))).toBe(true)
+    // The browser's own cache of the user's (private) API answers goes too.
+    expect(out.headers.get('clear-site-data')).toBe('"cache"')
     expect(idp.counts.revocations).toBe(grantsBefore + 1)
 
     // The old cookie is dead (SECURITY-CHECKLIST #45)...
