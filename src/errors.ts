@@ -84,6 +84,20 @@ export class LoginRequiredError extends BffError {
   }
 }
 
+/**
+ * The request did not arrive within the time tokenward waits for it: 408
+ * (RFC 9110 §15.5.9) with the code of every malformed request, as Node's own
+ * request timeout is answered (server.ts). The request's framing is out of
+ * sync, so the answer also closes the connection (RFC 9110 §15.5.9, §7.6.1).
+ */
+export class RequestTimeoutError extends BffError {
+  override readonly status = 408
+
+  constructor(message = 'The request body did not arrive in time.', options: BffErrorOptions = {}) {
+    super('invalid_request', message, options)
+  }
+}
+
 export class ConfigError extends Error {
   readonly problems: readonly string[]
 

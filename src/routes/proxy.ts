@@ -45,6 +45,16 @@ interface ProxyContext {
   readonly log: Logger
 }
 
+/**
+ * A refusal of a request whose body is still arriving closes the connection
+ * after the answer (RFC 9112 §9.6, RFC 9110 §7.6.1): Node would otherwise read
+ * and drop the rest of the body to keep the connection alive, however large it
+ * is declared to be, spending bandwidth and CPU on a request already refused.
+ */
+function closeIfUnread(incoming: IncomingMessage, outgoing: ServerResponse): void {
+  if (!incoming.complete && !outgoing.headersSent) outgoing.setHeader('connection', 'close')
+}
+
 function sendJson(outgoing: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
   const text = JSON.stringify(body)
   outgoing.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
@@ -192,7 +202,10 @@ export function proxyMiddleware(deps: Deps): MiddlewareHandler<AppEnv> {
       throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
     }
     c.set('route', match.route.prefix)
-    await proxy(incoming, outgoing, match, { requestId: c.get('requestId'), log: c.get('log') })
+    await proxy(incoming, outgoing, match, { requestId: c.get('requestId'), log: c.get('log') }).catch((err: unknown) => {
+      closeIfUnread(incoming, outgoing)
+      throw err
+    })
     return RESPONSE_ALREADY_SENT
   }
 }
@@ -219,6 +232,7 @@ export function directProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
         logRequestError(log, err, (incoming.url ?? '/').split('?')[0]!)
         if (outgoing.headersSent) outgoing.destroy()
         else {
+          closeIfUnread(incoming, outgoing)
           const { status, body, headers } = toErrorResponse(err)
           sendJson(outgoing, status, body, { ...headers, 'x-request-id': requestId })
         }

@@ -53,6 +53,8 @@ export interface EchoUpstream {
    * §3.1) when it fails; undefined accepts anything again.
    */
   verifyTokens(policy: TokenPolicy | undefined): void
+  /** How many TCP connections to this upstream are open right now. */
+  connections(): Promise<number>
   close(): Promise<void>
 }
 
@@ -173,6 +175,7 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
     verifyTokens(policy) {
       verify = policy && { ...policy, jwks: createRemoteJWKSet(new URL(policy.jwksUri)) }
     },
+    connections: () => new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n)))),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
