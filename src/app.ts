@@ -67,7 +67,13 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     } finally {
       const sent = c.env?.outgoing?.headersSent
       // The proxy writes its response straight to the socket; it adds the id itself.
-      if (!sent) c.header('x-request-id', requestId)
+      if (!sent) {
+        c.header('x-request-id', requestId)
+        // Answered before its body arrived (a refusal, an endpoint that reads
+        // no body): close rather than read and discard the rest, however large
+        // (RFC 9112 §9.6, §9.3).
+        if (incoming && !incoming.complete) c.header('connection', 'close')
+      }
       const status = sent ? c.env!.outgoing!.statusCode : c.res.status
       deps.metrics.requests.inc({ route: c.get('route') ?? routeLabel(c.req.path), method: c.req.method, status })
     }

@@ -96,6 +96,8 @@ export interface ForwardOptions {
   incoming: IncomingMessage
   authorization: string | undefined
   forwarded: { for: string | undefined; proto: string; host: string }
+  /** The client's address (through trusted proxies): what streaming uploads are counted against. */
+  client: string | undefined
   /** tokenward's DPoP proof for this request (RFC 9449 §7.1), when the token is DPoP-bound. */
   dpopProof?: string | undefined
   /** W3C trace context of tokenward's upstream span; replaces the browser's when tracing is on. */
@@ -226,15 +228,6 @@ const STREAM_RETRY_AFTER = 10
 let buffered = 0
 const streamsByClient = new Map<string, number>()
 const streamsByUpstream = new Map<string, number>()
-
-/**
- * The client a request is counted against: the socket's peer. (A trusted
- * proxy in front would make every client one; resolving the forwarded
- * address belongs here when that is configured.)
- */
-function clientAddress(incoming: IncomingMessage): string {
-  return incoming.socket.remoteAddress ?? ''
-}
 
 /**
  * How long a streaming body may send nothing: 10 s, or a third of the route's
@@ -388,7 +381,7 @@ function count(map: Map<string, number>, key: string, by: 1 | -1): void {
 
 /** A streaming body for `o`, or a 429 when its client or its upstream has too many under way. */
 function streamedBody(o: ForwardOptions): UploadBody {
-  const client = clientAddress(o.incoming)
+  const client = o.client ?? ''
   const origin = o.upstream.origin
   if ((streamsByClient.get(client) ?? 0) >= STREAMS_PER_CLIENT || (streamsByUpstream.get(origin) ?? 0) >= STREAMS_PER_UPSTREAM) {
     // RFC 6585 §4: too many requests, with how long to wait.

@@ -78,6 +78,7 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
     method: 'GET',
     incoming: req,
     authorization,
+    client: client.client,
     forwarded: { for: client.forwardedFor, proto: config.publicUrl.protocol.slice(0, -1), host: config.publicUrl.host },
     requestId: randomUUID(),
     dpopProof,

@@ -124,6 +124,7 @@ export function createProxy(deps: Deps): (incoming: IncomingMessage, outgoing: S
           incoming,
           authorization,
           forwarded,
+          client: client.client,
           requestId: ctx.requestId,
           traceHeaders: traceparent,
           dpopProof,

@@ -88,6 +88,7 @@ function optionsFor(incoming: IncomingMessage, extra: Extra): ForwardOptions {
     method: 'GET',
     incoming,
     authorization: extra.authorization,
+    client: extra.forwardedFor,
     forwarded: { for: extra.forwardedFor, proto: 'https', host: 'app.example.com' },
     traceHeaders: extra.trace ? { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } : undefined,
     dpopProof: extra.dpop ? 'tokenward.dpop.proof' : undefined,
