@@ -88,7 +88,7 @@ export function cookieValue(cookies: string | undefined, name: string): string |
   return undefined
 }
 
-/** The cookie's handle, or null for a missing, tampered or expired cookie (SECURITY-CHECKLIST #13). */
+/** The cookie's handle, or null for a missing, tampered or expired cookie (security model S18). */
 export function sessionHandle(c: Ctx, deps: Deps): Promise<string | null> {
   return handleFromCookies(header(c, 'cookie'), deps)
 }
@@ -116,7 +116,7 @@ function nodeHeader(headers: IncomingHttpHeaders, name: string): string | undefi
  * The static-header CSRF defence (draft-ietf-oauth-browser-based-apps §6.1.3.3.2:
  * the header forces a CORS preflight that tokenward never grants), plus Fetch
  * Metadata and Origin checks as defence in depth (OWASP CSRF cheat sheet;
- * SECURITY-CHECKLIST #20, #22). Returns why the request fails, or undefined.
+ * security model S26, S28). Returns why the request fails, or undefined.
  */
 export function csrfProblem(headers: IncomingHttpHeaders, config: Deps['config']): string | undefined {
   if (nodeHeader(headers, 'x-csrf') !== '1') return 'missing X-CSRF: 1 header'

@@ -1,6 +1,6 @@
 /**
  * Restricts a post-login destination to a same-origin relative path; anything else
- * becomes `/` (RFC 9700 §4.11.1, SECURITY-CHECKLIST #11). Browsers treat `\` like
+ * becomes `/` (RFC 9700 §4.11.1, security model S7). Browsers treat `\` like
  * `/` and drop tabs and newlines inside URLs, so `/\evil.com` or `/\t/evil.com`
  * would become protocol-relative `//evil.com`: any such character is refused.
  */

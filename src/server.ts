@@ -98,7 +98,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       // Open event streams would hold the server open: end them first.
       await deps.events.close()
       deps.terminator.close()
-      // Stop accepting, let in-flight requests finish (SECURITY-CHECKLIST #59).
+      // Stop accepting, let in-flight requests finish (security model S69).
       // Keep-alive connections that turn idle after their last response would
       // hold close() open, so close idle ones as they appear; after the drain
       // deadline, close what is left (long downloads).

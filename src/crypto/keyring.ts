@@ -20,7 +20,7 @@ export class DecryptError extends Error {
  * Format: version(1) | kidLength(1) | kid | iv(12) | ciphertext | tag(16).
  * The version and kid are authenticated as AAD together with the caller's
  * binding (the session reference), so an entry moved to another key fails to open
- * (SECURITY-CHECKLIST #26, #27, #30; RFC 6749 §10.4).
+ * (security model S56, S57, S60; RFC 6749 §10.4).
  */
 export class Keyring {
   readonly #keys: ReadonlyMap<string, Buffer>

@@ -54,7 +54,7 @@ export interface OidcClientOptions {
 /**
  * tokenward's relying-party side. Discovery happens lazily and is cached once it
  * succeeds, so tokenward starts (and /healthz answers) while the IdP is down, and
- * /readyz reports it (SECURITY-CHECKLIST #57).
+ * /readyz reports it (security model S67).
  */
 export class OidcClient {
   readonly #config: Config
@@ -106,12 +106,12 @@ export class OidcClient {
       const auth = await this.#clientAuth()
       const execute: Array<(config: oidc.Configuration) => void> = [
         // ID token signatures are verified against the IdP's JWKS even on the
-        // token-endpoint response: defence in depth beyond TLS (SECURITY-CHECKLIST #9).
+        // token-endpoint response: defence in depth beyond TLS (security model S10).
         oidc.enableNonRepudiationChecks,
       ]
       if (c.allowHttp) execute.push(oidc.allowInsecureRequests)
       // Discovery compares the returned `issuer` with the configured one exactly
-      // (OpenID Connect Discovery §4.3; SECURITY-CHECKLIST #8).
+      // (OpenID Connect Discovery §4.3; security model S5).
       const configuration = await oidc.discovery(
         new URL(c.issuer),
         c.clientId,

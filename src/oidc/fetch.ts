@@ -38,7 +38,7 @@ function limited(res: Response): Response {
  * so a broken or hostile IdP cannot make tokenward buffer megabytes per login,
  * and it single-flights and spaces out key-set fetches, so a flood of tokens
  * with unknown `kid`s cannot turn into a flood of requests to the IdP
- * (SECURITY-CHECKLIST #9).
+ * (security model S10).
  */
 export function createIdpFetch(jwksUri: () => string | undefined): CustomFetch {
   let lastJwks: { at: number; status: number; headers: Headers; body: ArrayBuffer } | undefined

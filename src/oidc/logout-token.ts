@@ -26,7 +26,7 @@ function refuse(detail: string): BffError {
  * §2.6): signature against the IdP's JWKS with pinned asymmetric algorithms,
  * `iss`, `aud`, `iat`, `exp`, `typ` when sent, the back-channel `events`
  * member, `sub` or `sid`, no `nonce`, and a `jti` never accepted before
- * (SECURITY-CHECKLIST #47).
+ * (security model S52).
  */
 export class LogoutTokenVerifier {
   readonly #config: Config

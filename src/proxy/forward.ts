@@ -24,7 +24,7 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ])
 
-/** Request fields tokenward sets or must never forward (BBA §6.1.1, SECURITY-CHECKLIST #52). */
+/** Request fields tokenward sets or must never forward (BBA §6.1.1, security model S42). */
 const REQUEST_DROP = new Set([
   ...HOP_BY_HOP,
   'host',
@@ -50,7 +50,7 @@ const REQUEST_DROP = new Set([
   'x-rewrite-url',
 ])
 
-/** Response fields that must not reach the browser (SECURITY-CHECKLIST #53). */
+/** Response fields that must not reach the browser (security model S44). */
 function dropResponseHeader(name: string): boolean {
   return HOP_BY_HOP.has(name) || name === 'set-cookie' || name === 'set-cookie2' || name.startsWith('access-control-')
 }
@@ -71,7 +71,7 @@ function connectionListed(headers: { connection?: string | string[] | number | u
  * One connection pool per upstream origin. Idle connections are dropped after
  * 4 s (or sooner when the upstream's Keep-Alive header says so), before common
  * server keep-alive timeouts (Node's 5 s) close them under a reused request.
- * Certificates are always verified (SECURITY-CHECKLIST #55): no
+ * Certificates are always verified (security model S47): no
  * rejectUnauthorized override. Timeouts are per request (headersTimeout);
  * bodies may stream for as long as they last (event streams, downloads).
  */

@@ -76,7 +76,7 @@ const ANOTHER_ROUTE: RouteMatch = Object.freeze({ kind: 'refused', reason: 'path
  * to its upstream URL, or refuses it. Nothing that escapes the prefix after
  * decoding is forwarded: dot segments (also `%2e`), encoded `/` or `\`, empty
  * segments (`//host`), control characters, or a first segment that reads as a
- * scheme or authority (`http:`, `@host`). BBA §6.1.3.6; SECURITY-CHECKLIST #50.
+ * scheme or authority (`http:`, `@host`). BBA §6.1.3.6; security model S39.
  * Nor is a path whose normalised form (normaliseSegment) falls under another,
  * more specific route than the one it matches as sent.
  */

@@ -114,7 +114,7 @@ async function upgrade(deps: Deps, req: IncomingMessage, socket: Duplex, head: B
       const lines = [`HTTP/1.1 101 Switching Protocols`]
       for (let i = 0; i < res.rawHeaders.length; i += 2) {
         const name = res.rawHeaders[i]!.toLowerCase()
-        // Never a cookie from the upstream (SECURITY-CHECKLIST #53).
+        // Never a cookie from the upstream (security model S44).
         if (name === 'set-cookie' || name.startsWith('access-control-')) continue
         lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`)
       }

@@ -120,7 +120,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     })
     const sealed = await deps.cookies.seal({ t: txHandle }, TRANSACTION_TTL_SECONDS)
     // Lax, not Strict: the cookie must come back on the IdP's cross-site
-    // redirect to the callback (SECURITY-CHECKLIST #16).
+    // redirect to the callback (security model S15).
     c.header('set-cookie', serializeCookie(config, config.cookie.transactionName, sealed, { maxAge: TRANSACTION_TTL_SECONDS, sameSite: 'Lax' }))
     noStore(c)
     c.header('referrer-policy', 'no-referrer')
@@ -182,7 +182,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     }
     const claims = tokens.idClaims
     if (!claims) return fail('token response without an ID token')
-    // openid-client requires `iat` but does not bound its age (SECURITY-CHECKLIST #7).
+    // openid-client requires `iat` but does not bound its age (security model S9).
     const nowSec = Math.floor(deps.now() / 1000)
     if (typeof claims.iat !== 'number' || nowSec - claims.iat > config.idTokenMaxAge || claims.iat - nowSec > 60) {
       return fail('ID token iat is missing, too old or in the future')
@@ -220,7 +220,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     }
 
     // A new random session on every login, never the one the browser brought
-    // (session fixation; OWASP session management, SECURITY-CHECKLIST #12).
+    // (session fixation; OWASP session management, security model S17).
     const previous = await sessionHandle(c, deps)
     if (previous) {
       const old = await deps.sessions.load(previous, { slide: false })
@@ -278,7 +278,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
   })
 
   // Plain navigation logout: the `sid` only the app can read from /auth/session
-  // keeps a cross-site link from logging the user out (SECURITY-CHECKLIST #24).
+  // keeps a cross-site link from logging the user out (security model S30).
   app.get('/logout', async (c) => {
     const session = await currentSession(c, deps, { slide: false })
     if (!session) {

@@ -79,7 +79,7 @@ export interface CookieOptions {
 /**
  * Builds a Set-Cookie value. `__Host-` cookies must be Secure, Path=/ and carry no
  * Domain (RFC 6265bis §4.1.3.2); HttpOnly keeps the handle from scripts
- * (draft-ietf-oauth-browser-based-apps §6.1.3.2, SECURITY-CHECKLIST #15, #16).
+ * (draft-ietf-oauth-browser-based-apps §6.1.3.2, security model S14, S15).
  */
 export function serializeCookie(config: Config, name: string, value: string, options: CookieOptions): string {
   const parts = [`${name}=${value}`, 'Path=/', `Max-Age=${Math.max(0, Math.floor(options.maxAge))}`, 'HttpOnly']
@@ -88,7 +88,7 @@ export function serializeCookie(config: Config, name: string, value: string, opt
   return parts.join('; ')
 }
 
-/** Same name, Path and Secure as when set, Max-Age=0 (SECURITY-CHECKLIST #18). */
+/** Same name, Path and Secure as when set, Max-Age=0 (security model S23). */
 export function clearCookie(config: Config, name: string, sameSite: 'Strict' | 'Lax'): string {
   return serializeCookie(config, name, '', { maxAge: 0, sameSite })
 }

@@ -34,7 +34,7 @@ interface ScriptCommands {
   twIndexAdd(index: string, sid: string, ttl: number): Promise<number>
 }
 
-/** Connection options that fail fast instead of queueing forever (SECURITY-CHECKLIST #56). */
+/** Connection options that fail fast instead of queueing forever (security model S66). */
 export function redisOptions(): RedisOptions {
   return {
     // Without this ioredis queues commands while disconnected and requests hang;

@@ -41,7 +41,7 @@ export interface Session {
   readonly data: SessionData
 }
 
-/** 128 bits from the CSPRNG (OWASP session management: session ID entropy; SECURITY-CHECKLIST #14). */
+/** 128 bits from the CSPRNG (OWASP session management: session ID entropy; security model S16). */
 export function newHandle(): string {
   return randomBytes(16).toString('base64url')
 }
@@ -49,7 +49,7 @@ export function newHandle(): string {
 /**
  * The store key and public reference of a session: a one-way hash of the cookie's
  * handle. A Redis dump or a leaked `sid` therefore cannot be turned back into a
- * working cookie (SECURITY-CHECKLIST #28).
+ * working cookie (security model S58).
  */
 export function sidFor(handle: string): string {
   return createHash('sha256').update('tokenward/sid\0').update(handle).digest().subarray(0, 24).toString('base64url')
@@ -87,7 +87,7 @@ export interface SessionManagerOptions {
  * Creates, loads, replaces and deletes sessions. Each entry is encrypted under the
  * keyring and bound (AAD) to its sid, version and absolute expiry, so swapping
  * entries between sessions or editing the readable header makes them fail to open
- * (SECURITY-CHECKLIST #26, #27).
+ * (security model S56, S57).
  */
 export class SessionManager {
   readonly store: SessionStore
@@ -167,7 +167,7 @@ export class SessionManager {
     return Math.min(started + this.#cacheMs, session.idleExp, session.absExp)
   }
 
-  /** The absolute expiry for a new session: max age, never past the refresh token (SECURITY-CHECKLIST #34). */
+  /** The absolute expiry for a new session: max age, never past the refresh token (security model S20). */
   absoluteExpiry(data: Pick<SessionData, 'createdAt' | 'refreshTokenExpiresAt'>): number {
     const max = data.createdAt + this.#maxAgeMs
     return data.refreshTokenExpiresAt === undefined ? max : Math.min(max, data.refreshTokenExpiresAt)

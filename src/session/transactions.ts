@@ -17,7 +17,7 @@ export interface LoginTransaction {
   readonly maxAge?: number
 }
 
-/** Transactions live at most 10 minutes (SECURITY-CHECKLIST #2). */
+/** Transactions live at most 10 minutes (security model S2). */
 export const TRANSACTION_TTL_SECONDS = 600
 
 /**

@@ -70,7 +70,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(await read(sid())).toBeNull()
       })
 
-      it('SECURITY-CHECKLIST #29, #33: the initial TTL is capped at the absolute expiry', async () => {
+      it('security model S19, S59: the initial TTL is capped at the absolute expiry', async () => {
         const id = sid()
         await store.createSession(id, entry(1, Buffer.from('x'), Date.now() + 2_000), 60_000)
         const r = await read(id)
@@ -85,7 +85,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(await read(sid(), 60_000)).toBeNull()
       })
 
-      it('SECURITY-CHECKLIST #32: slides the idle TTL to slideMs', async () => {
+      it('security model S19: slides the idle TTL to slideMs', async () => {
         const id = sid()
         await store.createSession(id, entry(1, Buffer.from('x')), 1_000)
         const r = await read(id, 30_000)
@@ -97,7 +97,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(again!.ttlMs).toBeLessThanOrEqual(30_000)
       })
 
-      it('SECURITY-CHECKLIST #33: the slide is capped at absExp - now', async () => {
+      it('security model S19: the slide is capped at absExp - now', async () => {
         const id = sid()
         const absExp = Date.now() + 3_000
         await store.createSession(id, entry(1, Buffer.from('x'), absExp), 1_000)
@@ -120,7 +120,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(second!.ttlMs).toBeGreaterThan(0)
       })
 
-      it('SECURITY-CHECKLIST #33: an entry past absExp reads as null and is deleted', async () => {
+      it('security model S19: an entry past absExp reads as null and is deleted', async () => {
         const id = sid()
         const e = entry(1, Buffer.from('x'))
         await store.createSession(id, e, 60_000)
@@ -131,7 +131,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(await store.createSession(id, entry(2, Buffer.from('y')), 60_000)).toBe(true)
       })
 
-      it('SECURITY-CHECKLIST #33: an entry whose absExp passed in real time reads as null, however it was slid', async () => {
+      it('security model S19: an entry whose absExp passed in real time reads as null, however it was slid', async () => {
         const id = sid()
         await store.createSession(id, entry(1, Buffer.from('x'), Date.now() + 250), 60_000)
         expect(await read(id, 60_000)).not.toBeNull()
@@ -139,7 +139,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(await read(id, 60_000)).toBeNull()
       })
 
-      it('SECURITY-CHECKLIST #32: an entry whose idle TTL passed reads as null', async () => {
+      it('security model S19: an entry whose idle TTL passed reads as null', async () => {
         const id = sid()
         await store.createSession(id, entry(1, Buffer.from('x')), 150)
         await sleep(300)
@@ -162,7 +162,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(r!.ttlMs).toBeLessThanOrEqual(5_000)
       })
 
-      it('SECURITY-CHECKLIST #29: caps the TTL at maxTtlMs', async () => {
+      it('security model S59: caps the TTL at maxTtlMs', async () => {
         const id = sid()
         await store.createSession(id, entry(1, Buffer.from('v1')), 60_000)
         expect(await store.replaceSession(id, 1, entry(2, Buffer.from('v2')), 1_000)).toBe('ok')
@@ -172,7 +172,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(r!.ttlMs).toBeLessThanOrEqual(1_000)
       })
 
-      it('SECURITY-CHECKLIST #39: a stale version is a conflict and leaves the entry unchanged', async () => {
+      it('security model S34: a stale version is a conflict and leaves the entry unchanged', async () => {
         const id = sid()
         await store.createSession(id, entry(1, Buffer.from('v1')), 60_000)
         expect(await store.replaceSession(id, 1, entry(2, Buffer.from('v2')), 60_000)).toBe('ok')
@@ -215,7 +215,7 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
     })
 
     describe('transactions', () => {
-      it('SECURITY-CHECKLIST #2: put then take returns the bytes once; a second take is null', async () => {
+      it('security model S2: put then take returns the bytes once; a second take is null', async () => {
         const id = `tx-${randomUUID()}`
         const payload = Buffer.from('{"state":"s","nonce":"n"}')
         await store.putTransaction(id, payload, 60_000)
@@ -229,14 +229,14 @@ export function runSessionStoreContract(name: string, make: () => Promise<StoreU
         expect(await store.takeTransaction(`tx-${randomUUID()}`)).toBeNull()
       })
 
-      it('SECURITY-CHECKLIST #2: a transaction past its ttl is null', async () => {
+      it('security model S2: a transaction past its ttl is null', async () => {
         const id = `tx-${randomUUID()}`
         await store.putTransaction(id, Buffer.from('x'), 100)
         await sleep(250)
         expect(await store.takeTransaction(id)).toBeNull()
       })
 
-      it('SECURITY-CHECKLIST #2: concurrent takes hand the transaction out once', async () => {
+      it('security model S2: concurrent takes hand the transaction out once', async () => {
         const id = `tx-${randomUUID()}`
         await store.putTransaction(id, Buffer.from('once'), 60_000)
         const results = await Promise.all(Array.from({ length: 5 }, () => store.takeTransaction(id)))

@@ -165,7 +165,7 @@ describe('the demo SPA in Chromium', () => {
 
     // The login transaction cookie, as the browser stored it while the user is at
     // the IdP: it has to survive the IdP's cross-site redirect back, so Lax
-    // (SECURITY-CHECKLIST #16).
+    // (security model S15).
     await page.goto(`${publicUrl}/`)
     await page.locator('#sign-in').click()
     await page.waitForURL((url) => url.origin === idp!.issuer)
@@ -176,7 +176,7 @@ describe('the demo SPA in Chromium', () => {
     const hello = await callApi(page)
     expect(hello.sub).toBe('alice')
 
-    // The session cookie as the browser holds it (SECURITY-CHECKLIST #15).
+    // The session cookie as the browser holds it (security model S14).
     const cookies = await context.cookies(publicUrl)
     const session = cookies.find((c) => c.name === bff!.config.cookie.name)
     expect(session).toMatchObject({
@@ -224,7 +224,7 @@ describe('the demo SPA in Chromium', () => {
     expect(events).toMatchObject({ status: 200, type: expect.stringContaining('text/event-stream') })
     expect(events.text).toMatch(/^event: session\n/m)
 
-    // Every response from tokenward's origin, headers and bodies (SECURITY-CHECKLIST #17, #31).
+    // Every response from tokenward's origin, headers and bodies (security model S13, S70).
     const captured = await Promise.all(seen)
     const paths = captured.map((c) => `${c.status} ${new URL(c.url).pathname}`)
     expect(paths).toEqual(expect.arrayContaining([
@@ -238,13 +238,13 @@ describe('the demo SPA in Chromium', () => {
       // Redirects have no body to read; everything else must have been scanned.
       if (c.status < 300 || c.status >= 400) expect(body, `${c.url}: body not captured`).toBeDefined()
     }
-    // The transaction cookie was set by /auth/login itself with SameSite=Lax (SECURITY-CHECKLIST #16).
+    // The transaction cookie was set by /auth/login itself with SameSite=Lax (security model S15).
     const loginResponse = captured.find((c) => new URL(c.url).pathname === '/auth/login')!
     expect(loginResponse.setCookies.find((l) => l.startsWith('__Host-tokenward-tx='))).toMatch(/;\s*SameSite=Lax/i)
     const callback = captured.find((c) => new URL(c.url).pathname === '/auth/callback')!
     expect(callback.setCookies.find((l) => l.startsWith('__Host-tokenward='))).toMatch(/;\s*SameSite=Strict/i)
 
-    // Nor do tokenward's own logs (SECURITY-CHECKLIST #31).
+    // Nor do tokenward's own logs (security model S70).
     expect(containsAny(bff!.logs.join('\n'), tokens)).toBeUndefined()
   })
 
@@ -300,7 +300,7 @@ describe('the demo SPA in Chromium', () => {
 
     await signOut(page)
     // tokenward revoked the refresh token at the IdP and cleared the cookie
-    // (SECURITY-CHECKLIST #45, #18).
+    // (security model S23, S50).
     expect(idp!.counts.revocations).toBe(revocations + 1)
     expect((await context.cookies(publicUrl)).map((c) => c.name)).not.toContain(bff!.config.cookie.name)
 
@@ -312,7 +312,7 @@ describe('the demo SPA in Chromium', () => {
     expect(await sessionStatus(page)).toBe(401)
 
     // The old cookie value, replayed in a browser that never logged out, is dead
-    // (SECURITY-CHECKLIST #45).
+    // (security model S50).
     expect(await replayCookie(old.value)).toBe(401)
   })
 
@@ -388,7 +388,7 @@ describe('the demo SPA in Chromium', () => {
       const hits = counter!.hits.length
 
       // (a) A simple GET needs no preflight: the browser sends it, tokenward
-      // refuses it (SECURITY-CHECKLIST #20) and the page cannot read the answer (#21).
+      // refuses it (security model S26) and the page cannot read the answer (#21).
       let rejected = csrfRejections()
       expect(await crossOriginFetch(evil, target, {}), origin).toEqual({ ok: false, name: 'TypeError' })
       const plain = await wire.next(1)
@@ -397,7 +397,7 @@ describe('the demo SPA in Chromium', () => {
       expect(getsFor(csrfRejections()), origin).toBe(getsFor(rejected) + 1)
 
       // (b) With the header it needs a preflight, which tokenward never grants, so
-      // the GET itself never leaves the browser (SECURITY-CHECKLIST #21).
+      // the GET itself never leaves the browser (security model S27).
       rejected = csrfRejections()
       expect(await crossOriginFetch(evil, target, { 'X-CSRF': '1' }), origin).toEqual({ ok: false, name: 'TypeError' })
       const preflighted = await wire.next(1)
@@ -405,7 +405,7 @@ describe('the demo SPA in Chromium', () => {
       expect(getsFor(csrfRejections()), origin).toBe(getsFor(rejected))
 
       // (c) An auto-submitted form POST: a navigation without X-CSRF, so 403
-      // (SECURITY-CHECKLIST #20, #22); cross-site it does not even carry the
+      // (security model S26, S28); cross-site it does not even carry the
       // Strict session cookie (#15).
       const posted = evil.waitForResponse((r) => r.url() === target && r.request().method() === 'POST')
       await evil.goto(`${origin}/form`)

@@ -1,7 +1,7 @@
 // A hostile OpenID Provider for integration tests: a real HTTP server on
 // 127.0.0.1 that speaks just enough OpenID Connect for tokenward to log in and
 // refresh, and that can be told to lie in every part of its answers
-// (SECURITY-CHECKLIST #6-#9, #41, #43; issue 9, "a hostile identity provider").
+// (security model S4, S5, S9, S10, S12, S36; issue 9, "a hostile identity provider").
 // The honest defaults are strict on purpose (client authentication, PKCE,
 // single-use codes, rotated refresh tokens), so a test that mutates one thing
 // knows that everything else was right.

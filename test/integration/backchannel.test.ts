@@ -36,7 +36,7 @@ async function post(body: string, contentType = 'application/x-www-form-urlencod
 
 const postToken = (token: string) => post(new URLSearchParams({ logout_token: token }).toString())
 
-describe('back-channel logout (OIDC Back-Channel Logout 1.0, SECURITY-CHECKLIST #47, #48)', () => {
+describe('back-channel logout (OIDC Back-Channel Logout 1.0, security model S52, S53)', () => {
   it('the real IdP ends one IdP session: only the tokenward sessions of that sid end, and their refresh tokens are revoked', async () => {
     const a1 = await login(world.bff.url, { username: 'alice' })
     const a2 = await login(world.bff.url, { username: 'alice' })

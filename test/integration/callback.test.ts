@@ -25,7 +25,7 @@ async function expectRefused(res: Response, tokenRequestsBefore: number, checkTo
   if (checkTokenRequests) expect(world.idp.counts.tokenRequests).toBe(tokenRequestsBefore)
 }
 
-describe('the callback refuses what it did not start (SECURITY-CHECKLIST #2-#5)', () => {
+describe('the callback refuses what it did not start (security model S2, S3)', () => {
   it('tampered state: 400, no session, no token request (#3)', async () => {
     const jar = new CookieJar()
     const cb = new URL(await completeAtIdp(await startLogin(world.bff.url, jar), jar))
@@ -155,7 +155,7 @@ describe('the callback refuses what it did not start (SECURITY-CHECKLIST #2-#5)'
   })
 })
 
-describe('returnTo never redirects off-origin (SECURITY-CHECKLIST #11)', () => {
+describe('returnTo never redirects off-origin (security model S7)', () => {
   const vectors = [
     '//evil.com',
     '/\\evil.com',

@@ -179,7 +179,7 @@ function mayForward(route: RouteSpec | undefined, method: string, headers: Heade
 // ---------------------------------------------------------------------------
 // Pieces
 
-/** Path pieces the contract says escape a prefix (SECURITY-CHECKLIST #50): requests carrying one are refused. */
+/** Path pieces the contract says escape a prefix (security model S39): requests carrying one are refused. */
 const EVIL_PIECES = [
   '..', '%2e%2e', '%2E%2e', '.%2e', '%2e.', '.', '%2e', '%2f', '%2F', 'a%2fb', '%5c', '%5C', 'a%5cb', '%00', '%0a', '%0d%0aHost:%20evil',
   '%zz', '%', '%2', '%c0%ae%c0%ae', '%e0%80%ae', '%ff', '..%2f..%2fadmin', '%2e%2e%2f', 'x%00y',
@@ -679,7 +679,7 @@ function decodedSegments(path: string): string[] | undefined {
   }
 }
 
-/** What reached the upstream: only forwardable requests, on their route's base path, cleaned (SECURITY-CHECKLIST #50, #52). */
+/** What reached the upstream: only forwardable requests, on their route's base path, cleaned (security model S39, S42). */
 function checkForwarded(rec: RecordedRequest, byId: Map<string, Case>, outcomes: Map<string, Outcome>): string | undefined {
   const id = String(rec.headers['x-fuzz'] ?? '')
   const c = byId.get(id)
@@ -784,7 +784,7 @@ describe(`HTTP fuzzing over raw sockets (issue 9; seed ${SEED})`, () => {
   // is false for them): the upstream reads the GET as complete and then parses
   // the body as a second request, with any path, method and headers the client
   // chose, outside the route's base path and past every tokenward check
-  // (SECURITY-CHECKLIST #50, #52; CONTRACT.md: nothing that escapes the prefix
+  // (security model S39, S42; CONTRACT.md: nothing that escapes the prefix
   // is forwarded). Remove `.fails` once src/proxy/forward.ts frames the body.
   it('a chunked body on GET, DELETE or OPTIONS is never parsed by the upstream as a request of its own', async () => {
     world.upstream.requests.splice(0)
@@ -809,7 +809,7 @@ describe(`HTTP fuzzing over raw sockets (issue 9; seed ${SEED})`, () => {
   // (parser maxHeaderPairs) and drops the rest silently, as do other servers
   // with a header-count limit: a request with ~1,000 fields of its own makes the
   // upstream lose exactly tokenward's fields, so it no longer sees the real
-  // client address or the token (SECURITY-CHECKLIST #52: X-Forwarded-* set by
+  // client address or the token (security model S42: X-Forwarded-* set by
   // tokenward). Remove `.fails` once tokenward's fields go first or the count
   // of forwarded fields is bounded (431).
   it("tokenward's own forwarding fields reach the upstream however many fields the browser sends", async () => {

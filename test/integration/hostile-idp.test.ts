@@ -1,7 +1,7 @@
 // A hostile identity provider (issue 9): tokenward must refuse every lie an
 // OpenID Provider can tell in discovery, the authorization response, the ID
 // token, the token response and the refresh response, without creating or
-// keeping a session, and without a stuck request. SECURITY-CHECKLIST #6-#9,
+// keeping a session, and without a stuck request. security model S4, S5, S9, S10,
 // #41, #43, #57; Core §3.1.3.7 and §12.2; RFC 9207.
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest'
@@ -121,7 +121,7 @@ describe('the harness: an honest login through the hostile IdP works', () => {
   })
 })
 
-describe('ID token validation at the callback (SECURITY-CHECKLIST #7, Core §3.1.3.7)', () => {
+describe('ID token validation at the callback (security model S9, Core §3.1.3.7)', () => {
   let bff: TestBff
   beforeAll(async () => {
     bff = await tokenwardFor(idp)
@@ -151,8 +151,8 @@ describe('ID token validation at the callback (SECURITY-CHECKLIST #7, Core §3.1
   })
 
   // Regression, now fixed (strict reading of Core §3.1.3.7 step 3, "MUST be rejected if it
-  // contains additional audiences not trusted by the Client"; SECURITY-CHECKLIST
-  // #7 "no untrusted extra audience"): tokenward has no notion of trusted extra
+  // contains additional audiences not trusted by the Client"; security model
+  // S9 "no untrusted extra audience"): tokenward has no notion of trusted extra
   // audiences, so every extra audience is untrusted, yet aud [client_id,
   // "evil-rp"] with azp = client_id logs in. openid-client only checks azp
   // (steps 4-5) when aud has several values. Fix: after authorizationCodeGrant
@@ -193,7 +193,7 @@ describe('ID token validation at the callback (SECURITY-CHECKLIST #7, Core §3.1
   })
 })
 
-describe('the token response (SECURITY-CHECKLIST #7, #57)', () => {
+describe('the token response (security model S9, S67)', () => {
   let bff: TestBff
   beforeAll(async () => {
     bff = await tokenwardFor(idp)
@@ -250,7 +250,7 @@ describe('the token response (SECURITY-CHECKLIST #7, #57)', () => {
   // Regression, now fixed (see the refresh case below for the serious half): an IdP 5xx is not
   // recognised as "IdP unavailable", so the user is told the sign-in failed
   // (400) instead of 503 idp_unavailable with Retry-After (CONTRACT.md status
-  // codes; SECURITY-CHECKLIST #57). isTransientIdpError (src/oidc/client.ts)
+  // codes; security model S67). isTransientIdpError (src/oidc/client.ts)
   // tests `cause instanceof Response`, but @hono/node-server replaces
   // globalThis.Response with its own class when the server starts, so undici's
   // responses are never instances of it. Fix: test the status structurally
@@ -285,7 +285,7 @@ describe('the token response (SECURITY-CHECKLIST #7, #57)', () => {
   })
 })
 
-describe('the authorization response iss parameter (RFC 9207, SECURITY-CHECKLIST #6)', () => {
+describe('the authorization response iss parameter (RFC 9207, security model S4)', () => {
   let bff: TestBff
   beforeAll(async () => {
     bff = await tokenwardFor(idp)
@@ -356,7 +356,7 @@ describe('the authorization response iss parameter (RFC 9207, SECURITY-CHECKLIST
   })
 })
 
-describe('discovery (SECURITY-CHECKLIST #8)', () => {
+describe('discovery (security model S5)', () => {
   it('an issuer in discovery other than the configured one: tokenward never redirects to that IdP', async () => {
     const liar = await providerWith((doc) => ({ ...doc, issuer: 'http://evil.example' }))
     const bff = await tokenwardFor(liar)
@@ -389,7 +389,7 @@ describe('discovery (SECURITY-CHECKLIST #8)', () => {
   })
 })
 
-describe('ID token signatures and the JWKS (SECURITY-CHECKLIST #9)', () => {
+describe('ID token signatures and the JWKS (security model S10)', () => {
   let jwksIdp: HostileIdp
   let bff: TestBff
   let offsetMs = 0
@@ -504,7 +504,7 @@ describe('ID token signatures and the JWKS (SECURITY-CHECKLIST #9)', () => {
   })
 })
 
-describe('a slow or endless identity provider never holds a login (SECURITY-CHECKLIST #57)', () => {
+describe('a slow or endless identity provider never holds a login (security model S67)', () => {
   let bff: TestBff
   beforeAll(async () => {
     bff = await tokenwardFor(idp)
@@ -556,7 +556,7 @@ describe('a slow or endless identity provider never holds a login (SECURITY-CHEC
   })
 })
 
-describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
+describe('refresh responses (security model S12, S36)', () => {
   let bff: TestBff
   beforeAll(async () => {
     bff = await tokenwardFor(idp)
@@ -638,8 +638,8 @@ describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
   // (src/tokens/refresh.ts) ends the session, revokes its refresh token and
   // answers 401. One 502 from the IdP's load balancer logs out every user whose
   // access token expires during it. CONTRACT.md ("The IdP unreachable during a
-  // refresh: 503 idp_unavailable; the session is kept") and SECURITY-CHECKLIST
-  // #41 require 503 and the session kept.
+  // refresh: 503 idp_unavailable; the session is kept") and security model
+  // S36 require 503 and the session kept.
   const serverErrors: Array<[string, TokenMutators]> = [
     ['503 with an OAuth error body', { status: 503 }],
     ['502 with an HTML page', { status: 502, errorBody: '<html><body>Bad Gateway</body></html>' }],
@@ -705,7 +705,7 @@ describe('refresh responses (SECURITY-CHECKLIST #41, #43)', () => {
   // isTransientIdpError misses, so it takes the "unusable refresh response"
   // branch: the session is ended (and its refresh token revoked) and the SPA
   // gets 401, although the IdP merely did not answer in time. The contract and
-  // SECURITY-CHECKLIST #41 require 503 and the session kept.
+  // security model S36 require 503 and the session kept.
   it.concurrent('a refresh response that never ends: 503 idp_unavailable and the session is kept', async ({ expect }) => {
     const { jar, refreshToken, forwarded, res } = await endless()
     await expectKept(jar, res.clone(), refreshToken, forwarded, expect)

@@ -22,7 +22,7 @@ const sessionStatus = async (jar: Parameters<typeof spaFetch>[1], query = '') =>
   (await spaFetch(world.bff, jar, `/auth/session${query}`)).status
 
 describe('session lifetimes, enforced server-side', () => {
-  it('an idle session ends after the idle timeout and its Redis key is gone (SECURITY-CHECKLIST #32)', async () => {
+  it('an idle session ends after the idle timeout and its Redis key is gone (security model S19)', async () => {
     const r = await login(world.bff.url)
     const sid = (await sessionOf(world.bff, r.jar))!.sid
     const key = `${world.bff.env.BFF_REDIS_PREFIX}s:{${sid}}`
@@ -32,7 +32,7 @@ describe('session lifetimes, enforced server-side', () => {
     expect(await redis.exists(key)).toBe(0)
   })
 
-  it('polling with ?slide=false does not keep the session alive (SECURITY-CHECKLIST #25)', async () => {
+  it('polling with ?slide=false does not keep the session alive (security model S22)', async () => {
     const r = await login(world.bff.url)
     const first = (await (await spaFetch(world.bff, r.jar, '/auth/session?slide=false')).json()) as { idleExpiresAt: number }
     for (let i = 0; i < 3; i++) {
@@ -44,7 +44,7 @@ describe('session lifetimes, enforced server-side', () => {
     expect(await sessionStatus(r.jar, '?slide=false')).toBe(401)
   })
 
-  it('activity slides the idle timeout but never past the absolute lifetime (SECURITY-CHECKLIST #33)', async () => {
+  it('activity slides the idle timeout but never past the absolute lifetime (security model S19)', async () => {
     const r = await login(world.bff.url)
     const started = Date.now()
     // Active every 700 ms: well inside the 2 s idle timeout.

@@ -33,7 +33,7 @@ describe('login, session and logout round trip', () => {
     const result = await login(bff.url, { username: 'alice', returnTo: '/orders?x=1' })
     expect(result.location).toBe('/orders?x=1')
 
-    // The callback: 303, no-store, no-referrer, and the session cookie's attributes (SECURITY-CHECKLIST #10, #15, #19).
+    // The callback: 303, no-store, no-referrer, and the session cookie's attributes (security model S6, S14, S24).
     const callback = result.exchanges.find((e) => e.url.startsWith(`${bff.url}/auth/callback`))!
     expect(callback.status).toBe(303)
     expect(callback.headers.get('cache-control')).toContain('no-store')
@@ -48,7 +48,7 @@ describe('login, session and logout round trip', () => {
     expect(session.attrs.has('domain')).toBe(false)
     expect(Number(session.attrs.get('max-age'))).toBeGreaterThan(28000)
 
-    // The transaction cookie is Lax and short-lived (SECURITY-CHECKLIST #16).
+    // The transaction cookie is Lax and short-lived (security model S15).
     const login1 = result.exchanges.find((e) => e.url.startsWith(`${bff.url}/auth/login`))!
     const tx = login1.headers.getSetCookie().map(parseSetCookie).find((c) => c.name === '__Host-tokenward-tx')!
     expect(tx.attrs.get('samesite')).toBe('Lax')
@@ -56,7 +56,7 @@ describe('login, session and logout round trip', () => {
     expect(tx.attrs.get('secure')).toBe(true)
     expect(Number(tx.attrs.get('max-age'))).toBeLessThanOrEqual(600)
 
-    // The authorization request: code, PKCE S256, state, nonce (SECURITY-CHECKLIST #1).
+    // The authorization request: code, PKCE S256, state, nonce (security model S1).
     const authorize = new URL(login1.headers.get('location')!)
     expect(authorize.searchParams.get('response_type')).toBe('code')
     expect(authorize.searchParams.get('code_challenge_method')).toBe('S256')
@@ -80,7 +80,7 @@ describe('login, session and logout round trip', () => {
     expect(body.idleExpiresAt).toBeTypeOf('number')
     expect(body.sid).not.toBe(jar.get('__Host-tokenward'))
 
-    // No token in any response tokenward sent to the browser, nor in a cookie (SECURITY-CHECKLIST #17).
+    // No token in any response tokenward sent to the browser, nor in a cookie (security model S13).
     for (const r of [...result.responses, info]) {
       const text = [...r.headers.entries()].map(([k, v]) => `${k}: ${v}`).join('\n') + JSON.stringify(body)
       expect(containsAny(text, secrets)).toBeUndefined()
@@ -101,7 +101,7 @@ describe('login, session and logout round trip', () => {
     expect(out.headers.get('clear-site-data')).toBe('"cache"')
     expect(idp.counts.revocations).toBe(grantsBefore + 1)
 
-    // The old cookie is dead (SECURITY-CHECKLIST #45)...
+    // The old cookie is dead (security model S50)...
     const replay = new CookieJar()
     replay.set('__Host-tokenward', session.value, '127.0.0.1')
     expect((await spaFetch(bff, replay, '/auth/session')).status).toBe(401)
@@ -123,7 +123,7 @@ describe('login, session and logout round trip', () => {
     expect(url.searchParams.get('id_token_hint')).toMatch(/^eyJ/)
   })
 
-  it('two logins get distinct state, nonce and PKCE challenge (SECURITY-CHECKLIST #1)', async () => {
+  it('two logins get distinct state, nonce and PKCE challenge (security model S1)', async () => {
     const locations = await Promise.all(
       [1, 2].map(async () => {
         const r = await fetch(`${world.bff.url}/auth/login`, { redirect: 'manual' })
@@ -135,7 +135,7 @@ describe('login, session and logout round trip', () => {
     }
   })
 
-  it('GET /auth/logout needs the current sid; a cross-site link leaves the session alive (SECURITY-CHECKLIST #24)', async () => {
+  it('GET /auth/logout needs the current sid; a cross-site link leaves the session alive (security model S30)', async () => {
     const { bff } = world
     const jar = (await login(bff.url)).jar
     const sid = ((await (await spaFetch(bff, jar, '/auth/session')).json()) as { sid: string }).sid
@@ -190,7 +190,7 @@ describe('login, session and logout round trip', () => {
     expect(cleared).toMatch(/max-age=0/i)
   })
 
-  it('/auth/session and POST /auth/logout require X-CSRF: 1 (SECURITY-CHECKLIST #20, #25)', async () => {
+  it('/auth/session and POST /auth/logout require X-CSRF: 1 (security model S22, S26)', async () => {
     const { bff } = world
     const jar = (await login(bff.url)).jar
     const s = await spaFetch(bff, jar, '/auth/session', { csrf: false })
@@ -210,7 +210,7 @@ describe('login, session and logout round trip', () => {
     expect(await r.json()).toMatchObject({ authenticated: false, error: 'login_required' })
   })
 
-  it('never writes a token or cookie value into a log line (SECURITY-CHECKLIST #31)', async () => {
+  it('never writes a token or cookie value into a log line (security model S70)', async () => {
     const { bff } = world
     const r = await login(bff.url)
     const s = await sessionOf(bff, r.jar)

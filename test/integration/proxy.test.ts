@@ -41,7 +41,7 @@ function raw(path: string, headers: Record<string, string> = {}, method = 'GET',
 
 const last = () => world.upstream.requests.at(-1)!
 
-describe('forwarding (CONTRACT.md, SECURITY-CHECKLIST #52, #53)', () => {
+describe('forwarding (CONTRACT.md, security model S42, S44)', () => {
   it('maps the path and query, sets the bearer token, and cleans the request headers', async () => {
     const session = await sessionOf(world.bff, jar)
     const n = world.upstream.requests.length
@@ -158,7 +158,7 @@ describe('refusals: nothing is forwarded', () => {
     ['/x/../api/y', 400],
     ['/%61pi/y', 400],
     ['/nothing/here', 404],
-  ])('%s gives %i (SECURITY-CHECKLIST #50)', async (path, code) => {
+  ])('%s gives %i (security model S39)', async (path, code) => {
     const n = world.upstream.requests.length
     const res = await raw(path)
     expect(res.status).toBe(code)
@@ -177,7 +177,7 @@ describe('refusals: nothing is forwarded', () => {
     ['with a cross-site Sec-Fetch-Site', { 'sec-fetch-site': 'cross-site' }],
     ['with a foreign Origin', { origin: 'https://evil.example' }],
     ['with Origin null', { origin: 'null' }],
-  ])('%s: 403 csrf_failed (SECURITY-CHECKLIST #20, #22)', async (_name, headers) => {
+  ])('%s: 403 csrf_failed (security model S26, S28)', async (_name, headers) => {
     const n = world.upstream.requests.length
     for (const method of ['GET', 'POST', 'DELETE']) {
       const res = await raw('/api/echo', headers as Record<string, string>, method)
@@ -201,14 +201,14 @@ describe('refusals: nothing is forwarded', () => {
     },
   )
 
-  it('a CORS preflight from a foreign origin gets no CORS grant (SECURITY-CHECKLIST #21)', async () => {
+  it('a CORS preflight from a foreign origin gets no CORS grant (security model S27)', async () => {
     const res = await raw('/api/echo', { origin: 'https://evil.example', 'access-control-request-method': 'GET', 'x-csrf': '' }, 'OPTIONS')
     expect(res.status).toBe(403)
     expect(res.headers['access-control-allow-origin']).toBeUndefined()
     expect(res.headers['access-control-allow-credentials']).toBeUndefined()
   })
 
-  it('a method outside the route allowlist: 405 (SECURITY-CHECKLIST #51)', async () => {
+  it('a method outside the route allowlist: 405 (security model S41)', async () => {
     const n = world.upstream.requests.length
     const res = await raw('/ro/x', {}, 'POST', Buffer.from('{}'))
     expect(res.status).toBe(405)

@@ -25,7 +25,7 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promi
   }
 }
 
-describe('Redis unreachable (SECURITY-CHECKLIST #56)', () => {
+describe('Redis unreachable (security model S66)', () => {
   it('frozen Redis: a bounded 503 session_store_unavailable, the cookie kept, the same session works once it answers', async () => {
     const { jar } = await login(world.bff.url)
     const cookie = jar.get('__Host-tokenward')

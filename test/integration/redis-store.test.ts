@@ -58,7 +58,7 @@ describe('RedisSessionStore on a real Redis', () => {
     await s.cleanup()
   })
 
-  it('SECURITY-CHECKLIST #29: every key the store writes has a TTL > 0', async () => {
+  it('security model S59: every key the store writes has a TTL > 0', async () => {
     const absExp = Date.now() + 60_000
     await s.store.createSession('a', { version: 1, absExp, payload: Buffer.from('a') }, 30_000)
     await s.store.createSession('b', { version: 1, absExp, payload: Buffer.from('b') }, 30_000)
@@ -101,7 +101,7 @@ describe('RedisSessionStore on a real Redis', () => {
     expect((await s.admin.getBuffer(key))!.toString('latin1')).toBe(`8:${absExp}:new`)
   })
 
-  it('SECURITY-CHECKLIST #32: an idle-expired session key is gone from Redis', async () => {
+  it('security model S19: an idle-expired session key is gone from Redis', async () => {
     await s.store.createSession('idle', { version: 1, absExp: Date.now() + 60_000, payload: Buffer.from('x') }, 150)
     expect(await keysUnder(s.admin, s.prefix)).toHaveLength(1)
     await sleep(300)
@@ -109,7 +109,7 @@ describe('RedisSessionStore on a real Redis', () => {
     expect(await keysUnder(s.admin, s.prefix)).toHaveLength(0)
   })
 
-  it('SECURITY-CHECKLIST #33: a read past absExp deletes the key', async () => {
+  it('security model S19: a read past absExp deletes the key', async () => {
     const absExp = Date.now() + 60_000
     await s.store.createSession('abs', { version: 1, absExp, payload: Buffer.from('x') }, 60_000)
     expect(await keysUnder(s.admin, s.prefix)).toHaveLength(1)
@@ -122,7 +122,7 @@ describe('RedisSessionStore on a real Redis', () => {
   })
 })
 
-describe('RedisSessionStore when Redis goes away (SECURITY-CHECKLIST #56)', () => {
+describe('RedisSessionStore when Redis goes away (security model S66)', () => {
   let server: RedisServer
   let store: RedisSessionStore
 

@@ -29,7 +29,7 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
   }
 }
 
-describe('the refresh lease holder killed mid-refresh (SECURITY-CHECKLIST #38, #40)', () => {
+describe('the refresh lease holder killed mid-refresh (security model S33, S35)', () => {
   it('another instance takes over after the lease and ends the session cleanly: never a second redemption', async () => {
     const port = await freePort()
     const child = spawn(process.execPath, [build.cli, 'serve'], {

@@ -28,7 +28,7 @@ function counts() {
   return { refresh: c.refreshGrants, invalid: c.invalidGrants, errors: c.refreshErrors }
 }
 
-describe('refresh: exactly one per session, whatever the concurrency (SECURITY-CHECKLIST #36, #37, #40)', () => {
+describe('refresh: exactly one per session, whatever the concurrency (security model S31, S32, S35)', () => {
   it('100 concurrent calls on one instance after expiry: all succeed, one refresh grant, no invalid_grant', async () => {
     const { jar } = await login(world.bff.url)
     const oldToken = (await expireAccessToken(world.bff, jar)).data.accessToken
@@ -73,7 +73,7 @@ describe('refresh: exactly one per session, whatever the concurrency (SECURITY-C
   }, 30_000)
 })
 
-describe('a lock holder that died (SECURITY-CHECKLIST #38, ANCHORS §2.2)', () => {
+describe('a lock holder that died (security model S33, ANCHORS §2.2)', () => {
   it('died before redeeming: another instance takes over after the lease and refreshes', async () => {
     const { jar } = await login(world.bff.url)
     await expireAccessToken(world.bff, jar)
@@ -107,7 +107,7 @@ describe('a lock holder that died (SECURITY-CHECKLIST #38, ANCHORS §2.2)', () =
   })
 })
 
-describe('fatal and transient refresh errors (SECURITY-CHECKLIST #40, #41)', () => {
+describe('fatal and transient refresh errors (security model S35, S36)', () => {
   it('a grant revoked at the IdP: next call 401 login_required, session deleted, audit refresh_token_rejected', async () => {
     const { jar } = await login(world.bff.url)
     const s = (await sessionOf(world.bff, jar))!

@@ -145,7 +145,7 @@ describe('tokenward doctor', () => {
   })
 })
 
-describe('revocation when the IdP is down (SECURITY-CHECKLIST #46)', () => {
+describe('revocation when the IdP is down (security model S51)', () => {
   it('logout still ends the local session at once, and the revocation is retried until the IdP answers', async () => {
     const { jar } = await login(world.bff.url, { username: 'liam' })
     const before = world.idp.counts.revocations

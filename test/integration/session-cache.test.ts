@@ -2,7 +2,7 @@
 // Redis answers this instance's requests for up to a second without another
 // read, and any change to it anywhere still takes effect on the very next
 // request, because Redis announces changes to keys the instance has read
-// (CLIENT TRACKING) before it acknowledges them. SECURITY-CHECKLIST #56, #58.
+// (CLIENT TRACKING) before it acknowledges them. security model S66, S68.
 //
 // A private redis-server: this file flushes it and kills its connections.
 
@@ -80,7 +80,7 @@ describe('session cache (BFF_SESSION_CACHE_MS, default 1000 ms)', () => {
     expect(await admin.pttl(key)).toBeGreaterThan(1_799_700)
   })
 
-  it('a logout on A takes effect on B at once, though B answered from memory a moment before (SECURITY-CHECKLIST #58)', async () => {
+  it('a logout on A takes effect on B at once, though B answered from memory a moment before (security model S68)', async () => {
     for (let i = 0; i < 15; i++) {
       const { jar } = await login(world.bff.url)
       for (let j = 0; j < 3; j++) expect((await spaFetch(b, jar, '/api/echo')).status).toBe(200)

@@ -26,7 +26,7 @@ async function keys(): Promise<string[]> {
 const status = async (jar: CookieJar) => (await spaFetch(world.bff, jar, '/auth/session')).status
 
 describe('sessions in Redis', () => {
-  it('hold neither access, refresh nor ID token in any encoding, and every key has a TTL (SECURITY-CHECKLIST #26, #29)', async () => {
+  it('hold neither access, refresh nor ID token in any encoding, and every key has a TTL (security model S56, S59)', async () => {
     const r = await login(world.bff.url)
     const s = await sessionOf(world.bff, r.jar)
     expect(s?.data.idToken).toBeUndefined() // kept only for BFF_LOGOUT_ID_TOKEN_HINT
@@ -44,7 +44,7 @@ describe('sessions in Redis', () => {
     }
   })
 
-  it('the Redis key names cannot be turned into a working cookie (SECURITY-CHECKLIST #28)', async () => {
+  it('the Redis key names cannot be turned into a working cookie (security model S58)', async () => {
     const r = await login(world.bff.url)
     const s = await sessionOf(world.bff, r.jar)
     const sessionKey = (await keys()).find((k) => k.includes(s!.sid))!
@@ -57,7 +57,7 @@ describe('sessions in Redis', () => {
     }
   })
 
-  it('two sessions with swapped entries both fail, never a cross-login (SECURITY-CHECKLIST #27)', async () => {
+  it('two sessions with swapped entries both fail, never a cross-login (security model S57)', async () => {
     const a = await login(world.bff.url, { username: 'alice' })
     const b = await login(world.bff.url, { username: 'bob' })
     const sa = (await sessionOf(world.bff, a.jar))!
@@ -71,7 +71,7 @@ describe('sessions in Redis', () => {
     expect(await status(b.jar)).toBe(401)
   })
 
-  it('an unknown or forged cookie is "no session" and creates no Redis key; a tampered seal is 401, not 500 (SECURITY-CHECKLIST #13)', async () => {
+  it('an unknown or forged cookie is "no session" and creates no Redis key; a tampered seal is 401, not 500 (security model S18)', async () => {
     const before = (await keys()).length
     const r = await login(world.bff.url)
     const cookie = r.jar.get('__Host-tokenward')!
@@ -87,7 +87,7 @@ describe('sessions in Redis', () => {
     expect(after).toBeGreaterThan(before)
   })
 
-  it('session fixation: a planted cookie is replaced by a new random one at login (SECURITY-CHECKLIST #12)', async () => {
+  it('session fixation: a planted cookie is replaced by a new random one at login (security model S17)', async () => {
     const jar = new CookieJar()
     jar.set('__Host-tokenward', 'attacker-chosen-value', '127.0.0.1')
     await login(world.bff.url, { jar })
@@ -112,7 +112,7 @@ describe('sessions in Redis', () => {
     expect(await status(replay)).toBe(401)
   })
 
-  it('session ids are unique, random and carry no data (SECURITY-CHECKLIST #14)', async () => {
+  it('session ids are unique, random and carry no data (security model S16)', async () => {
     const sids = new Set<string>()
     for (let i = 0; i < 20; i++) {
       const r = await login(world.bff.url, { username: 'carol' })
@@ -133,7 +133,7 @@ describe('sessions in Redis', () => {
   })
 })
 
-describe('encryption key rotation (SECURITY-CHECKLIST #30)', () => {
+describe('encryption key rotation (security model S60)', () => {
   it('old sessions still open after a new key is added first; new writes use the new key; a retired key gives a clean 401', async () => {
     const r = await login(world.bff.url)
     const oldKeys = world.bff.env.BFF_ENCRYPTION_KEYS!

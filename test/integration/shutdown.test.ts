@@ -1,4 +1,4 @@
-// Graceful shutdown of the production server (SECURITY-CHECKLIST #59): on
+// Graceful shutdown of the production server (security model S69): on
 // SIGTERM, as Kubernetes and compose send it, `tokenward serve` stops taking
 // connections, lets in-flight requests finish, ends its event streams so
 // browsers reconnect to another instance, and exits 0 in bounded time.
@@ -110,7 +110,7 @@ interface Exit {
 // drain, the second checks how the process ends.
 let run: { sigterm: number; drainedAt: number; exited: Promise<Exit>; output: () => string } | undefined
 
-describe('tokenward serve on SIGTERM (SECURITY-CHECKLIST #59)', () => {
+describe('tokenward serve on SIGTERM (security model S69)', () => {
   it('finishes the in-flight request, refuses new connections at once, and ends open event streams', async () => {
     const prod = await serve()
     // The IdP redirects to the first instance; it shares Redis and secrets with this one.

@@ -1,5 +1,5 @@
 // Property tests for the cookie boundary: picking the session cookie out of a
-// hostile Cookie header (SECURITY-CHECKLIST #13) and unsealing its value.
+// hostile Cookie header (security model S18) and unsealing its value.
 // fast-check prints the seed and path of a failing run; replay it with
 // FC_SEED=<seed> FC_PATH=<path> npx vitest run test/property.
 import { randomBytes } from 'node:crypto'
@@ -77,7 +77,7 @@ const header = fc.constantFrom(...NAMES).chain((name) =>
   fc.tuple(fc.constant(name), pairs(name), fc.array(fc.constantFrom('; ', ';', ';  ', ' ; '), { minLength: 1, maxLength: 3 })),
 )
 
-describe('readCookie over hostile Cookie headers (SECURITY-CHECKLIST #13)', () => {
+describe('readCookie over hostile Cookie headers (security model S18)', () => {
   it('returns exactly the first pair named N, never a lookalike name or text inside a value', () => {
     let found = 0
     fc.assert(

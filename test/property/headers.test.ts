@@ -1,5 +1,5 @@
-// Property tests for the outbound header rules of the proxy (SECURITY-CHECKLIST
-// #52, CONTRACT.md proxy row). fast-check prints the seed and path of a failing
+// Property tests for the outbound header rules of the proxy (security model
+// S42, docs/endpoints.md, the proxy row). fast-check prints the seed and path of a failing
 // run; replay it with FC_SEED=<seed> FC_PATH=<path> npx vitest run test/property.
 import { once } from 'node:events'
 import { createServer, IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
@@ -148,7 +148,7 @@ function violations(out: OutgoingHttpHeaders, o: ForwardOptions, raw: readonly s
   return found
 }
 
-describe('outboundHeaders over arbitrary request headers (SECURITY-CHECKLIST #52)', () => {
+describe('outboundHeaders over arbitrary request headers (security model S42)', () => {
   it('never sends Cookie, the browser Authorization, hop-by-hop fields or fields named in Connection', () => {
     fc.assert(
       fc.property(rawHeaders, optionsExtra, (raw, extra) => {
@@ -159,7 +159,7 @@ describe('outboundHeaders over arbitrary request headers (SECURITY-CHECKLIST #52
     )
   })
 
-  // SECURITY-CHECKLIST #52 lists `Proxy-*` among the fields to drop, and httpoxy's
+  // security model S42 lists `Proxy-*` among the fields to drop, and httpoxy's
   // `Proxy` field too (a regression test: only three were dropped before).
   it('never sends a Proxy-* field', () => {
     fc.assert(
@@ -188,7 +188,7 @@ describe('outboundHeaders over arbitrary request headers (SECURITY-CHECKLIST #52
           const name = raw[i]!.toLowerCase()
           if (OWN.has(name) || HOP_BY_HOP.includes(name) || listed.has(name)) continue
           if (['cookie', 'forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', 'traceparent', 'tracestate', 'dpop', ...OVERRIDES].includes(name)) continue
-          if (name.startsWith('proxy')) continue // Proxy-* and httpoxy's Proxy (SECURITY-CHECKLIST #52)
+          if (name.startsWith('proxy')) continue // Proxy-* and httpoxy's Proxy (security model S42)
           if (name === 'content-length' && !o.hasBody) continue
           sent.set(name, [...(sent.get(name) ?? []), raw[i + 1]!])
         }

@@ -1,4 +1,4 @@
-// Property tests for route matching and path mapping (SECURITY-CHECKLIST #50,
+// Property tests for route matching and path mapping (security model S39,
 // CONTRACT.md routes). fast-check prints the seed and path of a failing run;
 // replay it with FC_SEED=<seed> FC_PATH=<path> npx vitest run test/property.
 import fc from 'fast-check'
@@ -167,7 +167,7 @@ function remainderSegments(m: Extract<RouteMatch, { kind: 'route' }>): string[] 
 
 const RUNS = 20_000
 
-describe('mapRequest over adversarial targets (SECURITY-CHECKLIST #50)', () => {
+describe('mapRequest over adversarial targets (security model S39)', () => {
   it('never throws, and a routed target stays on the upstream origin under its base path with no escaping segment', () => {
     let routed = 0
     let refused = 0

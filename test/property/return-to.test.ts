@@ -1,4 +1,4 @@
-// Property tests for the post-login redirect target (SECURITY-CHECKLIST #11,
+// Property tests for the post-login redirect target (security model S7,
 // RFC 9700 §4.11.1). fast-check prints the seed and path of a failing run;
 // replay it with FC_SEED=<seed> FC_PATH=<path> npx vitest run test/property.
 import fc from 'fast-check'
@@ -51,7 +51,7 @@ function sameOrigin(value: string, origin: string): boolean {
 
 const RUNS = 20_000
 
-describe('safeReturnTo over adversarial input (SECURITY-CHECKLIST #11)', () => {
+describe('safeReturnTo over adversarial input (security model S7)', () => {
   it('always yields a single-slash relative path on the same origin, also as a browser reads it', () => {
     let kept = 0
     let replaced = 0

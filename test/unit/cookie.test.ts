@@ -27,7 +27,7 @@ describe('CookieSealer', () => {
     expect(() => new CookieSealer([])).toThrow()
   })
 
-  it('SECURITY-CHECKLIST #13: tampered seals give null, never throw', async () => {
+  it('security model S18: tampered seals give null, never throw', async () => {
     const sealer = new CookieSealer([secret()])
     const sealed = await sealer.seal({ t: 'handle-123' }, TTL)
     const tampered: string[] = []
@@ -60,7 +60,7 @@ describe('CookieSealer', () => {
     }
   })
 
-  it('SECURITY-CHECKLIST #13: a seal under a foreign secret gives null', async () => {
+  it('security model S18: a seal under a foreign secret gives null', async () => {
     const foreign = await new CookieSealer([secret()]).seal({ t: 'handle-123' }, TTL)
     await expect(new CookieSealer([secret()]).unseal(foreign, TTL)).resolves.toBeNull()
   })
@@ -75,7 +75,7 @@ describe('CookieSealer', () => {
     ['a JSON object', '{"t":"handle"}'],
     ['a 5000-char value', `Fe26.2*${'A'.repeat(4993)}`],
     ['a 5000-char non-iron value', 'x'.repeat(5000)],
-  ])('SECURITY-CHECKLIST #13: %s gives null', async (_name, value) => {
+  ])('security model S18: %s gives null', async (_name, value) => {
     const sealer = new CookieSealer([secret()])
     await expect(sealer.unseal(value, TTL)).resolves.toBeNull()
   })
@@ -123,7 +123,7 @@ describe('CookieSealer', () => {
 })
 
 describe('serializeCookie and clearCookie', () => {
-  it('SECURITY-CHECKLIST #15: the default session cookie is __Host-, HttpOnly, Secure, Path=/, SameSite=Strict, no Domain', () => {
+  it('security model S14: the default session cookie is __Host-, HttpOnly, Secure, Path=/, SameSite=Strict, no Domain', () => {
     const config = loadConfig(testEnv())
     expect(config.cookie.name).toBe('__Host-tokenward')
     const header = serializeCookie(config, config.cookie.name, 'sealed-value', { maxAge: 1800, sameSite: config.cookie.sameSite })
@@ -137,7 +137,7 @@ describe('serializeCookie and clearCookie', () => {
     expect(serializeCookie(config, 'n', 'v', { maxAge: -5, sameSite: 'Strict' })).toContain('; Max-Age=0;')
   })
 
-  it('SECURITY-CHECKLIST #18: clearCookie keeps the name, Path and Secure and sets Max-Age=0', () => {
+  it('security model S23: clearCookie keeps the name, Path and Secure and sets Max-Age=0', () => {
     const config = loadConfig(testEnv())
     const header = clearCookie(config, config.cookie.name, 'Strict')
     expect(header).toBe('__Host-tokenward=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict')

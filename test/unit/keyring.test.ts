@@ -26,7 +26,7 @@ describe('Keyring', () => {
     }
   })
 
-  it('SECURITY-CHECKLIST #27: an entry does not open under a different binding', () => {
+  it('security model S57: an entry does not open under a different binding', () => {
     const ring = new Keyring([key('k1')])
     const sealed = ring.seal(plaintext, binding)
     for (const other of [Buffer.from('session-ref-2'), Buffer.alloc(0), Buffer.from('session-ref-1 ')]) {
@@ -58,7 +58,7 @@ describe('Keyring', () => {
     expect(() => ring.open(Buffer.concat([sealed, Buffer.from([0])]), binding)).toThrow(DecryptError)
   })
 
-  it('SECURITY-CHECKLIST #30: rotation keeps old entries readable and seals new ones with the new key', () => {
+  it('security model S60: rotation keeps old entries readable and seals new ones with the new key', () => {
     const oldKey = key('old')
     const newKey = key('new')
     const oldRing = new Keyring([oldKey])
@@ -76,7 +76,7 @@ describe('Keyring', () => {
     expect(new Keyring([newKey]).open(sealedNew, binding).equals(plaintext)).toBe(true)
   })
 
-  it('SECURITY-CHECKLIST #30: a keyring without the sealing key throws DecryptError (retired key)', () => {
+  it('security model S60: a keyring without the sealing key throws DecryptError (retired key)', () => {
     const retired = key('retired')
     const sealed = new Keyring([retired]).seal(plaintext, binding)
     const ring = new Keyring([key('current')])

@@ -8,7 +8,7 @@ runSessionStoreContract('MemorySessionStore', async () => {
 })
 
 describe('MemorySessionStore with an injected clock', () => {
-  it('SECURITY-CHECKLIST #32: expires idle entries by its own clock', async () => {
+  it('security model S19: expires idle entries by its own clock', async () => {
     let now = 1_000_000
     const store = new MemorySessionStore({ now: () => now })
     try {

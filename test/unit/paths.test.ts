@@ -84,7 +84,7 @@ describe('mapRequest', () => {
     expect(target(mapRequest(nested, '/api/orders'))).toBe('http://api.internal/v1/orders')
   })
 
-  // SECURITY-CHECKLIST #50 and CONTRACT.md routes: a path that escapes the prefix
+  // security model S39 and CONTRACT.md routes: a path that escapes the prefix
   // after decoding is refused and never forwarded.
   const escapes = [
     '/api/..%2f..%2fadmin',
@@ -117,7 +117,7 @@ describe('mapRequest', () => {
     '/api/x?y=1#frag',
   ]
 
-  it.each(escapes)('SECURITY-CHECKLIST #50: %j is refused', (raw) => {
+  it.each(escapes)('security model S39: %j is refused', (raw) => {
     for (const routes of [api, nested]) {
       const m = mapRequest(routes, raw)
       expect(m.kind).toBe('refused')
@@ -126,7 +126,7 @@ describe('mapRequest', () => {
   })
 
   it.each(['/x/../api/y', '/%61pi/y', '/%61%70%69', '/api%2fadmin/x', '/x/%2e%2e/api/y', '/./api/y'])(
-    'SECURITY-CHECKLIST #50: %j reaches a route only after normalisation and is refused',
+    'security model S39: %j reaches a route only after normalisation and is refused',
     (raw) => {
       expect(mapRequest(api, raw).kind).toBe('refused')
     },
@@ -142,7 +142,7 @@ describe('mapRequest', () => {
     }
   })
 
-  it('SECURITY-CHECKLIST #50: over many generated paths, a route target never leaves the upstream', () => {
+  it('security model S39: over many generated paths, a route target never leaves the upstream', () => {
     const pieces = ['..', '%2e%2e', '%2E%2e', '.%2e', '%2f', '%2F', '@x', 'a', '', '%5c', '.', '%2e', 'b%2Fc', 'http:', '\\', '%00', '%zz', '%252e%252e']
     const configs = [
       { routes: api, upstream: new URL('http://api.internal/v1') },
@@ -192,7 +192,7 @@ describe('mapRequest', () => {
 })
 
 describe('normalisation evasions with backslashes', () => {
-  it('a leading backslash that normalises onto a route is refused, not unknown (SECURITY-CHECKLIST #50)', () => {
+  it('a leading backslash that normalises onto a route is refused, not unknown (security model S39)', () => {
     expect(mapRequest(api, '/\\api/y').kind).toBe('refused')
     expect(mapRequest(api, '/\\\\api/y').kind).toBe('refused')
   })

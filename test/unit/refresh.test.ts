@@ -86,14 +86,14 @@ describe('TokenService', () => {
     expect(idp.grants).toBe(0)
   })
 
-  it('refreshes within the skew (BFF_REFRESH_SKEW, SECURITY-CHECKLIST #36)', async () => {
+  it('refreshes within the skew (BFF_REFRESH_SKEW, security model S31)', async () => {
     const { sessions, tokens, idp, data } = setup()
     const { session } = await sessions.create(data({ accessTokenExpiresAt: Date.now() + 10_000 }))
     expect((await tokens.accessToken(session)).token).not.toBe('at-old')
     expect(idp.grants).toBe(1)
   })
 
-  it('50 concurrent callers in one process share one grant (SECURITY-CHECKLIST #37)', async () => {
+  it('50 concurrent callers in one process share one grant (security model S32)', async () => {
     const { sessions, tokens, idp, data } = setup()
     idp.delayMs = 50
     const { session } = await sessions.create(data())
@@ -121,7 +121,7 @@ describe('TokenService', () => {
     expect(x.token).toBe(y.token)
   })
 
-  it('keeps the refresh token when the IdP sends none, replaces it when the IdP rotates (RFC 6749 §6, SECURITY-CHECKLIST #39)', async () => {
+  it('keeps the refresh token when the IdP sends none, replaces it when the IdP rotates (RFC 6749 §6, security model S34)', async () => {
     const { sessions, tokens, idp, data } = setup()
     const { session } = await sessions.create(data())
     idp.next = () => token({ refreshToken: undefined })
@@ -132,11 +132,11 @@ describe('TokenService', () => {
     const r2 = await tokens.accessToken(expired.session)
     expect(r2.session.data.refreshToken).toBe('rt-2')
     expect((await sessions.loadBySid(session.sid, { slide: false }))!.data.refreshToken).toBe('rt-2')
-    // A session never outlives its refresh token (SECURITY-CHECKLIST #34).
+    // A session never outlives its refresh token (security model S20).
     expect(r2.session.absExp).toBeLessThanOrEqual(Date.now() + 60_000)
   })
 
-  it('invalid_grant ends the session with refresh_token_rejected (SECURITY-CHECKLIST #40, #41)', async () => {
+  it('invalid_grant ends the session with refresh_token_rejected (security model S35, S36)', async () => {
     const { sessions, tokens, idp, data, events } = setup()
     const { session } = await sessions.create(data())
     idp.next = () => new oidc.ResponseBodyError('invalid_grant', { cause: { error: 'invalid_grant' }, response: new Response(null, { status: 400 }) })
@@ -145,7 +145,7 @@ describe('TokenService', () => {
     expect(events().some((e) => e.event === 'refresh_token_rejected')).toBe(true)
   })
 
-  it('an unreachable IdP keeps the session and answers idp_unavailable (SECURITY-CHECKLIST #41)', async () => {
+  it('an unreachable IdP keeps the session and answers idp_unavailable (security model S36)', async () => {
     const { sessions, tokens, idp, data, events } = setup()
     const { session } = await sessions.create(data())
     idp.next = () => new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) })
@@ -176,7 +176,7 @@ describe('TokenService', () => {
     ['aud', { aud: ['someone-else'] }],
     // Core §3.1.3.7 step 5 (issue 13 item 8): the session had no azp, so "azp unchanged" did not apply.
     ['azp to another client', { azp: 'another-client' }],
-  ])('a refreshed ID token that changes %s ends the session (OIDC Core §12.2, SECURITY-CHECKLIST #43)', async (_name, change) => {
+  ])('a refreshed ID token that changes %s ends the session (OIDC Core §12.2, security model S12)', async (_name, change) => {
     const { sessions, tokens, idp, data } = setup()
     const { session } = await sessions.create(data())
     const claims = { iss: 'https://idp.example', sub: 'alice', aud: ['tokenward'], iat: 1, exp: 2, ...change } as oidc.IDToken
@@ -226,7 +226,7 @@ describe('TokenService', () => {
     expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
   })
 
-  it('a waiter gives up with 503 when another holder keeps the lock too long (SECURITY-CHECKLIST #38)', async () => {
+  it('a waiter gives up with 503 when another holder keeps the lock too long (security model S33)', async () => {
     const { sessions, tokens, store, data } = setup()
     const { session } = await sessions.create(data())
     await store.acquireRefreshLock(session.sid, 'someone-else', 10_000)

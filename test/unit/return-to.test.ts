@@ -23,7 +23,7 @@ describe('safeReturnTo', () => {
     expect(safeReturnTo('//app.example.com:8443/x', o)).toBe('/')
   })
 
-  // SECURITY-CHECKLIST #11: open-redirect vectors (oauth2-proxy redirect validator
+  // security model S7: open-redirect vectors (oauth2-proxy redirect validator
   // tests, Duende non-local returnUrl tests). Each falls back to `/`.
   const vectors: Array<[string, string | undefined]> = [
     ['protocol-relative', '//evil.com'],
@@ -53,7 +53,7 @@ describe('safeReturnTo', () => {
     ['data: URL', 'data:text/html,<script>alert(1)</script>'],
   ]
 
-  it.each(vectors)('SECURITY-CHECKLIST #11: %s (%j) falls back to /', (_name, value) => {
+  it.each(vectors)('security model S7: %s (%j) falls back to /', (_name, value) => {
     const result = safeReturnTo(value, origin)
     expect(result).toBe('/')
     expect(new URL(result, origin).origin).toBe(origin)
@@ -84,7 +84,7 @@ describe('safeReturnTo', () => {
     '/a/..//evil.com',
     '/x/%2e%2e//evil.com',
     '/.///evil.com',
-  ])('SECURITY-CHECKLIST #11: dot segment before a double slash (%j) never yields an off-origin target', (value) => {
+  ])('security model S7: dot segment before a double slash (%j) never yields an off-origin target', (value) => {
     const result = safeReturnTo(value, origin)
     expect(new URL(result, origin).origin).toBe(origin)
     expect(result.startsWith('//')).toBe(false)
