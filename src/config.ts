@@ -1,7 +1,7 @@
 import { createPrivateKey, type JsonWebKey } from 'node:crypto'
 import { isAbsolute, resolve } from 'node:path'
 // zod: schema validation with per-field issues, so every bad variable is reported at once
-// (STYLE.md rule 1) without a hand-written validator for nested JSON such as BFF_ROUTES.
+// without a hand-written validator for nested JSON such as BFF_ROUTES.
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { httpUrl, parseRoutes } from './config-routes.js'
@@ -206,7 +206,7 @@ type Env = Record<string, string | undefined>
 
 /**
  * Reads and validates the whole configuration once. Every problem is collected and
- * reported together in one ConfigError naming the variables (STYLE.md rule 1).
+ * reported together in one ConfigError naming the variables, so an operator fixes them in one pass.
  */
 export function loadConfig(env: Env): Config {
   const problems: string[] = []

@@ -74,7 +74,7 @@ export interface AuditFields {
   [key: string]: unknown
 }
 
-/** One JSON line per security-relevant event, tagged `"audit": true` (CONTRACT.md, Logs and audit). */
+/** One JSON line per security-relevant event, tagged `"audit": true` (docs/operations.md, audit events). */
 export function audit(logger: Logger, event: AuditEvent, fields: AuditFields): void {
   logger.info({ audit: true, event, ...fields }, `audit ${event}`)
 }
