@@ -45,7 +45,7 @@ async function serve(): Promise<void> {
   const config = configOrExit()
   const logger = createLogger(config.logLevel)
   const stopTracing = await initTracing(process.env, logger)
-  // Production never uses the in-memory store (docs/configuration.md: `npm start` never falls back to memory).
+  // Production never uses the in-memory store (docs/deployment.md).
   const server = await startServer(config, { store: 'redis', logger })
   let stopping = false
   const stop = (signal: string) => {
