@@ -133,7 +133,7 @@ export class BffRequestError extends Error {
   readonly status: number
   /** tokenward's error code (`csrf_failed`, `session_store_unavailable`, ...), or `invalid_response`. */
   readonly code: string
-  /** Seconds, from `Retry-After` (503s). */
+  /** Seconds, from `Retry-After` (429 and 503 answers). */
   readonly retryAfter: number | undefined
 
   constructor(message: string, status: number, code: string, retryAfter?: number) {

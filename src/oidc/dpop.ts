@@ -12,7 +12,9 @@ const ALG = 'ES256'
  * copy of the session store, even with the encryption keys, yields no usable
  * refresh or access token without this key too. It lives only in process memory,
  * loaded from BFF_DPOP_KEY (a private P-256 JWK or PKCS#8 PEM); without one a
- * key is generated per process, which strands every session at a restart.
+ * key is generated per process, and the access tokens bound to it stop working
+ * at a restart (a confidential client's refresh token is bound to its client
+ * authentication, not to the key, RFC 9449 §5, so a refresh may recover them).
  */
 export class DpopKey {
   readonly keyPair: KeyPair
@@ -30,7 +32,7 @@ export class DpopKey {
   static async load(raw: string | undefined, logger: Logger): Promise<DpopKey> {
     let keyPair: KeyPair
     if (!raw) {
-      logger.warn('BFF_DPOP=true without BFF_DPOP_KEY: a DPoP key was generated for this process; tokens bound to it die with the process (every session ends at a restart)')
+      logger.warn('BFF_DPOP=true without BFF_DPOP_KEY: a DPoP key was generated for this process; access tokens bound to it stop working when the process restarts; set BFF_DPOP_KEY, the same on every instance')
       keyPair = (await generateKeyPair(ALG, { extractable: false })) as KeyPair
     } else {
       const text = raw.trim()
