@@ -57,9 +57,35 @@ export async function traced<T>(name: string, attributes: Attributes, fn: (span:
   })
 }
 
-/** The incoming request's trace context (a `traceparent` from the browser or a proxy in front). */
-export function extractContext(headers: Record<string, string | string[] | undefined>) {
-  return propagation.extract(context.active(), headers)
+/**
+ * The server span of one request (request id `requestId`, path or route
+ * `target`), child of the caller's `traceparent` (from the browser or a proxy
+ * in front) when there is one. `done` names the route and the status once `fn`
+ * has answered. Only when tracing is on: callers skip it otherwise.
+ */
+export function serverSpan<T>(
+  headers: Record<string, string | string[] | undefined>,
+  method: string,
+  target: string,
+  requestId: string,
+  fn: () => Promise<T>,
+  done: () => { route: string; status: number },
+): Promise<T> {
+  return context.with(propagation.extract(context.active(), headers), () =>
+    traced(
+      `${method} ${target}`,
+      { 'http.request.method': method, 'tokenward.request_id': requestId },
+      async (span) => {
+        const result = await fn()
+        const { route, status } = done()
+        span?.updateName(`${method} ${route}`)
+        span?.setAttribute('http.route', route)
+        span?.setAttribute('http.response.status_code', status)
+        return result
+      },
+      SpanKind.SERVER,
+    ),
+  )
 }
 
 /** W3C `traceparent`/`tracestate` for an outgoing request, from the active span. */
@@ -69,4 +95,4 @@ export function traceHeaders(): Record<string, string> {
   return carrier
 }
 
-export { context, SpanKind }
+export { SpanKind }
