@@ -1,6 +1,7 @@
 // @opentelemetry/api: the vendor-neutral tracing API. Without an SDK registered
 // its calls are no-ops, and tokenward skips them entirely on the hot path.
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api'
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import type { Logger } from './log.js'
 
 export const tracer = trace.getTracer('tokenward')
@@ -21,21 +22,30 @@ export function tracingEnabled(): boolean {
 export async function initTracing(env: NodeJS.ProcessEnv, logger: Logger): Promise<(() => Promise<void>) | undefined> {
   if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined
   if (env.OTEL_SDK_DISABLED === 'true') return undefined
-  const [{ NodeTracerProvider }, { BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }, { W3CTraceContextPropagator }] =
-    await Promise.all([
-      import('@opentelemetry/sdk-trace-node'),
-      import('@opentelemetry/sdk-trace-base'),
-      import('@opentelemetry/exporter-trace-otlp-http'),
-      import('@opentelemetry/resources'),
-      import('@opentelemetry/core'),
-    ])
-  const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? 'tokenward' }),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
-  })
+  const [{ BatchSpanProcessor }, { OTLPTraceExporter }] = await Promise.all([
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/exporter-trace-otlp-http'),
+  ])
+  const shutdown = await startTracing(new BatchSpanProcessor(new OTLPTraceExporter()), env.OTEL_SERVICE_NAME ?? 'tokenward')
+  logger.info({ endpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'OpenTelemetry tracing enabled')
+  return shutdown
+}
+
+/**
+ * Registers an OpenTelemetry SDK that hands finished spans to `processor`
+ * (initTracing's OTLP exporter, or a test's in-memory one) with W3C trace
+ * context propagation, and turns tracing on. Returns the function that turns
+ * it off and flushes pending spans.
+ */
+export async function startTracing(processor: SpanProcessor, serviceName = 'tokenward'): Promise<() => Promise<void>> {
+  const [{ NodeTracerProvider }, { resourceFromAttributes }, { W3CTraceContextPropagator }] = await Promise.all([
+    import('@opentelemetry/sdk-trace-node'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/core'),
+  ])
+  const provider = new NodeTracerProvider({ resource: resourceFromAttributes({ 'service.name': serviceName }), spanProcessors: [processor] })
   provider.register({ propagator: new W3CTraceContextPropagator() })
   enabled = true
-  logger.info({ endpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'OpenTelemetry tracing enabled')
   return async () => {
     enabled = false
     await provider.shutdown()
