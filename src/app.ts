@@ -1,81 +1,42 @@
-import { randomUUID } from 'node:crypto'
 import { serveStatic } from '@hono/node-server/serve-static'
-import { Hono, type Context, type Next } from 'hono'
+import { Hono } from 'hono'
 import { BffError } from './errors.js'
-import { errorResponse, header, logRequestError, requestIdFrom } from './http.js'
-import { lazyChild } from './log.js'
-import { context, extractContext, SpanKind, traced, tracingEnabled } from './tracing.js'
+import { countRequest, mustClose, openRequest, routeLabel } from './http/context.js'
+import { errorResponse, logRequestError } from './http/error-response.js'
+import { requestHeaders } from './http/headers.js'
+import { mapRequest } from './proxy/paths.js'
+import { serverSpan, tracingEnabled } from './tracing.js'
 import { authRoutes } from './routes/auth.js'
 import { backchannelRoutes } from './routes/backchannel.js'
 import { eventRoutes } from './routes/events.js'
 import { healthRoutes } from './routes/health.js'
-import { proxyMiddleware } from './routes/proxy.js'
 import type { AppEnv, Deps } from './types.js'
 
-const ENDPOINTS = new Set([
-  '/auth/login',
-  '/auth/callback',
-  '/auth/session',
-  '/auth/logout',
-  '/auth/events',
-  '/auth/backchannel-logout',
-  '/healthz',
-  '/readyz',
-  '/metrics',
-])
-
-/** The server span of a request, child of the caller's `traceparent` when there is one. */
-function traceRequest(c: Context<AppEnv>, requestId: string, next: Next): Promise<void> {
-  const parent = extractContext(c.env?.incoming?.headers ?? {})
-  return context.with(parent, () =>
-    traced(
-      `${c.req.method} ${c.req.path}`,
-      { 'http.request.method': c.req.method, 'tokenward.request_id': requestId },
-      async (span) => {
-        await next()
-        const route = c.get('route') ?? routeLabel(c.req.path)
-        span?.updateName(`${c.req.method} ${route}`)
-        span?.setAttribute('http.route', route)
-        span?.setAttribute('http.response.status_code', c.env?.outgoing?.headersSent ? c.env.outgoing.statusCode : c.res.status)
-      },
-      SpanKind.SERVER,
-    ),
-  )
-}
-
-/** A bounded label for requests that are not proxied (the proxy labels its own). */
-function routeLabel(path: string): string {
-  return ENDPOINTS.has(path) ? path : 'other'
-}
-
 /**
- * Builds the HTTP application from its dependencies. Reads no environment and
- * does no I/O of its own, so tests mount it with whatever deps they need.
+ * Builds the HTTP application from its dependencies: tokenward's own endpoints
+ * (/auth, health, metrics) and static files. Proxied calls never reach it: the
+ * proxy entry (proxy/entry.ts) serves them on Node's request. Reads no
+ * environment and does no I/O of its own.
  */
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
 
+  // The request context the proxy entry opens too (http/context.ts).
   app.use('*', async function requestContext(c, next) {
-    const requestId = requestIdFrom(c.env?.incoming ? c.env.incoming.headers['x-request-id'] : header(c, 'x-request-id')) ?? randomUUID()
-    c.set('requestId', requestId)
-    c.set('log', lazyChild(deps.logger, { requestId }))
     const incoming = c.env?.incoming
-    if (incoming) c.set('client', deps.clientAddress(incoming.socket.remoteAddress, incoming.headers))
+    const rc = openRequest(deps, requestHeaders(c), incoming?.socket.remoteAddress)
+    c.set('requestId', rc.requestId)
+    c.set('log', rc.log)
+    c.set('client', rc.client)
+    const status = () => c.res.status
     try {
       if (!tracingEnabled()) await next()
-      else await traceRequest(c, requestId, next)
+      else await serverSpan(requestHeaders(c), c.req.method, c.req.path, rc.requestId, next, () => ({ route: routeLabel(c.req.path), status: status() }))
     } finally {
-      const sent = c.env?.outgoing?.headersSent
-      // The proxy writes its response straight to the socket; it adds the id itself.
-      if (!sent) {
-        c.header('x-request-id', requestId)
-        // Answered before its body arrived (a refusal, an endpoint that reads
-        // no body): close rather than read and discard the rest, however large
-        // (RFC 9112 §9.6, §9.3).
-        if (incoming && !incoming.complete) c.header('connection', 'close')
-      }
-      const status = sent ? c.env!.outgoing!.statusCode : c.res.status
-      deps.metrics.requests.inc({ route: c.get('route') ?? routeLabel(c.req.path), method: c.req.method, status })
+      c.header('x-request-id', rc.requestId)
+      // Answered before its body arrived (see mustClose).
+      if (mustClose(incoming)) c.header('connection', 'close')
+      countRequest(deps, routeLabel(c.req.path), c.req.method, status())
     }
   })
 
@@ -83,7 +44,15 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   app.route('/auth', backchannelRoutes(deps))
   app.route('/auth', eventRoutes(deps))
   app.route('/', healthRoutes(deps))
-  app.use('*', proxyMiddleware(deps))
+
+  // A path that reaches a route only once normalised (`/x/../api`), or escapes
+  // its prefix, is never forwarded: the proxy entry left it here, after
+  // tokenward's own endpoints (security model S39).
+  app.use('*', async (c, next) => {
+    const match = mapRequest(deps.config.routes, c.env?.incoming?.url ?? `${c.req.path}${new URL(c.req.url).search}`)
+    if (match.kind === 'refused') throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
+    return next()
+  })
 
   if (deps.config.staticDir) {
     const root = deps.config.staticDir

@@ -2,6 +2,7 @@
 import { z } from 'zod'
 import type { RouteConfig } from './config.js'
 import { normaliseSegment } from './proxy/paths.js'
+import { METHOD_NAME_RE, RESERVED_PREFIXES, SCOPE_TOKEN_RE } from './protocol.js'
 
 export const httpUrl = z.string().refine((v) => {
   try {
@@ -14,11 +15,7 @@ export const httpUrl = z.string().refine((v) => {
 
 const NO_PREFIXES: readonly string[] = Object.freeze([])
 
-/** Paths tokenward itself answers; a route may not shadow them. */
-export const RESERVED_PREFIXES = ['/auth', '/healthz', '/readyz', '/metrics']
-
-/** RFC 6749 §3.3 scope-token: printable ASCII without space, `"` or `\`. */
-const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be scope tokens (RFC 6749 §3.3): no spaces, quotes or backslashes')
+const scopeToken = z.string().regex(SCOPE_TOKEN_RE, 'must be scope tokens (RFC 6749 §3.3): no spaces, quotes or backslashes')
 
 /**
  * A route's token-exchange target (RFC 8693 §2.1). Neither value may contain
@@ -61,7 +58,7 @@ const routeSchema = z
     upstream: httpUrl,
     token: z.enum(['user', 'optional', 'none', 'client']),
     methods: z
-      .array(z.string().regex(/^[A-Za-z]+$/, 'must be HTTP method names'))
+      .array(z.string().regex(METHOD_NAME_RE, 'must be HTTP method names'))
       .nonempty()
       .optional(),
     scopes: z.array(z.string().min(1)).optional(),

@@ -8,7 +8,7 @@ import { httpUrl, parseRoutes } from './config-routes.js'
 import { parseTrustedProxies } from './client-address.js'
 import { authParamsProblems } from './oidc/login-policy.js'
 
-export { RESERVED_PREFIXES } from './config-routes.js'
+export { RESERVED_PREFIXES } from './protocol.js'
 
 export type TokenMode = 'user' | 'optional' | 'none' | 'client'
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'

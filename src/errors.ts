@@ -1,7 +1,7 @@
 /**
  * One error hierarchy. Every refusal tokenward makes is a BffError with a stable
- * `code` from CONTRACT.md; only `toErrorResponse` (used by app.onError and the
- * routes) turns one into HTTP. `logDetail` is for the server log only and must
+ * `code` of the public contract; only src/http/error-response.ts turns one
+ * into HTTP. `logDetail` is for the server log only and must
  * never contain a token, cookie value or secret.
  */
 
@@ -106,20 +106,4 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
     this.problems = problems
   }
-}
-
-export interface ErrorBody {
-  error: BffErrorCode
-  message: string
-}
-
-/** The JSON body and headers for an error; unexpected errors become a bare 500. */
-export function toErrorResponse(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
-  const e =
-    err instanceof BffError
-      ? err
-      : new BffError('server_error', 'An unexpected error occurred.')
-  const headers: Record<string, string> = { 'cache-control': 'no-store' }
-  if (e.retryAfter !== undefined) headers['retry-after'] = String(e.retryAfter)
-  return { status: e.status, body: { error: e.code, message: e.message }, headers }
 }

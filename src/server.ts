@@ -1,14 +1,13 @@
 import { once } from 'node:events'
-import { createServer, STATUS_CODES, type IncomingMessage } from 'node:http'
+import { createServer } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
-import { getRequestListener, type Http2Bindings, type HttpBindings } from '@hono/node-server'
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import { getRequestListener } from '@hono/node-server'
 import { createApp } from './app.js'
 import type { Config } from './config.js'
 import { createDeps } from './deps.js'
-import { handleUpgrade } from './proxy/websocket.js'
-import { directProxy } from './routes/proxy.js'
+import { endSocket } from './http/error-response.js'
+import { createProxyEntry } from './proxy/entry.js'
 import { createLogger, type Logger } from './log.js'
 import type { SessionStore } from './session/store.js'
 import type { Deps } from './types.js'
@@ -42,10 +41,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
   const message =
     status === 431 ? 'The request headers are too large.' : status === 408 ? 'The request took too long to arrive.' : 'The request is malformed.'
-  const body = JSON.stringify({ error: 'invalid_request', message })
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
-  )
+  endSocket(socket, status, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify({ error: 'invalid_request', message }))
 }
 
 /** Starts tokenward: builds the deps and the app, listens, and loads IdP metadata in the background. */
@@ -60,19 +56,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // announces changes to them (subscription and tracking up); until then every
   // request reads Redis.
   deps.events.keepCoherent(deps.sessions).catch((err: Error) => logger.warn({ reason: err.message }, 'session event subscription failed; every request reads the store'))
-  const app = createApp(deps)
-  const appListener = getRequestListener(
-    // Hono answers HEAD by rebuilding the response without a body, which loses
-    // the proxy's "already sent" marker; the socket's own state is the truth.
-    async (req: Request, env: HttpBindings | Http2Bindings) => {
-      const res = await app.fetch(req, env as HttpBindings)
-      return (env as HttpBindings).outgoing.headersSent ? RESPONSE_ALREADY_SENT : res
-    },
-  )
-  // API calls on a route go straight to the proxy; everything else to the app.
-  const proxy = directProxy(deps)
+  const appListener = getRequestListener(createApp(deps).fetch)
+  // API calls on a route and WebSocket handshakes go to the proxy's entry;
+  // everything else to the app (tokenward's own endpoints, static files).
+  const proxy = createProxyEntry(deps)
   const server = createServer((req, res) => {
-    if (!proxy(req, res)) void appListener(req, res)
+    if (!proxy.request(req, res)) void appListener(req, res)
   })
   // Bounded header and request times protect against slow clients (slowloris).
   // The request timeout covers receiving a request (a large upload), never a
@@ -81,7 +70,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   server.requestTimeout = 300_000
   server.keepAliveTimeout = 65_000
   server.on('clientError', answerClientError)
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(deps, req, socket, head))
+  server.on('upgrade', proxy.upgrade)
   server.listen(options.port ?? config.port, config.host)
   await once(server, 'listening')
   const port = (server.address() as AddressInfo).port

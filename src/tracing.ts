@@ -1,6 +1,7 @@
 // @opentelemetry/api: the vendor-neutral tracing API. Without an SDK registered
 // its calls are no-ops, and tokenward skips them entirely on the hot path.
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api'
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import type { Logger } from './log.js'
 
 export const tracer = trace.getTracer('tokenward')
@@ -21,21 +22,30 @@ export function tracingEnabled(): boolean {
 export async function initTracing(env: NodeJS.ProcessEnv, logger: Logger): Promise<(() => Promise<void>) | undefined> {
   if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined
   if (env.OTEL_SDK_DISABLED === 'true') return undefined
-  const [{ NodeTracerProvider }, { BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }, { W3CTraceContextPropagator }] =
-    await Promise.all([
-      import('@opentelemetry/sdk-trace-node'),
-      import('@opentelemetry/sdk-trace-base'),
-      import('@opentelemetry/exporter-trace-otlp-http'),
-      import('@opentelemetry/resources'),
-      import('@opentelemetry/core'),
-    ])
-  const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? 'tokenward' }),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
-  })
+  const [{ BatchSpanProcessor }, { OTLPTraceExporter }] = await Promise.all([
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/exporter-trace-otlp-http'),
+  ])
+  const shutdown = await startTracing(new BatchSpanProcessor(new OTLPTraceExporter()), env.OTEL_SERVICE_NAME ?? 'tokenward')
+  logger.info({ endpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'OpenTelemetry tracing enabled')
+  return shutdown
+}
+
+/**
+ * Registers an OpenTelemetry SDK that hands finished spans to `processor`
+ * (initTracing's OTLP exporter, or a test's in-memory one) with W3C trace
+ * context propagation, and turns tracing on. Returns the function that turns
+ * it off and flushes pending spans.
+ */
+export async function startTracing(processor: SpanProcessor, serviceName = 'tokenward'): Promise<() => Promise<void>> {
+  const [{ NodeTracerProvider }, { resourceFromAttributes }, { W3CTraceContextPropagator }] = await Promise.all([
+    import('@opentelemetry/sdk-trace-node'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/core'),
+  ])
+  const provider = new NodeTracerProvider({ resource: resourceFromAttributes({ 'service.name': serviceName }), spanProcessors: [processor] })
   provider.register({ propagator: new W3CTraceContextPropagator() })
   enabled = true
-  logger.info({ endpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'OpenTelemetry tracing enabled')
   return async () => {
     enabled = false
     await provider.shutdown()
@@ -57,9 +67,35 @@ export async function traced<T>(name: string, attributes: Attributes, fn: (span:
   })
 }
 
-/** The incoming request's trace context (a `traceparent` from the browser or a proxy in front). */
-export function extractContext(headers: Record<string, string | string[] | undefined>) {
-  return propagation.extract(context.active(), headers)
+/**
+ * The server span of one request (request id `requestId`, path or route
+ * `target`), child of the caller's `traceparent` (from the browser or a proxy
+ * in front) when there is one. `done` names the route and the status once `fn`
+ * has answered. Only when tracing is on: callers skip it otherwise.
+ */
+export function serverSpan<T>(
+  headers: Record<string, string | string[] | undefined>,
+  method: string,
+  target: string,
+  requestId: string,
+  fn: () => Promise<T>,
+  done: () => { route: string; status: number },
+): Promise<T> {
+  return context.with(propagation.extract(context.active(), headers), () =>
+    traced(
+      `${method} ${target}`,
+      { 'http.request.method': method, 'tokenward.request_id': requestId },
+      async (span) => {
+        const result = await fn()
+        const { route, status } = done()
+        span?.updateName(`${method} ${route}`)
+        span?.setAttribute('http.route', route)
+        span?.setAttribute('http.response.status_code', status)
+        return result
+      },
+      SpanKind.SERVER,
+    ),
+  )
 }
 
 /** W3C `traceparent`/`tracestate` for an outgoing request, from the active span. */
@@ -69,4 +105,4 @@ export function traceHeaders(): Record<string, string> {
   return carrier
 }
 
-export { context, SpanKind }
+export { SpanKind }

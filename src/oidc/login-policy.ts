@@ -1,4 +1,5 @@
 import { BffError } from '../errors.js'
+import { SCOPE_TOKEN_LIST_RE } from '../protocol.js'
 
 /**
  * The login policy: which authentication a login asks the IdP for, and what the
@@ -30,8 +31,6 @@ export interface EffectiveAuthParams {
 }
 
 const PROMPTS = new Set(['none', 'login', 'consent', 'select_account'])
-/** RFC 6749 §3.3-like space-separated NQCHAR tokens; acr values are URIs or short strings. */
-const ACR_VALUES = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/
 const MAX_AGE = /^\d{1,9}$/
 const POLICY_KEYS = new Set(['prompt', 'acr_values', 'max_age'])
 
@@ -46,7 +45,7 @@ function parsePrompt(value: string): string[] | string {
 }
 
 function parseAcrValues(value: string): string[] | string {
-  if (value.length > 512 || !ACR_VALUES.test(value)) return 'acr_values is malformed'
+  if (value.length > 512 || !SCOPE_TOKEN_LIST_RE.test(value)) return 'acr_values is malformed'
   return [...new Set(value.split(' '))]
 }
 

@@ -1,10 +1,14 @@
-import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { Hono, type Context } from 'hono'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
-import { auditFor, checkCsrf, clientIp, currentSession, header, readCookie, errorResponse, requester, sessionHandle, wantsHtml } from '../http.js'
+import { auditFor, clientIp, requester } from '../http/audit.js'
+import { errorResponse } from '../http/error-response.js'
+import { header, readCookie, wantsHtml } from '../http/headers.js'
+import { checkCsrf } from '../middleware/csrf.js'
+import { RateLimiter, rateLimit } from '../middleware/rate-limit.js'
+import { currentSession, sessionHandle } from '../middleware/session.js'
 import { classifyIdpError, describe, idpBug } from '../oidc/client.js'
 import { authenticationShortfall, effectiveAuthParams, type RequestedLoginParams } from '../oidc/login-policy.js'
-import { RateLimiter } from '../rate-limit.js'
 import { safeReturnTo } from '../return-to.js'
 import { clearCookie, serializeCookie } from '../session/cookie.js'
 import { newHandle, type Session, type SessionData } from '../session/sessions.js'
@@ -36,25 +40,15 @@ function withQuery(path: string, name: string, value: string): string {
 /** ID token claims that only serve the protocol; the SPA gets the rest. */
 const PROTOCOL_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid', 'jti'])
 
-function limit(limiter: RateLimiter): MiddlewareHandler<AppEnv> {
-  return async function rateLimit(c, next) {
-    const key = clientIp(c) ?? 'unknown'
-    if (!limiter.take(key)) {
-      c.header('retry-after', String(limiter.retryAfter(key)))
-      return errorResponse(c, new BffError('rate_limited', 'Too many sign-in attempts from this address; try again shortly.'))
-    }
-    return next()
-  }
-}
-
-/** Login, callback, session info and logout (CONTRACT.md, HTTP surface). */
+/** Login, callback, session info and logout. */
 export function authRoutes(deps: Deps): Hono<AppEnv> {
   const { config } = deps
   const app = new Hono<AppEnv>()
   // Per client address; generous enough for many users behind one NAT, tight
   // enough that a script cannot fill Redis with login transactions.
-  app.use('/login', limit(new RateLimiter({ limit: 300, windowMs: 60_000 })))
-  app.use('/callback', limit(new RateLimiter({ limit: 300, windowMs: 60_000 })))
+  const tooMany = 'Too many sign-in attempts from this address; try again shortly.'
+  app.use('/login', rateLimit(new RateLimiter({ limit: 300, windowMs: 60_000 }), tooMany))
+  app.use('/callback', rateLimit(new RateLimiter({ limit: 300, windowMs: 60_000 }), tooMany))
 
   const noStore = (c: Ctx) => {
     c.header('cache-control', 'no-store')

@@ -1,9 +1,9 @@
 import { Hono } from 'hono'
-import { readBoundedText } from '../body.js'
 import { BffError } from '../errors.js'
-import { clientIp, errorResponse } from '../http.js'
+import { clientIp } from '../http/audit.js'
+import { readBoundedText } from '../http/body.js'
 import { LogoutTokenVerifier } from '../oidc/logout-token.js'
-import { RateLimiter } from '../rate-limit.js'
+import { RateLimiter, takeOrRefuse } from '../middleware/rate-limit.js'
 import type { AppEnv, Deps } from '../types.js'
 
 /** A logout token is a few hundred bytes to a few KiB; nothing legitimate comes near this. */
@@ -39,20 +39,17 @@ export function backchannelRoutes(deps: Deps): Hono<AppEnv> {
       claims = await verifier.verify(token)
     } catch (err) {
       // The IdP is down (its keys cannot be fetched) or the store is: 5xx, not the caller's fault.
-      if (err instanceof BffError && err.status >= 500) return errorResponse(c, err)
+      if (err instanceof BffError && err.status >= 500) throw err
       const e = err instanceof BffError ? err : new BffError('invalid_request', 'The logout request is not valid.')
       c.get('log').warn({ reason: e.logDetail ?? e.message }, 'back-channel logout refused')
       if (e.code === 'payload_too_large') {
         // Nothing more of this body is read (RFC 9110 §15.5.14).
         c.header('connection', 'close')
-        return errorResponse(c, e)
+        throw e
       }
-      if (!failures.take(ip)) {
-        c.header('retry-after', String(failures.retryAfter(ip)))
-        return errorResponse(c, new BffError('rate_limited', 'Too many invalid back-channel logout requests.'))
-      }
+      takeOrRefuse(failures, ip, 'Too many invalid back-channel logout requests.')
       // BCL §2.8: 400 with an OAuth-style error on any failure.
-      return errorResponse(c, e.code === 'invalid_request' ? e : new BffError('invalid_request', e.message))
+      throw e.code === 'invalid_request' ? e : new BffError('invalid_request', e.message)
     }
 
     // A sid names one IdP session; a sub in the same token must match it.

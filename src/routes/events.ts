@@ -1,7 +1,8 @@
 import { Hono } from 'hono'
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming'
 import { BffError } from '../errors.js'
-import { auditFor, currentSession } from '../http.js'
+import { checkCsrf } from '../middleware/csrf.js'
+import { currentSession } from '../middleware/session.js'
 import { watchSession } from '../session/watch.js'
 import type { AppEnv, Deps } from '../types.js'
 
@@ -26,17 +27,12 @@ export function eventRoutes(deps: Deps): Hono<AppEnv> {
   const open = new Map<string, number>()
 
   app.get('/events', async (c) => {
-    const origin = c.req.header('origin')
-    if (c.req.header('sec-fetch-site') === 'cross-site' || (origin !== undefined && origin !== deps.config.publicOrigin)) {
-      auditFor(c, 'csrf_rejected', { outcome: 'failure', reason: 'cross-site event stream', path: c.req.path })
-      throw new BffError('csrf_failed', 'The event stream is for the application itself.')
-    }
+    checkCsrf(c, deps, 'stream')
     const session = await currentSession(c, deps, { slide: false })
     if (!session) throw new BffError('login_required', 'No active session.')
     const streams = open.get(session.sid) ?? 0
     if (streams >= MAX_STREAMS_PER_SESSION) {
-      c.header('retry-after', '5')
-      throw new BffError('rate_limited', 'Too many open event streams for this session.', { logDetail: `${streams} streams open` })
+      throw new BffError('rate_limited', 'Too many open event streams for this session.', { retryAfter: 5, logDetail: `${streams} streams open` })
     }
     open.set(session.sid, streams + 1)
     const release = () => {

@@ -20,9 +20,9 @@ const MiB = 1024 * 1024
 let build: ReturnType<typeof buildCli>
 let upstream: EchoUpstream
 const children: ChildProcess[] = []
-/** The instance measured: the proxy straight on Node's request (tracing off). */
+/** The instance measured (tracing off). */
 let main: { pid: number; port: number }
-/** With tracing on, proxied calls go through the Hono app: its refusals must close the connection too. */
+/** With tracing on: the proxy entry's traced path must close the connection on refusals too. */
 let traced: { pid: number; port: number }
 
 /** `node <cli> serve` with routes to the echo upstream; the IdP is unreachable. */
@@ -205,7 +205,7 @@ describe('a 256 MiB request body leaves resident memory flat and is not read pas
     }, 60_000)
   }
 
-  it('with tracing on (the Hono app answers): a declared 256 MiB body is refused without being read', async () => {
+  it('with tracing on: a declared 256 MiB body is refused without being read', async () => {
     const out = await upload(traced.port, '/small/upload', 256 * MiB, false)
     console.info(`traced, declared /small/upload: answer ${out.status ?? 'none (closed)'}, client wrote ${(out.written / MiB).toFixed(0)} MiB`)
     if (out.status !== undefined) expect(out.answer).toMatch(/\r\nconnection: close\r\n/i)

@@ -785,7 +785,7 @@ describe(`HTTP fuzzing over raw sockets (issue 9; seed ${SEED})`, () => {
   // the body as a second request, with any path, method and headers the client
   // chose, outside the route's base path and past every tokenward check
   // (security model S39, S42; CONTRACT.md: nothing that escapes the prefix
-  // is forwarded). Remove `.fails` once src/proxy/forward.ts frames the body.
+  // is forwarded). Remove `.fails` once src/proxy/headers.ts frames the body.
   it('a chunked body on GET, DELETE or OPTIONS is never parsed by the upstream as a request of its own', async () => {
     world.upstream.requests.splice(0)
     const inner = `GET /internal/secret HTTP/1.1\r\nHost: upstream\r\nX-Forwarded-For: 6.6.6.6\r\nX-Fuzz: SMUGGLED-BODY\r\n\r\n`

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { Hono, type Context } from 'hono'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { readCookie } from '../../src/http.js'
+import { readCookie } from '../../src/http/headers.js'
 import { CookieSealer } from '../../src/session/cookie.js'
 import type { AppEnv } from '../../src/types.js'
 

@@ -6,7 +6,8 @@ import { createServer, IncomingMessage, type OutgoingHttpHeaders } from 'node:ht
 import { connect, Socket, type AddressInfo } from 'node:net'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { outboundHeaders, type ForwardOptions } from '../../src/proxy/forward.js'
+import type { ForwardOptions } from '../../src/proxy/forward.js'
+import { outboundHeaders } from '../../src/proxy/headers.js'
 
 const replay = {
   ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import { BffError } from './errors.js'
+import { BffError } from '../errors.js'
 
 function tooLarge(max: number): BffError {
   return new BffError('payload_too_large', 'The request body is too large.', { logDetail: `body over ${max} bytes` })

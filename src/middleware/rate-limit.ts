@@ -1,3 +1,8 @@
+import type { MiddlewareHandler } from 'hono'
+import { BffError } from '../errors.js'
+import { clientIp } from '../http/audit.js'
+import type { AppEnv } from '../types.js'
+
 /**
  * A fixed-window counter per key (usually the client IP), in memory. Enough to
  * blunt floods of the anonymous endpoints on one instance; a shared limit across
@@ -33,5 +38,18 @@ export class RateLimiter {
   retryAfter(key: string, now = Date.now()): number {
     const w = this.#windows.get(key)
     return w ? Math.max(1, Math.ceil((w.start + this.#windowMs - now) / 1000)) : 1
+  }
+}
+
+/** Counts one request of `key`; over the limit, a 429 with Retry-After (RFC 6585 §4). */
+export function takeOrRefuse(limiter: RateLimiter, key: string, message: string): void {
+  if (!limiter.take(key)) throw new BffError('rate_limited', message, { retryAfter: limiter.retryAfter(key) })
+}
+
+/** A Hono middleware limiting requests per client address (see takeOrRefuse). */
+export function rateLimit(limiter: RateLimiter, message: string): MiddlewareHandler<AppEnv> {
+  return async function rateLimited(c, next) {
+    takeOrRefuse(limiter, clientIp(c) ?? 'unknown', message)
+    return next()
   }
 }

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { ClientAddress } from '../client-address.js'
+import { lazyChild, type Logger } from '../log.js'
+import { ENDPOINTS } from '../protocol.js'
+import type { Deps } from '../types.js'
+import { logRequestError, writeError } from './error-response.js'
+
+/**
+ * The request context every request gets, whichever entry it came through (the
+ * proxy's raw-Node entry or the Hono app): its id, a logger that names it, the
+ * client's address, the request metric, and the error writer.
+ */
+export interface RequestContext {
+  /** The caller's `X-Request-Id` when well-formed (so logs correlate end to end), else a new one. */
+  readonly requestId: string
+  /** A child logger bound to the request id, created on first use (most requests log nothing). */
+  readonly log: Logger
+  /** The client's address: the socket peer, or what trusted proxies say (client-address.ts). */
+  readonly client: ClientAddress
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** The caller's `X-Request-Id` when it is well-formed, else undefined. */
+export function requestIdFrom(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined
+}
+
+/** Opens the context of one request from Node's parsed request line and headers. */
+export function openRequest(deps: Pick<Deps, 'logger' | 'clientAddress'>, headers: IncomingHttpHeaders, peer: string | undefined): RequestContext {
+  const requestId = requestIdFrom(headers['x-request-id']) ?? randomUUID()
+  return { requestId, log: lazyChild(deps.logger, { requestId }), client: deps.clientAddress(peer, headers) }
+}
+
+/** Counts one answered request: `route` is a route prefix or a tokenward endpoint (routeLabel). */
+export function countRequest(deps: Pick<Deps, 'metrics'>, route: string, method: string, status: number): void {
+  deps.metrics.requests.inc({ route, method, status })
+}
+
+/** A bounded metrics label for a request that is not proxied (the proxy labels by its route prefix). */
+export function routeLabel(path: string): string {
+  return ENDPOINTS.has(path) ? path : 'other'
+}
+
+/**
+ * Whether an answer must close the connection: the request's body is still
+ * arriving (a refusal, an endpoint that reads no body). Node would otherwise
+ * read and drop the rest to keep the connection alive, however large it is
+ * declared to be, spending bandwidth and CPU on a request already answered
+ * (RFC 9112 §9.6, §9.3; RFC 9110 §7.6.1).
+ */
+export function mustClose(incoming: IncomingMessage | undefined): boolean {
+  return incoming !== undefined && !incoming.complete
+}
+
+/**
+ * Answers a request that failed on Node's response: logged, then the error in
+ * the contract's JSON with the request id, or, when the answer had already
+ * begun, the connection cut (the browser must not take a partial answer for a
+ * whole one).
+ */
+export function answerError(rc: RequestContext, incoming: IncomingMessage, outgoing: ServerResponse, err: unknown): void {
+  logRequestError(rc.log, err, (incoming.url ?? '/').split('?')[0]!)
+  if (outgoing.headersSent) {
+    outgoing.destroy()
+    return
+  }
+  writeError(outgoing, err, mustClose(incoming) ? { 'x-request-id': rc.requestId, connection: 'close' } : { 'x-request-id': rc.requestId })
+}
