@@ -215,12 +215,12 @@ describe('a 256 MiB request body leaves resident memory flat and is not read pas
 })
 
 describe('bodies received whole before dispatch are bounded by a process-wide budget', () => {
-  it('150 clients that send all but the last byte of a 1 MiB body and stall hold at most the budget (32 MiB)', async () => {
+  it('300 clients that send all but the last byte of a 1 MiB body and stall hold the budget (32 MiB), not 300 MiB', async () => {
     const before = memory('VmRSS')
     const sockets = await Promise.all(
-      Array.from({ length: 150 }, (_, i) =>
+      Array.from({ length: 300 }, (_, i) =>
         new Promise<ReturnType<typeof connect>>((resolve) => {
-          const socket = connect({ port: main.port, host: '127.0.0.1', localAddress: `127.0.3.${10 + i}` })
+          const socket = connect({ port: main.port, host: '127.0.0.1', localAddress: `127.0.${3 + Math.floor(i / 200)}.${10 + (i % 200)}` })
           socket.on('error', () => {})
           socket.on('connect', () => {
             socket.write(`POST /big/upload HTTP/1.1\r\nhost: 127.0.0.1\r\nx-csrf: 1\r\ncontent-length: ${MiB}\r\n\r\n`)
@@ -233,7 +233,9 @@ describe('bodies received whole before dispatch are bounded by a process-wide bu
     const held = memory('VmRSS')
     for (const s of sockets) s.destroy()
     await new Promise((r) => setTimeout(r, 500))
-    console.info(`150 stalled 1 MiB bodies: VmRSS ${before.toFixed(0)} -> ${held.toFixed(0)} MiB while held, ${memory('VmRSS').toFixed(0)} MiB after`)
-    expect(held - before).toBeLessThan(32 + 32)
+    console.info(`300 stalled 1 MiB bodies: VmRSS ${before.toFixed(0)} -> ${held.toFixed(0)} MiB while held, ${memory('VmRSS').toFixed(0)} MiB after`)
+    // The budget plus the sockets' and parser's own overhead (about 60 MiB
+    // measured on a loaded machine); without the budget this is over 300 MiB.
+    expect(held - before).toBeLessThan(128)
   }, 60_000)
 })
