@@ -2,7 +2,7 @@ import { Hono } from 'hono'
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming'
 import { BffError } from '../errors.js'
 import { auditFor, currentSession } from '../http.js'
-import { watchSession } from '../session/watch.js'
+import { watchSession } from '../lifecycle/watch.js'
 import type { AppEnv, Deps } from '../types.js'
 
 const HEARTBEAT_MS = 25_000

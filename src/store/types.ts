@@ -1,7 +1,9 @@
 /**
- * The storage seam. Implementations hold only opaque, already-encrypted bytes;
- * they know a session's version (for compare-and-set) and its absolute expiry
- * (so the idle slide can never push the TTL past it), nothing else.
+ * The storage seam, split by concern. Implementations (src/store/redis/,
+ * src/store/memory/) hold only opaque, already-encrypted bytes; they know a
+ * session's version (for compare-and-set) and its absolute expiry (so the idle
+ * slide can never push the TTL past it), nothing else. Each interface has its
+ * own contract suite in test/contract/, run against both implementations.
  */
 
 export interface StoredEntry {
@@ -21,8 +23,67 @@ export interface ReadOptions {
 
 export type ReplaceResult = 'ok' | 'conflict' | 'missing'
 
+/** Encrypted session entries, by tokenward session id. */
+export interface SessionRecords {
+  /** Creates a new entry; false when the id already exists (never overwrites). */
+  create(sid: string, entry: StoredEntry, ttlMs: number): Promise<boolean>
+  /** Reads (and optionally slides) an entry; null when missing or past absExp. `ttlMs` is the idle time left. */
+  read(sid: string, options: ReadOptions): Promise<{ entry: StoredEntry; ttlMs: number } | null>
+  /**
+   * Writes `entry` only if the stored version equals `expectedVersion`; keeps the
+   * current TTL, capped at maxTtlMs. Success also clears the refresh journal.
+   */
+  replace(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult>
+  /** Deletes the session with its refresh lease and journal; false when there was none. */
+  delete(sid: string): Promise<boolean>
+  /** Approximately how many sessions exist (for metrics); undefined when the store cannot say cheaply. */
+  count(): Promise<number | undefined>
+}
+
+/**
+ * The per-session refresh lease (one refresh at a time across every instance)
+ * and the refresh journal: the session version whose refresh was started and
+ * may have redeemed the refresh token, so a holder that died mid-refresh is
+ * noticed instead of the token being presented twice (RFC 9700 §4.14.2).
+ */
+export interface RefreshLeases {
+  /** Takes the lease if nobody holds it, and reports the journal (null: none). */
+  acquire(sid: string, token: string, leaseMs: number): Promise<{ acquired: boolean; journal: number | null }>
+  /** Extends the lease; false when `token` no longer holds it. */
+  renew(sid: string, token: string, leaseMs: number): Promise<boolean>
+  /** Releases the lease if `token` still holds it; otherwise does nothing. */
+  release(sid: string, token: string): Promise<void>
+  /** Records that a refresh of `version` is about to redeem the refresh token. */
+  writeJournal(sid: string, version: number, ttlMs: number): Promise<void>
+  clearJournal(sid: string): Promise<void>
+}
+
 /** Secondary indexes from a user (`sub`) or an IdP session (`sid` claim) to tokenward sessions. */
 export type IndexKind = 'sub' | 'idp'
+
+export interface SessionIndexes {
+  /**
+   * Adds the session to an index; the index lives as long as its longest-lived
+   * member (`absExp`, at least a second) and is pruned of ended sessions when read.
+   */
+  add(kind: IndexKind, value: string, sid: string, absExp: number): Promise<void>
+  remove(kind: IndexKind, value: string, sid: string): Promise<void>
+  /** The live sessions in an index (ended ones are pruned as a side effect). */
+  read(kind: IndexKind, value: string): Promise<string[]>
+}
+
+/** Identifiers that may be accepted once only (a logout token's `jti`). */
+export interface OneTimeIds {
+  /** Records `id` for at least `ttlMs` (and at least a second); false when it was seen before. */
+  rememberOnce(id: string, ttlMs: number): Promise<boolean>
+}
+
+/** Login transactions: short-lived, single-use. */
+export interface TransactionRecords {
+  put(id: string, payload: Buffer, ttlMs: number): Promise<void>
+  /** Atomically reads and deletes (GETDEL), so a transaction can be used once only (RFC 9700 §4.2.4). */
+  take(id: string): Promise<Buffer | null>
+}
 
 /** Broadcast to every instance when a session ends, so open tabs can be told. */
 export interface SessionEvent {
@@ -43,8 +104,8 @@ export interface SubscriptionHooks {
   onTrackingUnavailable?(reason: string): void
 }
 
-export interface SessionStore {
-  readonly kind: 'redis' | 'memory'
+/** Session events across instances, and announcements of changes to sessions this instance read. */
+export interface SessionEventBus {
   /**
    * Whether an event published after a write reaches every instance's
    * subscription before any later request that depends on that write can
@@ -53,49 +114,20 @@ export interface SessionStore {
    * Redis Cluster forwards publishes over its bus asynchronously, so not there.
    */
   readonly coherentEvents: boolean
-  /** Creates a new entry; false when the id already exists (never overwrites). */
-  createSession(sid: string, entry: StoredEntry, ttlMs: number): Promise<boolean>
-  /** Reads (and optionally slides) an entry; null when missing or past absExp. `ttlMs` is the idle time left. */
-  readSession(sid: string, options: ReadOptions): Promise<{ entry: StoredEntry; ttlMs: number } | null>
-  /**
-   * Writes `entry` only if the stored version equals `expectedVersion`; keeps the
-   * current TTL, capped at maxTtlMs. Success also clears the refresh journal.
-   */
-  replaceSession(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult>
-  /** Deletes the session with its lock and journal. */
-  deleteSession(sid: string): Promise<boolean>
-  /**
-   * Takes the refresh lease for a session if nobody holds it. Also reports the
-   * refresh journal: the session version at which a refresh was started and never
-   * finished (its holder died), or null.
-   */
-  acquireRefreshLock(sid: string, token: string, leaseMs: number): Promise<{ acquired: boolean; journal: number | null }>
-  /** Extends the lease while the refresh runs; false when it was lost. */
-  renewRefreshLock(sid: string, token: string, leaseMs: number): Promise<boolean>
-  /** Releases the lease if this token still holds it. */
-  releaseRefreshLock(sid: string, token: string): Promise<void>
-  /** Records that a refresh of `version` is about to redeem the refresh token. */
-  writeRefreshJournal(sid: string, version: number, ttlMs: number): Promise<void>
-  clearRefreshJournal(sid: string): Promise<void>
-  /**
-   * Adds the session to an index; the index lives as long as its longest-lived
-   * member and is pruned of ended sessions when read.
-   */
-  addToIndex(kind: IndexKind, value: string, sid: string, absExp: number): Promise<void>
-  removeFromIndex(kind: IndexKind, value: string, sid: string): Promise<void>
-  /** The live sessions in an index (ended ones are pruned as a side effect). */
-  readIndex(kind: IndexKind, value: string): Promise<string[]>
-  /** Records a one-time identifier (a logout token's `jti`); false when it was seen before. */
-  rememberOnce(id: string, ttlMs: number): Promise<boolean>
   publish(event: SessionEvent): Promise<void>
   /** Receives every instance's events until the returned function is called. */
   subscribe(listener: (event: SessionEvent) => void, hooks?: SubscriptionHooks): Promise<() => Promise<void>>
-  /** Approximately how many sessions exist (for metrics); undefined when the store cannot say cheaply. */
-  countSessions(): Promise<number | undefined>
-  /** Login transactions: short-lived, single-use. */
-  putTransaction(id: string, payload: Buffer, ttlMs: number): Promise<void>
-  /** Atomically reads and deletes (GETDEL), so a transaction can be used once only (RFC 9700 §4.2.4). */
-  takeTransaction(id: string): Promise<Buffer | null>
+}
+
+/** One backend holding every concern, as createStore builds it. */
+export interface Store {
+  readonly kind: 'redis' | 'memory'
+  readonly records: SessionRecords
+  readonly leases: RefreshLeases
+  readonly indexes: SessionIndexes
+  readonly onceIds: OneTimeIds
+  readonly transactions: TransactionRecords
+  readonly events: SessionEventBus
   /** Throws SessionStoreUnavailableError when the store does not answer. */
   ping(): Promise<void>
   close(): Promise<void>
