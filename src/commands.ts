@@ -4,7 +4,7 @@ import type { Config } from './config.js'
 import { createDeps } from './deps.js'
 import { createLogger } from './log.js'
 import type { Session } from './session/sessions.js'
-import { SessionTerminator } from './session/terminate.js'
+import { SessionTerminator } from './lifecycle/terminate.js'
 import type { Deps } from './types.js'
 
 type Out = (line: string) => void
@@ -43,7 +43,7 @@ export async function listSessions(config: Config, sub: string, json: boolean, o
     }
     return 0
   } finally {
-    await deps.sessions.store.close()
+    await deps.store.close()
   }
 }
 
@@ -54,7 +54,7 @@ export async function listSessions(config: Config, sub: string, json: boolean, o
  */
 export async function revokeSessions(config: Config, by: { sid?: string; sub?: string }, out: Out): Promise<number> {
   const deps = cliDeps(config)
-  const terminator = new SessionTerminator({ sessions: deps.sessions, oidc: deps.oidc, logger: deps.logger, retryDelaysMs: [500, 2000] })
+  const terminator = new SessionTerminator({ sessions: deps.sessions, events: deps.store.events, oidc: deps.oidc, logger: deps.logger, retryDelaysMs: [500, 2000] })
   try {
     const sessions = by.sid
       ? [await deps.sessions.loadBySid(by.sid, { slide: false })].filter((s): s is Session => s !== null)
@@ -71,7 +71,7 @@ export async function revokeSessions(config: Config, by: { sid?: string; sub?: s
     return sessions.length === 0 ? 1 : 0
   } finally {
     terminator.close()
-    await deps.sessions.store.close()
+    await deps.store.close()
   }
 }
 
@@ -90,8 +90,8 @@ export async function doctor(config: Config, out: Out): Promise<number> {
     const started = Date.now()
     try {
       const id = `doctor-${randomUUID()}`
-      await deps.sessions.store.putTransaction(id, Buffer.from('ok'), 10_000)
-      const back = await deps.sessions.store.takeTransaction(id)
+      await deps.store.transactions.put(id, Buffer.from('ok'), 10_000)
+      const back = await deps.store.transactions.take(id)
       checks.push({ name: 'redis', ok: back?.toString() === 'ok', detail: `write, read and delete in ${Date.now() - started} ms (${config.redis.mode})` })
     } catch (err) {
       checks.push({ name: 'redis', ok: false, detail: (err as Error).message })
@@ -117,7 +117,7 @@ export async function doctor(config: Config, out: Out): Promise<number> {
       checks.push({ name: 'idp discovery', ok: false, detail: deps.oidc.lastError ?? (err as Error).message })
     }
   } finally {
-    await deps.sessions.store.close()
+    await deps.store.close()
   }
   for (const c of checks) out(`${c.ok === true ? 'ok  ' : c.ok === 'warn' ? 'warn' : 'FAIL'}  ${c.name}: ${c.detail}`)
   return checks.some((c) => c.ok === false) ? 1 : 0

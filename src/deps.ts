@@ -4,29 +4,31 @@ import { Keyring } from './crypto/keyring.js'
 import type { Logger } from './log.js'
 import { Metrics } from './metrics.js'
 import { OidcClient, type OidcClientOptions } from './oidc/client.js'
+import { SessionTerminator } from './lifecycle/terminate.js'
 import { CookieSealer } from './session/cookie.js'
-import { MemorySessionStore } from './session/memory-store.js'
-import { createRedisClient, RedisSessionStore } from './session/redis-store.js'
 import { SessionManager } from './session/sessions.js'
-import type { SessionStore } from './session/store.js'
 import { SessionEventHub } from './session/events.js'
-import { SessionTerminator } from './session/terminate.js'
 import { TransactionStore } from './session/transactions.js'
+import { MemoryStore } from './store/memory/store.js'
+import { createRedisClient, RedisStore } from './store/redis/store.js'
+import type { Store } from './store/types.js'
 import { ClientTokenService } from './tokens/client-credentials.js'
+import { TokenExchanger } from './tokens/exchange.js'
+import { RefreshLease } from './tokens/lease.js'
 import { TokenService } from './tokens/refresh.js'
 import type { Deps } from './types.js'
 
 export interface DepsOptions {
   logger: Logger
   /** An existing store (tests, demo); otherwise Redis from the configuration. */
-  store?: SessionStore | 'redis' | 'memory'
+  store?: Store | 'redis' | 'memory'
   oidc?: OidcClientOptions
   now?: () => number
 }
 
-export function createStore(config: Config, kind: 'redis' | 'memory', metrics?: Metrics): SessionStore {
-  if (kind === 'memory') return new MemorySessionStore()
-  return new RedisSessionStore(createRedisClient(config.redis), config.redis.prefix, { onError: () => metrics?.storeErrors.inc() })
+export function createStore(config: Config, kind: 'redis' | 'memory', metrics?: Metrics): Store {
+  if (kind === 'memory') return new MemoryStore()
+  return new RedisStore(createRedisClient(config.redis), config.redis.prefix, { onError: () => metrics?.storeErrors.inc() })
 }
 
 /** Counting sessions scans the store: do it at most every 30 s, whatever the scrape rate. */
@@ -42,8 +44,8 @@ function cachedCount(count: () => Promise<number | undefined>): () => Promise<nu
 export function createDeps(config: Config, options: DepsOptions): Deps {
   const now = options.now ?? Date.now
   const { logger } = options
-  let store: SessionStore | undefined
-  const metrics = new Metrics({ activeSessions: cachedCount(() => store!.countSessions()) })
+  let store: Store | undefined
+  const metrics = new Metrics({ activeSessions: cachedCount(() => store!.records.count()) })
   store = typeof options.store === 'object' ? options.store : createStore(config, options.store ?? 'redis', metrics)
   const keyring = new Keyring(config.encryptionKeys)
   const sessions = new SessionManager({
@@ -56,19 +58,24 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     onUndecryptable: (sid, err) => logger.warn({ sid, reason: err.message }, 'session entry cannot be decrypted; treated as no session'),
   })
   const oidc = new OidcClient(config, { timeout: 10, logger, ...options.oidc })
-  const terminator = new SessionTerminator({ sessions, oidc, logger })
-  const tokens = new TokenService({ config, sessions, oidc, logger, terminator, metrics, now })
+  const terminator = new SessionTerminator({ sessions, events: store.events, oidc, logger })
+  // One lease for refresh and token exchange alike: both write the session, and a write clears the refresh journal.
+  const lease = new RefreshLease({ leases: store.leases, leaseMs: 5000, logger, now })
+  const maxInflight = 1000
+  const tokens = new TokenService({ config, sessions, oidc, logger, terminator, lease, metrics, now, maxInflight })
   return {
     config,
     logger,
+    store,
     sessions,
     oidc,
     cookies: new CookieSealer(config.cookieSecrets),
     tokens,
+    exchangedTokens: new TokenExchanger({ config, sessions, oidc, logger, now, tokens, lease, maxInflight }),
     clientTokens: new ClientTokenService({ oidc, logger, skewSeconds: config.refreshSkew, now }),
-    transactions: new TransactionStore(store, keyring),
+    transactions: new TransactionStore(store.transactions, keyring),
     terminator,
-    events: new SessionEventHub(store, logger),
+    events: new SessionEventHub(store.events, logger),
     metrics,
     clientAddress: clientAddressResolver(config.trustedProxies),
     now,

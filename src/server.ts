@@ -9,11 +9,11 @@ import { createDeps } from './deps.js'
 import { endSocket } from './http/error-response.js'
 import { createProxyEntry } from './proxy/entry.js'
 import { createLogger, type Logger } from './log.js'
-import type { SessionStore } from './session/store.js'
+import type { Store } from './store/types.js'
 import type { Deps } from './types.js'
 
 export interface StartOptions {
-  store?: 'redis' | 'memory' | SessionStore
+  store?: 'redis' | 'memory' | Store
   logger?: Logger
   /** Overrides BFF_PORT (0 = a free port). */
   port?: number
@@ -49,7 +49,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const logger = options.logger ?? createLogger(config.logLevel)
   for (const w of config.warnings) logger.warn(w)
   const deps = createDeps(config, { logger, store: options.store ?? 'redis' })
-  if (deps.sessions.store.kind === 'memory') {
+  if (deps.store.kind === 'memory') {
     logger.warn('IN-MEMORY SESSION STORE: sessions live in this process only and vanish on restart. Development only.')
   }
   // Sessions may be served from memory for BFF_SESSION_CACHE_MS once Redis
@@ -76,7 +76,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const port = (server.address() as AddressInfo).port
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`
-  logger.info({ url, publicUrl: config.publicOrigin, store: deps.sessions.store.kind, routes: config.routes.map((r) => r.prefix) }, 'tokenward listening')
+  logger.info({ url, publicUrl: config.publicOrigin, store: deps.store.kind, routes: config.routes.map((r) => r.prefix) }, 'tokenward listening')
   deps.oidc.configuration().catch((err: Error) => logger.warn({ reason: err.message }, 'identity provider metadata not loaded yet; will retry on demand'))
 
   return {
@@ -101,7 +101,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         })
         server.closeIdleConnections()
       })
-      await deps.sessions.store.close()
+      await deps.store.close()
     },
   }
 }

@@ -8,18 +8,24 @@ import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
 import type { TokenService } from './tokens/refresh.js'
 import type { ClientTokenService } from './tokens/client-credentials.js'
+import type { TokenExchanger } from './tokens/exchange.js'
 import type { TransactionStore } from './session/transactions.js'
-import type { SessionTerminator } from './session/terminate.js'
+import type { SessionTerminator } from './lifecycle/terminate.js'
 import type { SessionEventHub } from './session/events.js'
+import type { Store } from './store/types.js'
 
 /** Everything the app needs, built once by createDeps (or by tests). */
 export interface Deps {
   readonly config: Config
   readonly logger: Logger
+  /** The backend (Redis or memory): for health checks and shutdown; the services below take the parts they use. */
+  readonly store: Store
   readonly sessions: SessionManager
   readonly oidc: OidcClient
   readonly cookies: CookieSealer
   readonly tokens: TokenService
+  /** RFC 8693 tokens for routes with a `tokenExchange` target. */
+  readonly exchangedTokens: TokenExchanger
   readonly clientTokens: ClientTokenService
   readonly transactions: TransactionStore
   readonly terminator: SessionTerminator

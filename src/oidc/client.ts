@@ -4,6 +4,7 @@ import * as oidc from 'openid-client'
 import type { Config } from '../config.js'
 import { BffError, IdpUnavailableError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { SingleFlight } from '../single-flight.js'
 import { DpopKey } from './dpop.js'
 import { createIdpFetch, IdpResponseTooLargeError } from './fetch.js'
 import { importPrivateKey } from './keys.js'
@@ -60,7 +61,7 @@ export class OidcClient {
   readonly #config: Config
   readonly #options: OidcClientOptions
   #configuration: oidc.Configuration | undefined
-  #pending: Promise<oidc.Configuration> | undefined
+  readonly #discovery = new SingleFlight<'discovery', oidc.Configuration>()
   #lastError: string | undefined
   #dpop: { key: DpopKey; handle: oidc.DPoPHandle } | undefined
 
@@ -94,10 +95,7 @@ export class OidcClient {
   /** Discovers the IdP once; concurrent callers share one request. */
   configuration(): Promise<oidc.Configuration> {
     if (this.#configuration) return Promise.resolve(this.#configuration)
-    this.#pending ??= this.#discover().finally(() => {
-      this.#pending = undefined
-    })
-    return this.#pending
+    return this.#discovery.run('discovery', () => this.#discover())
   }
 
   async #discover(): Promise<oidc.Configuration> {

@@ -1,7 +1,7 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose'
 import type { Config } from '../config.js'
 import { BffError } from '../errors.js'
-import type { SessionStore } from '../session/store.js'
+import type { OneTimeIds } from '../store/types.js'
 import type { OidcClient } from './client.js'
 
 const EVENT = 'http://schemas.openid.net/event/backchannel-logout'
@@ -31,13 +31,13 @@ function refuse(detail: string): BffError {
 export class LogoutTokenVerifier {
   readonly #config: Config
   readonly #oidc: OidcClient
-  readonly #store: SessionStore
+  readonly #seen: OneTimeIds
   #jwks: ReturnType<typeof createRemoteJWKSet> | undefined
 
-  constructor(config: Config, oidc: OidcClient, store: SessionStore) {
+  constructor(config: Config, oidc: OidcClient, seen: OneTimeIds) {
     this.#config = config
     this.#oidc = oidc
-    this.#store = store
+    this.#seen = seen
   }
 
   async verify(token: string): Promise<LogoutClaims> {
@@ -84,7 +84,7 @@ export class LogoutTokenVerifier {
     if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw refuse('bad jti')
     // A replayed token (same jti) is refused for as long as it could be valid.
     const ttl = ((payload.exp ?? 0) + CLOCK_TOLERANCE_S) * 1000 - Date.now()
-    if (!(await this.#store.rememberOnce(`bcl\0${this.#config.issuer}\0${payload.jti}`, Math.max(ttl, MAX_AGE_S * 1000)))) {
+    if (!(await this.#seen.rememberOnce(`bcl\0${this.#config.issuer}\0${payload.jti}`, Math.max(ttl, MAX_AGE_S * 1000)))) {
       throw refuse('jti seen before (replay)')
     }
     return { sub, sid, jti: payload.jti }

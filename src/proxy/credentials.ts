@@ -37,7 +37,7 @@ export async function upstreamCredentials(
   } else if (session && route.tokenExchange) {
     // RFC 8693: the upstream gets a token exchanged for it; the session's own
     // (subject) token is sent only to the IdP, never upstream.
-    const at = await deps.tokens.exchangedToken(session, route.tokenExchange, { force })
+    const at = await deps.exchangedTokens.accessToken(session, route.tokenExchange, { force })
     session = at.session
     token = at
   } else if (session) {

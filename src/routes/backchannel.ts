@@ -22,7 +22,7 @@ const MAX_BODY_BYTES = 16 * 1024
  */
 export function backchannelRoutes(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
-  const verifier = new LogoutTokenVerifier(deps.config, deps.oidc, deps.sessions.store)
+  const verifier = new LogoutTokenVerifier(deps.config, deps.oidc, deps.store.onceIds)
   const failures = new RateLimiter({ limit: 60, windowMs: 60_000 })
 
   app.post('/backchannel-logout', async (c) => {

@@ -3,7 +3,7 @@ import { streamSSE, type SSEStreamingApi } from 'hono/streaming'
 import { BffError } from '../errors.js'
 import { checkCsrf } from '../middleware/csrf.js'
 import { currentSession } from '../middleware/session.js'
-import { watchSession } from '../session/watch.js'
+import { watchSession } from '../lifecycle/watch.js'
 import type { AppEnv, Deps } from '../types.js'
 
 const HEARTBEAT_MS = 25_000

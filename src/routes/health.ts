@@ -28,7 +28,7 @@ export function healthRoutes(deps: Deps): Hono<AppEnv> {
   app.get('/readyz', async (c) => {
     const down: string[] = []
     const [store, idp] = await Promise.allSettled([
-      deps.sessions.store.ping(),
+      deps.store.ping(),
       // Loads the IdP metadata if it is not loaded yet, so readiness recovers by
       // itself, but never keeps a probe waiting for a slow discovery.
       deps.oidc.loaded ? Promise.resolve() : withTimeout(deps.oidc.configuration(), PROBE_WAIT_MS),

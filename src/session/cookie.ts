@@ -4,6 +4,7 @@
 import { sealData, unsealData } from 'iron-session'
 import type { Config } from '../config.js'
 import { Lru } from '../lru.js'
+import { SingleFlight } from '../single-flight.js'
 
 /**
  * Seals and unseals cookie payloads. The first secret seals; every secret is tried
@@ -44,15 +45,10 @@ export class CookieSealer {
     if (hit) return hit as T
     // Concurrent requests with the same new cookie (a page's burst of calls,
     // a refresh storm) share one unseal.
-    let pending = this.#unsealing.get(value)
-    if (!pending) {
-      pending = this.#unsealOnce(value, ttlSeconds).finally(() => this.#unsealing.delete(value))
-      this.#unsealing.set(value, pending)
-    }
-    return (await pending) as T | null
+    return (await this.#unsealing.run(value, () => this.#unsealOnce(value, ttlSeconds))) as T | null
   }
 
-  readonly #unsealing = new Map<string, Promise<Readonly<Record<string, unknown>> | null>>()
+  readonly #unsealing = new SingleFlight<string, Readonly<Record<string, unknown>> | null>()
 
   async #unsealOnce(value: string, ttlSeconds: number): Promise<Readonly<Record<string, unknown>> | null> {
     for (const password of this.#secrets) {

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js'
 import type { SessionManager } from './sessions.js'
-import type { SessionEvent, SessionStore } from './store.js'
+import type { SessionEvent, SessionEventBus } from '../store/types.js'
 
 type Listener = (event: SessionEvent) => void
 
@@ -10,7 +10,7 @@ type Listener = (event: SessionEvent) => void
  * instance nobody listens to holds no subscriber connection.
  */
 export class SessionEventHub {
-  readonly #store: SessionStore
+  readonly #store: SessionEventBus
   readonly #logger: Logger
   readonly #listeners = new Map<string, Set<Listener>>()
   readonly #closers = new Set<() => void>()
@@ -19,7 +19,7 @@ export class SessionEventHub {
   #up = false
   #sessions: SessionManager | undefined
 
-  constructor(store: SessionStore, logger: Logger) {
+  constructor(store: SessionEventBus, logger: Logger) {
     this.#store = store
     this.#logger = logger
   }

@@ -1,34 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { DecryptError, type Keyring } from '../crypto/keyring.js'
 import { Lru } from '../lru.js'
-import type { IndexKind, ReplaceResult, SessionStore, StoredEntry } from './store.js'
+import { SingleFlight } from '../single-flight.js'
+import type { IndexKind, ReplaceResult, SessionIndexes, SessionRecords, StoredEntry } from '../store/types.js'
+import { upgradeSessionData, type SessionData } from './data.js'
 
-/** What tokenward keeps per session, encrypted, in the store. Never sent to the browser. */
-export interface SessionData {
-  readonly sub: string
-  readonly iss: string
-  readonly aud: readonly string[]
-  readonly azp?: string | undefined
-  readonly authTime?: number | undefined
-  /** The IdP's session id (`sid` claim), for back-channel logout. */
-  readonly idpSid?: string | undefined
-  /** ID token claims shown by /auth/session (protocol-only claims removed). */
-  readonly claims: Readonly<Record<string, unknown>>
-  /** Epoch ms. */
-  readonly createdAt: number
-  readonly accessToken: string
-  readonly tokenType: string
-  /** Epoch ms; undefined when the IdP did not say. */
-  readonly accessTokenExpiresAt?: number | undefined
-  readonly scope?: string | undefined
-  readonly refreshToken?: string | undefined
-  /** Epoch ms, from `refresh_token_expires_in` where the IdP sends it. */
-  readonly refreshTokenExpiresAt?: number | undefined
-  /** Kept only when BFF_LOGOUT_ID_TOKEN_HINT=true. */
-  readonly idToken?: string | undefined
-  /** Access tokens for routes with their own `resource`/`scopes`, by audience key. */
-  readonly audienceTokens?: Readonly<Record<string, { accessToken: string; tokenType: string; expiresAt: number | undefined }>> | undefined
-}
+export type { KeptToken, SessionData } from './data.js'
 
 export interface Session {
   /** tokenward's non-secret session reference; also the store key. */
@@ -68,7 +45,8 @@ interface Opened {
 }
 
 export interface SessionManagerOptions {
-  store: SessionStore
+  /** The session entries and the indexes by user and IdP session. */
+  store: { readonly records: SessionRecords; readonly indexes: SessionIndexes }
   keyring: Keyring
   idleTimeoutMs: number
   maxAgeMs: number
@@ -90,7 +68,8 @@ export interface SessionManagerOptions {
  * (security model S56, S57).
  */
 export class SessionManager {
-  readonly store: SessionStore
+  readonly #records: SessionRecords
+  readonly #indexes: SessionIndexes
   readonly #keyring: Keyring
   readonly #idleMs: number
   readonly #maxAgeMs: number
@@ -110,7 +89,7 @@ export class SessionManager {
    * refresh on another instance, an operator's DEL, FLUSHALL), on the
    * subscription before it acknowledges the change; invalidate() drops the
    * entry when the announcement is read, and it is read before any request
-   * that causally follows the change (SessionStore.coherentEvents). While the
+   * that causally follows the change (SessionEventBus.coherentEvents). While the
    * subscription or tracking is down, or not yet up, nothing is served from
    * here, and a read that overlapped an invalidation is not cached. What no
    * announcement covers, a Redis that stops answering without closing its
@@ -124,7 +103,8 @@ export class SessionManager {
   #invalidations = 0
 
   constructor(options: SessionManagerOptions) {
-    this.store = options.store
+    this.#records = options.store.records
+    this.#indexes = options.store.indexes
     this.#keyring = options.keyring
     this.#idleMs = options.idleTimeoutMs
     this.#maxAgeMs = options.maxAgeMs
@@ -188,10 +168,10 @@ export class SessionManager {
       const entry = this.#seal(sid, 1, absExp, data)
       const ttl = Math.min(this.#idleMs, absExp - now)
       // NX: a collision of 128-bit handles is not expected, but never overwrite.
-      if (await this.store.createSession(sid, entry, ttl)) {
+      if (await this.#records.create(sid, entry, ttl)) {
         // Indexes for back-channel logout (by IdP session) and administration (by user).
-        await this.store.addToIndex('sub', data.sub, sid, absExp)
-        if (data.idpSid) await this.store.addToIndex('idp', data.idpSid, sid, absExp)
+        await this.#indexes.add('sub', data.sub, sid, absExp)
+        if (data.idpSid) await this.#indexes.add('idp', data.idpSid, sid, absExp)
         const session: Session = Object.freeze({ sid, version: 1, absExp, idleExp: now + ttl, data: Object.freeze(data) })
         // Kept to skip the first decryption, but not served from memory: Redis
         // tracks keys a client reads, and this one was only written.
@@ -217,29 +197,26 @@ export class SessionManager {
     // change before this request would have been announced before it; see #opened).
     const flying = this.#reading.get(sid)
     if (flying) {
-      const fresh = () => this.#cacheOn && flying.seen === this.#invalidations
-      return flying.read.then(
-        (r) => (fresh() ? r : this.loadBySid(sid, options)),
+      return flying.then(
+        (r) => (this.#cacheOn && r.seen === this.#invalidations ? r.session : this.loadBySid(sid, options)),
         () => this.loadBySid(sid, options),
       )
     }
-    const read = this.loadBySid(sid, options)
-    const entry = { read, seen: this.#invalidations }
-    this.#reading.set(sid, entry)
-    const done = () => {
-      if (this.#reading.get(sid) === entry) this.#reading.delete(sid)
-    }
-    read.then(done, done)
-    return read
+    return this.#reading.run(sid, () => this.#readWithCount(sid, options)).then((r) => r.session)
   }
 
   /** Store reads in flight from load(), by sid, with the invalidation count when they started. */
-  readonly #reading = new Map<string, { read: Promise<Session | null>; seen: number }>()
+  readonly #reading = new SingleFlight<string, { session: Session | null; seen: number }>()
+
+  async #readWithCount(sid: string, options: { slide: boolean }): Promise<{ session: Session | null; seen: number }> {
+    const seen = this.#invalidations
+    return { session: await this.loadBySid(sid, options), seen }
+  }
 
   async loadBySid(sid: string, { slide }: { slide: boolean }): Promise<Session | null> {
     const now = this.#now()
     const seen = this.#invalidations
-    const r = await this.store.readSession(sid, { slideMs: slide ? this.#idleMs : 0, now })
+    const r = await this.#records.read(sid, { slideMs: slide ? this.#idleMs : 0, now })
     if (!r) {
       this.#opened.delete(sid)
       return null
@@ -251,7 +228,7 @@ export class SessionManager {
       data = cached.session.data
     } else {
       try {
-        data = Object.freeze(JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData)
+        data = Object.freeze(upgradeSessionData(JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData))
       } catch (err) {
         if (err instanceof DecryptError || err instanceof SyntaxError) {
           this.#opened.delete(sid)
@@ -275,7 +252,7 @@ export class SessionManager {
     const entry = this.#seal(session.sid, version, absExp, data)
     const started = this.#now()
     const seen = this.#invalidations
-    const result = await this.store.replaceSession(session.sid, session.version, entry, absExp - started)
+    const result = await this.#records.replace(session.sid, session.version, entry, absExp - started)
     const updated: Session = Object.freeze({ ...session, version, absExp, idleExp: Math.min(session.idleExp, absExp), data: Object.freeze(data) })
     // This instance's next request uses the new tokens without reading them
     // back (the compare-and-set read the key, so Redis tracks it for us).
@@ -287,17 +264,17 @@ export class SessionManager {
   /** Deletes a session; with its data, also its index entries (otherwise they are pruned when read). */
   async destroy(sid: string, data?: Pick<SessionData, 'sub' | 'idpSid'>): Promise<boolean> {
     this.#opened.delete(sid)
-    const deleted = await this.store.deleteSession(sid)
+    const deleted = await this.#records.delete(sid)
     if (data) {
-      await this.store.removeFromIndex('sub', data.sub, sid)
-      if (data.idpSid) await this.store.removeFromIndex('idp', data.idpSid, sid)
+      await this.#indexes.remove('sub', data.sub, sid)
+      if (data.idpSid) await this.#indexes.remove('idp', data.idpSid, sid)
     }
     return deleted
   }
 
   /** The live sessions of a user (`sub`) or of an IdP session (`sid` claim), decrypted. */
   async list(kind: IndexKind, value: string): Promise<Session[]> {
-    const sids = await this.store.readIndex(kind, value)
+    const sids = await this.#indexes.read(kind, value)
     const sessions = await Promise.all(sids.map((sid) => this.loadBySid(sid, { slide: false })))
     return sessions.filter((s): s is Session => s !== null && (kind === 'sub' ? s.data.sub === value : s.data.idpSid === value))
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { DecryptError, type Keyring } from '../crypto/keyring.js'
-import type { SessionStore } from './store.js'
+import type { TransactionRecords } from '../store/types.js'
 
 /** What a login needs to remember between /auth/login and /auth/callback. */
 export interface LoginTransaction {
@@ -27,11 +27,11 @@ export const TRANSACTION_TTL_SECONDS = 600
  * can be redeemed once only (§4.2.4).
  */
 export class TransactionStore {
-  readonly #store: SessionStore
+  readonly #records: TransactionRecords
   readonly #keyring: Keyring
 
-  constructor(store: SessionStore, keyring: Keyring) {
-    this.#store = store
+  constructor(records: TransactionRecords, keyring: Keyring) {
+    this.#records = records
     this.#keyring = keyring
   }
 
@@ -42,13 +42,13 @@ export class TransactionStore {
   async put(handle: string, state: string, tx: LoginTransaction): Promise<void> {
     const id = this.#id(handle, state)
     const sealed = this.#keyring.seal(Buffer.from(JSON.stringify(tx)), Buffer.from(`tokenward/tx\0${id}`))
-    await this.#store.putTransaction(id, sealed, TRANSACTION_TTL_SECONDS * 1000)
+    await this.#records.put(id, sealed, TRANSACTION_TTL_SECONDS * 1000)
   }
 
   /** Returns and deletes the transaction; null when unknown, used, expired or undecryptable. */
   async take(handle: string, state: string, now: number): Promise<LoginTransaction | null> {
     const id = this.#id(handle, state)
-    const sealed = await this.#store.takeTransaction(id)
+    const sealed = await this.#records.take(id)
     if (!sealed) return null
     try {
       const tx = JSON.parse(this.#keyring.open(sealed, Buffer.from(`tokenward/tx\0${id}`)).toString()) as LoginTransaction

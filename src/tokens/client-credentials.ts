@@ -1,6 +1,7 @@
 import { IdpUnavailableError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { classifyIdpError, describe, idpBug, type OidcClient } from '../oidc/client.js'
+import { SingleFlight } from '../single-flight.js'
 
 export interface ClientTokenRequest {
   readonly scopes?: readonly string[] | undefined
@@ -23,14 +24,14 @@ interface Cached {
  * and no need to share them across instances; each instance holds its own.
  */
 export class ClientTokenService {
-  readonly #oidc: OidcClient
+  readonly #oidc: Pick<OidcClient, 'clientCredentialsGrant'>
   readonly #logger: Logger
   readonly #skewMs: number
   readonly #now: () => number
   readonly #cache = new Map<string, Cached>()
-  readonly #inflight = new Map<string, Promise<Cached>>()
+  readonly #flights = new SingleFlight<string, Cached>()
 
-  constructor(options: { oidc: OidcClient; logger: Logger; skewSeconds: number; now: () => number }) {
+  constructor(options: { oidc: Pick<OidcClient, 'clientCredentialsGrant'>; logger: Logger; skewSeconds: number; now: () => number }) {
     this.#oidc = options.oidc
     this.#logger = options.logger
     this.#skewMs = options.skewSeconds * 1000
@@ -41,12 +42,7 @@ export class ClientTokenService {
     const key = `${request.resource ?? ''}\0${[...(request.scopes ?? [])].sort().join(' ')}`
     const cached = this.#cache.get(key)
     if (!options.force && cached && cached.expiresAt - this.#skewMs > this.#now()) return cached
-    let p = this.#inflight.get(key)
-    if (!p) {
-      p = this.#fetch(key, request).finally(() => this.#inflight.delete(key))
-      this.#inflight.set(key, p)
-    }
-    return p
+    return this.#flights.run(key, () => this.#fetch(key, request))
   }
 
   async #fetch(key: string, request: ClientTokenRequest): Promise<Cached> {

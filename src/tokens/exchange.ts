@@ -1,25 +1,22 @@
-import { randomUUID } from 'node:crypto'
-import { setTimeout as delay } from 'node:timers/promises'
 import type { Config, TokenExchangeConfig } from '../config.js'
 import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { ACCESS_TOKEN_TYPE, classifyIdpError, describe, idpBug, JWT_TOKEN_TYPE, type ExchangeResult, type OidcClient } from '../oidc/client.js'
-import type { Session, SessionData, SessionManager } from '../session/sessions.js'
+import type { KeptToken, Session, SessionManager } from '../session/sessions.js'
+import { SingleFlight } from '../single-flight.js'
 import { SpanKind, traced } from '../tracing.js'
-import type { AccessToken } from './refresh.js'
-
-type CachedToken = NonNullable<SessionData['audienceTokens']>[string]
-
-const POLL_MS = 50
+import { interrupted, type HeldLease, type RefreshLease } from './lease.js'
+import type { AccessToken, TokenService } from './refresh.js'
 /** Compare-and-set attempts when a writer outside the refresh lock changed the session meanwhile. */
 const WRITE_ATTEMPTS = 3
 
 /**
- * The key of an exchanged token in SessionData.audienceTokens: `x:` and JSON of
- * the target. Never equal to a refresh-audience key (audienceKey in
- * refresh.ts), which is '' or contains a space: this one contains none, since
- * audience, resource and scope tokens may not (config-routes.ts) and
- * JSON.stringify adds none.
+ * The key of an exchanged token in SessionData.exchangedTokens: `x:` and JSON
+ * of the target, scopes sorted. It contains no space, since audience, resource
+ * and scope tokens may not (config-routes.ts) and JSON.stringify adds none, so
+ * it is never equal to a refresh-audience key (audienceKey in refresh.ts, '' or
+ * with a space): the previous release kept both kinds in audienceTokens, and
+ * upgradeSessionData tells them apart that way.
  */
 export function exchangeKey(target: TokenExchangeConfig): string {
   return `x:${JSON.stringify([target.audience ?? null, target.resource ?? null, [...(target.scopes ?? [])].sort()])}`
@@ -27,18 +24,18 @@ export function exchangeKey(target: TokenExchangeConfig): string {
 
 export interface TokenExchangerOptions {
   config: Config
-  sessions: SessionManager
-  oidc: OidcClient
+  sessions: Pick<SessionManager, 'loadBySid' | 'replace'>
+  oidc: Pick<OidcClient, 'tokenExchangeGrant'>
   logger: Logger
   now: () => number
   /**
-   * The session's own access token, fresh: TokenService's refresh path, so a
+   * Gives the session's own access token, fresh, as the subject token: a
    * subject token that needs refreshing is refreshed once across instances,
-   * under its lock and journal, never by a parallel path here.
+   * under the refresh lease and journal, never by a parallel path here.
    */
-  subjectToken: (session: Session) => Promise<AccessToken>
-  /** Lease of the refresh lock while the exchanged token is written back (ms). */
-  leaseMs: number
+  tokens: Pick<TokenService, 'accessToken'>
+  /** The refresh lease, taken for the write-back (see #store). */
+  lease: RefreshLease
   /** How long the write-back waits for a refresh in progress before it gives up caching (ms). */
   writeWaitMs?: number
   /** Exchanges this process runs at once; beyond it, 503 at once rather than a pile-up. */
@@ -78,19 +75,24 @@ function refused(logDetail: string, cause?: unknown): BffError {
  */
 export class TokenExchanger {
   readonly #o: TokenExchangerOptions
-  readonly #inflight = new Map<string, Promise<Exchanged>>()
+  /** One exchange per session and target in this process; beyond maxInflight keys, 503 at once. */
+  readonly #flights: SingleFlight<string, Exchanged>
 
   constructor(options: TokenExchangerOptions) {
     this.#o = options
+    this.#flights = new SingleFlight({
+      limit: options.maxInflight,
+      full: () => new IdpUnavailableError({ logDetail: 'too many token exchanges in flight in this process' }),
+    })
   }
 
   /** Exchanges running in this process right now. */
   get inflight(): number {
-    return this.#inflight.size
+    return this.#flights.size
   }
 
   /** The same rule as every other token: usable until it expires within BFF_REFRESH_SKEW. */
-  #usable(t: CachedToken | undefined): t is CachedToken {
+  #usable(t: KeptToken | undefined): t is KeptToken {
     return t !== undefined && (t.expiresAt === undefined || t.expiresAt - this.#o.config.refreshSkew * 1000 > this.#o.now())
   }
 
@@ -102,38 +104,29 @@ export class TokenExchanger {
   async accessToken(session: Session, target: TokenExchangeConfig, options: { force?: boolean } = {}): Promise<AccessToken> {
     const key = exchangeKey(target)
     const force = options.force ?? false
-    const cached = session.data.audienceTokens?.[key]
+    const cached = session.data.exchangedTokens?.[key]
     if (!force && this.#usable(cached)) return { token: cached.accessToken, type: cached.tokenType, session }
-    const flight = `${session.sid}\0${key}`
-    let p = this.#inflight.get(flight)
-    if (!p) {
-      if (this.#inflight.size >= this.#o.maxInflight) {
-        throw new IdpUnavailableError({ logDetail: 'too many token exchanges in flight in this process' })
-      }
-      p = traced('tokenward.token_exchange', { 'tokenward.exchange.forced': force }, () => this.#exchange(session, target, key, force)).finally(() =>
-        this.#inflight.delete(flight),
-      )
-      this.#inflight.set(flight, p)
-    }
-    const r = await p
+    const r = await this.#flights.run(`${session.sid}\0${key}`, () =>
+      traced('tokenward.token_exchange', { 'tokenward.exchange.forced': force }, () => this.#exchange(session, target, key, force)),
+    )
     return { token: r.token, type: r.type, session: r.session }
   }
 
   async #exchange(seen: Session, target: TokenExchangeConfig, key: string, force: boolean): Promise<Exchanged> {
-    const rejected = force ? seen.data.audienceTokens?.[key]?.accessToken : undefined
+    const rejected = force ? seen.data.exchangedTokens?.[key]?.accessToken : undefined
     // Another request or instance may have stored one meanwhile: the session is the shared cache.
     const latest = await this.#o.sessions.loadBySid(seen.sid, { slide: false })
     if (!latest) throw new LoginRequiredError('The session has ended.')
-    const cached = latest.data.audienceTokens?.[key]
+    const cached = latest.data.exchangedTokens?.[key]
     if (this.#usable(cached) && cached.accessToken !== rejected) return { session: latest, token: cached.accessToken, type: cached.tokenType }
 
-    const subject = await this.#o.subjectToken(latest)
+    const subject = await this.#o.tokens.accessToken(latest)
     const token = await this.#request(subject, target, key)
     const session = await this.#store(subject.session, key, token)
     return { session, token: token.accessToken, type: token.tokenType }
   }
 
-  async #request(subject: AccessToken, target: TokenExchangeConfig, key: string): Promise<CachedToken> {
+  async #request(subject: AccessToken, target: TokenExchangeConfig, key: string): Promise<KeptToken> {
     const { logger } = this.#o
     const sid = subject.session.sid
     const where = { sid, audience: target.audience, resource: target.resource }
@@ -189,47 +182,37 @@ export class TokenExchanger {
    * busy, or a crashed refresh left a journal, the token is used uncached:
    * caching is an optimisation, and the next request exchanges again.
    */
-  async #store(base: Session, key: string, token: CachedToken): Promise<Session> {
-    const { sessions, logger } = this.#o
-    const store = sessions.store
-    const lock = randomUUID()
-    const deadline = this.#o.now() + (this.#o.writeWaitMs ?? 2000)
-    for (;;) {
-      const { acquired, journal } = await store.acquireRefreshLock(base.sid, lock, this.#o.leaseMs)
-      if (acquired) {
-        try {
-          return await this.#write(base, key, token, journal)
-        } finally {
-          await store.releaseRefreshLock(base.sid, lock).catch(() => {})
-        }
-      }
-      if (this.#o.now() >= deadline) {
+  async #store(base: Session, key: string, token: KeptToken): Promise<Session> {
+    const { lease, logger } = this.#o
+    return lease.wait(base.sid, {
+      deadline: this.#o.now() + (this.#o.writeWaitMs ?? 2000),
+      work: (held) => this.#write(base, key, token, held),
+      timeout: () => {
         logger.warn({ sid: base.sid }, 'a refresh held the session too long; the exchanged token is used without caching')
         return base
-      }
-      await delay(POLL_MS)
-    }
+      },
+    })
   }
 
-  async #write(base: Session, key: string, token: CachedToken, journal: number | null): Promise<Session> {
+  async #write(base: Session, key: string, token: KeptToken, held: HeldLease): Promise<Session> {
     const { sessions, logger } = this.#o
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const latest = await sessions.loadBySid(base.sid, { slide: false })
       if (!latest) throw new LoginRequiredError('The session has ended.')
-      if (journal === latest.version) {
+      if (interrupted(held, latest.version)) {
         // A refresh died mid-flight at this version; the refresh path must see
         // its journal (RFC 9700 §4.14.2), so nothing is written over it.
         return latest
       }
       const now = this.#o.now()
-      const audienceTokens: Record<string, CachedToken> = {}
-      for (const [k, t] of Object.entries(latest.data.audienceTokens ?? {})) {
-        // Expired exchanged tokens go (targets of an earlier configuration would stay forever).
-        if (k.startsWith('x:') && t.expiresAt !== undefined && t.expiresAt <= now) continue
-        audienceTokens[k] = t
+      const exchangedTokens: Record<string, KeptToken> = {}
+      for (const [k, t] of Object.entries(latest.data.exchangedTokens ?? {})) {
+        // Expired ones go (targets of an earlier configuration would stay forever).
+        if (t.expiresAt !== undefined && t.expiresAt <= now) continue
+        exchangedTokens[k] = t
       }
-      audienceTokens[key] = token
-      const { result, session } = await sessions.replace(latest, { ...latest.data, audienceTokens })
+      exchangedTokens[key] = token
+      const { result, session } = await sessions.replace(latest, { ...latest.data, exchangedTokens })
       if (result === 'ok') return session
       if (result === 'missing') throw new LoginRequiredError('The session has ended.')
       // 'conflict': a writer that does not take the lock changed it; read again and merge.

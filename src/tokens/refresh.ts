@@ -1,50 +1,31 @@
-import { randomUUID } from 'node:crypto'
-import { setTimeout as delay } from 'node:timers/promises'
 import { trace } from '@opentelemetry/api'
-import type { Config, TokenExchangeConfig } from '../config.js'
+import type { Config } from '../config.js'
 import { SpanKind, traced } from '../tracing.js'
 import { BffError, IdpUnavailableError, LoginRequiredError } from '../errors.js'
 import { audit, type Logger } from '../log.js'
 import { classifyIdpError, describe, idpBug, isFatalGrantError, type OidcClient, type TokenResult } from '../oidc/client.js'
+import type { EndReason, SessionTerminator } from '../lifecycle/terminate.js'
 import type { Session, SessionData, SessionManager } from '../session/sessions.js'
-import type { EndReason, SessionTerminator } from '../session/terminate.js'
 import type { Metrics, RefreshOutcome } from '../metrics.js'
-import { TokenExchanger } from './exchange.js'
-
-/** Errors of a request that certainly never reached the IdP's application. */
-const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
-
-/** Whether a failed token request may have been processed by the IdP (so its refresh token may be spent). */
-function mayHaveReachedIdp(err: unknown): boolean {
-  let e: unknown = err
-  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === 'string' && NOT_SENT.has(code)) return false
-    // An error answer from the IdP: it issued nothing.
-    const status = (e as { status?: unknown }).status
-    if (typeof status === 'number' && status >= 400) return false
-    e = (e as { cause?: unknown }).cause
-  }
-  return true
-}
+import { SingleFlight } from '../single-flight.js'
+import { idTokenMismatch, mayHaveReachedIdp } from './grant-checks.js'
+import { interrupted, type HeldLease, type RefreshLease } from './lease.js'
 
 export interface TokenServiceOptions {
   config: Config
-  sessions: SessionManager
-  oidc: OidcClient
+  sessions: Pick<SessionManager, 'loadBySid' | 'replace'>
+  oidc: Pick<OidcClient, 'refreshTokenGrant'>
   logger: Logger
-  terminator: SessionTerminator
+  terminator: Pick<SessionTerminator, 'end'>
+  /** The per-session refresh lease and journal, shared with token exchange. */
+  lease: RefreshLease
   metrics?: Metrics
   now: () => number
-  /** Refresh lease in ms, renewed every third of it while the refresh runs. */
-  leaseMs?: number
   /** How long a request waits for another instance's refresh before a 503. */
   lockWaitMs?: number
   /** Refreshes this process runs (or waits for) at once; beyond it, 503 at once rather than a pile-up. */
   maxInflight?: number
 }
-
-const POLL_MS = 50
 
 /** A route's token policy: RFC 8707 resource and (narrower) scopes; empty for the session's own token. */
 export interface Audience {
@@ -81,36 +62,20 @@ export interface AccessToken {
  */
 export class TokenService {
   readonly #o: TokenServiceOptions
-  readonly #inflight = new Map<string, Promise<Session>>()
-  readonly #leaseMs: number
+  /** One refresh per session and audience in this process; callers beyond maxInflight get a 503 at once. */
+  readonly #flights: SingleFlight<string, Session>
   readonly #lockWaitMs: number
-  readonly #exchanger: TokenExchanger
 
   constructor(options: TokenServiceOptions) {
     this.#o = options
-    this.#leaseMs = options.leaseMs ?? 5000
     this.#lockWaitMs = options.lockWaitMs ?? 15_000
-    // Owned here rather than wired in deps: the exchange's subject token comes
-    // from this service's refresh path, and callers already hold `tokens`.
-    this.#exchanger = new TokenExchanger({
-      config: options.config,
-      sessions: options.sessions,
-      oidc: options.oidc,
-      logger: options.logger,
-      now: options.now,
-      leaseMs: this.#leaseMs,
-      maxInflight: options.maxInflight ?? 1000,
-      subjectToken: (session) => this.accessToken(session),
+    this.#flights = new SingleFlight({
+      limit: options.maxInflight ?? 1000,
+      full: () => {
+        this.#count('lock_timeout')
+        return new IdpUnavailableError({ logDetail: 'too many refreshes in flight in this process' })
+      },
     })
-  }
-
-  /**
-   * A token for a route's `tokenExchange` target (RFC 8693): the session's own
-   * access token, refreshed here first when needed, exchanged at the IdP for
-   * one meant for that upstream, and cached in the session (src/tokens/exchange.ts).
-   */
-  exchangedToken(session: Session, target: TokenExchangeConfig, options: { force?: boolean } = {}): Promise<AccessToken> {
-    return this.#exchanger.accessToken(session, target, options)
   }
 
   #count(outcome: RefreshOutcome): void {
@@ -124,7 +89,7 @@ export class TokenService {
 
   /** Refreshes running in this process right now (bounded by the number of active sessions). */
   get inflight(): number {
-    return this.#inflight.size
+    return this.#flights.size
   }
 
   /** Whether the token for `key` is missing or expires within BFF_REFRESH_SKEW. */
@@ -149,79 +114,61 @@ export class TokenService {
 
   /** Single-flight per session and audience: concurrent callers share one refresh. */
   refresh(session: Session, force: boolean, audience?: Audience): Promise<Session> {
-    const key = audienceKey(audience)
-    const flight = `${session.sid}\0${key}`
-    let p = this.#inflight.get(flight)
-    if (!p) {
-      if (this.#inflight.size >= (this.#o.maxInflight ?? 1000)) {
-        this.#count('lock_timeout')
-        return Promise.reject(new IdpUnavailableError({ logDetail: 'too many refreshes in flight in this process' }))
-      }
-      p = traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force, audience)).finally(() =>
-        this.#inflight.delete(flight),
-      )
-      this.#inflight.set(flight, p)
-    }
-    return p
+    const flight = `${session.sid}\0${audienceKey(audience)}`
+    return this.#flights.run(flight, () => traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force, audience)))
   }
 
   async #refresh(seen: Session, force: boolean, audience: Audience | undefined): Promise<Session> {
-    const { sessions } = this.#o
-    const store = sessions.store
+    const { sessions, lease } = this.#o
     const key = audienceKey(audience)
     // Done when someone else already did the work: a forced refresh (after an
     // upstream 401) is satisfied by any other token than the rejected one.
     const rejected = tokenFor(seen.data, key)?.token
     const done = (s: Session) => (force ? tokenFor(s.data, key)?.token !== rejected && !this.needsRefresh(s, key) : !this.needsRefresh(s, key))
+    const current = async () => {
+      const session = await sessions.loadBySid(seen.sid, { slide: false })
+      if (!session) throw new LoginRequiredError('The session has ended.')
+      return session
+    }
     const started = this.#o.now()
-    const deadline = started + this.#lockWaitMs
     const waited = () => {
       const seconds = (this.#o.now() - started) / 1000
       this.#o.metrics?.refreshLockWait.observe(seconds)
       trace.getActiveSpan()?.setAttribute('tokenward.refresh.lock_wait_ms', seconds * 1000)
     }
-    for (;;) {
-      const session = await sessions.loadBySid(seen.sid, { slide: false })
-      if (!session) throw new LoginRequiredError('The session has ended.')
-      if (done(session)) {
+    return lease.wait(seen.sid, {
+      deadline: started + this.#lockWaitMs,
+      settled: async () => {
+        const session = await current()
+        if (!done(session)) return undefined
         waited()
         return session
-      }
-      const token = randomUUID()
-      const { acquired, journal } = await store.acquireRefreshLock(session.sid, token, this.#leaseMs)
-      if (acquired) {
+      },
+      work: async (held) => {
         waited()
-        try {
-          // Re-read under the lock: the previous holder may have finished between
-          // our read and our acquire (the stale-read bug of dotnet/aspnetcore#56170).
-          const fresh = await sessions.loadBySid(seen.sid, { slide: false })
-          if (!fresh) throw new LoginRequiredError('The session has ended.')
-          if (done(fresh)) return fresh
-          if (journal === fresh.version) {
-            // A holder died after it may have redeemed this refresh token. Using it
-            // again could trip the IdP's reuse detection (RFC 9700 §4.14.2), so the
-            // session fails closed and visibly instead.
-            this.#count('interrupted')
-            await this.#end(fresh, 'refresh_failed', true, 'a previous refresh was interrupted')
-            throw new LoginRequiredError('The session has ended; please sign in again.')
-          }
-          return await this.#redeem(fresh, token, audience)
-        } finally {
-          await store.releaseRefreshLock(seen.sid, token).catch(() => {})
+        // Re-read under the lock: the previous holder may have finished between
+        // our read and our acquire (the stale-read bug of dotnet/aspnetcore#56170).
+        const fresh = await current()
+        if (done(fresh)) return fresh
+        if (interrupted(held, fresh.version)) {
+          // A holder died after it may have redeemed this refresh token. Using it
+          // again could trip the IdP's reuse detection (RFC 9700 §4.14.2), so the
+          // session fails closed and visibly instead.
+          this.#count('interrupted')
+          await this.#end(fresh, 'refresh_failed', true, 'a previous refresh was interrupted')
+          throw new LoginRequiredError('The session has ended; please sign in again.')
         }
-      }
-      if (this.#o.now() >= deadline) {
+        return this.#redeem(fresh, held, audience)
+      },
+      timeout: () => {
         this.#count('lock_timeout')
         throw new IdpUnavailableError({ logDetail: 'timed out waiting for another instance to refresh' })
-      }
-      await delay(POLL_MS)
-    }
+      },
+    })
   }
 
   /** Redeems the refresh token under the lease, renewing it so a slow IdP cannot outlive it. */
-  async #redeem(session: Session, lockToken: string, audience: Audience | undefined): Promise<Session> {
-    const { sessions, logger } = this.#o
-    const store = sessions.store
+  async #redeem(session: Session, held: HeldLease, audience: Audience | undefined): Promise<Session> {
     const refreshToken = session.data.refreshToken
     if (!refreshToken && audienceKey(audience) !== '') {
       // Only a refresh token can get a token for another audience; the session
@@ -232,23 +179,11 @@ export class TokenService {
       await this.#end(session, 'session_expired', false, 'access token expired and no refresh token')
       throw new LoginRequiredError('The session has expired.')
     }
-    await store.writeRefreshJournal(session.sid, session.version, Math.max(1000, session.absExp - this.#o.now()))
-    const renew = setInterval(() => {
-      store.renewRefreshLock(session.sid, lockToken, this.#leaseMs).then(
-        (held) => {
-          if (!held) logger.warn({ sid: session.sid }, 'refresh lease lost while the refresh was running')
-        },
-        () => {},
-      )
-    }, Math.max(50, Math.floor(this.#leaseMs / 3)))
-    try {
-      return await this.#grant(session, refreshToken, audience)
-    } finally {
-      clearInterval(renew)
-    }
+    await this.#o.lease.writeJournal(held, session)
+    return this.#o.lease.renewing(held, () => this.#grant(session, held, refreshToken, audience))
   }
 
-  async #grant(session: Session, refreshToken: string, audience: Audience | undefined): Promise<Session> {
+  async #grant(session: Session, held: HeldLease, refreshToken: string, audience: Audience | undefined): Promise<Session> {
     const { sessions, logger } = this.#o
     const key = audienceKey(audience)
     // Without an audience the original scope is not re-sent: RFC 6749 §6 keeps it
@@ -278,7 +213,7 @@ export class TokenService {
         // token: the journal stays, and the next refresh ends the session
         // visibly instead of presenting a token that may be spent (which would
         // trip the IdP's reuse detection, RFC 9700 §4.14.2).
-        if (!mayHaveReachedIdp(err)) await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
+        if (!mayHaveReachedIdp(err)) await this.#o.lease.clearJournal(held)
         throw new IdpUnavailableError({ cause: err, logDetail: describe(err) })
       }
       if (failure === 'bug') {
@@ -290,7 +225,7 @@ export class TokenService {
         // token that may be spent (RFC 9700 §4.14.2).
         this.#count('failed')
         logger.error({ sid: session.sid, reason: describe(err) }, 'refresh failed: unexpected error talking to the identity provider (a bug or a misconfiguration)')
-        if (!mayHaveReachedIdp(err)) await sessions.store.clearRefreshJournal(session.sid).catch(() => {})
+        if (!mayHaveReachedIdp(err)) await this.#o.lease.clearJournal(held)
         throw idpBug(err, 'refresh')
       }
       // The IdP answered but the response was unusable (for example an invalid ID
@@ -337,22 +272,4 @@ export class TokenService {
     audit(logger, 'refresh', { outcome: 'success', sub: data.sub, sid: session.sid, rotated: Boolean(tokens.refreshToken), ...(key ? { audience: key } : {}) })
     return updated
   }
-}
-
-/**
- * OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud (and azp,
- * auth_time); and, as at login (§3.1.3.7 step 5), an `azp` that is present must
- * be tokenward's client id.
- */
-function idTokenMismatch(data: SessionData, tokens: TokenResult, clientId: string): string | undefined {
-  const c = tokens.idClaims
-  if (!c) return undefined
-  if (c.iss !== data.iss) return 'refreshed ID token changed iss'
-  if (c.sub !== data.sub) return 'refreshed ID token changed sub'
-  const aud = Array.isArray(c.aud) ? c.aud : [c.aud]
-  if (aud.length !== data.aud.length || aud.some((a) => !data.aud.includes(a))) return 'refreshed ID token changed aud'
-  if (c.azp !== undefined && c.azp !== clientId) return 'refreshed ID token azp is not tokenward\'s client id'
-  if (data.azp !== undefined && c.azp !== undefined && c.azp !== data.azp) return 'refreshed ID token changed azp'
-  if (data.authTime !== undefined && c.auth_time !== undefined && c.auth_time !== data.authTime) return 'refreshed ID token changed auth_time'
-  return undefined
 }

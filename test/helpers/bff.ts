@@ -3,7 +3,7 @@ import { Writable } from 'node:stream'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createLogger } from '../../src/log.js'
 import { startServer, type RunningServer } from '../../src/server.js'
-import type { SessionStore } from '../../src/session/store.js'
+import type { Store } from '../../src/store/types.js'
 import { freePort } from './ports.js'
 
 export interface TestBff {
@@ -28,7 +28,7 @@ export interface TestBffOptions {
   port?: number
   routes?: unknown[]
   env?: Record<string, string | undefined>
-  store?: SessionStore | 'memory' | 'redis'
+  store?: Store | 'memory' | 'redis'
 }
 
 export function testSecrets(): { cookieSecret: string; encryptionKeys: string } {

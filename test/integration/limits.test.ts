@@ -4,9 +4,10 @@ import { loadConfig } from '../../src/config.js'
 import { Keyring } from '../../src/crypto/keyring.js'
 import { createLogger } from '../../src/log.js'
 import type { OidcClient } from '../../src/oidc/client.js'
-import { MemorySessionStore } from '../../src/session/memory-store.js'
+import { MemoryStore } from '../../src/store/memory/store.js'
+import { RefreshLease } from '../../src/tokens/lease.js'
 import { SessionManager } from '../../src/session/sessions.js'
-import { SessionTerminator } from '../../src/session/terminate.js'
+import { SessionTerminator } from '../../src/lifecycle/terminate.js'
 import { TokenService } from '../../src/tokens/refresh.js'
 import { testEnv } from '../helpers/env.js'
 import { startWorld, type World } from '../helpers/world.js'
@@ -75,7 +76,7 @@ describe('limits with clear errors (issue 9)', () => {
 
   it('refreshes waiting in one process are bounded: beyond the cap, 503 at once', async () => {
     const config = loadConfig(testEnv())
-    const store = new MemorySessionStore()
+    const store = new MemoryStore()
     const sessions = new SessionManager({ store, keyring: new Keyring(config.encryptionKeys), idleTimeoutMs: 60_000, maxAgeMs: 3_600_000 })
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))
@@ -89,7 +90,9 @@ describe('limits with clear errors (issue 9)', () => {
       },
     } as unknown as OidcClient
     const logger = createLogger('silent')
-    const tokens = new TokenService({ config, sessions, oidc, logger, terminator: new SessionTerminator({ sessions, oidc, logger }), now: Date.now, maxInflight: 3 })
+    const terminator = new SessionTerminator({ sessions, events: store.events, oidc, logger })
+    const lease = new RefreshLease({ leases: store.leases, leaseMs: 5000, logger })
+    const tokens = new TokenService({ config, sessions, oidc, logger, terminator, lease, now: Date.now, maxInflight: 3 })
     const expired = async () =>
       (
         await sessions.create({

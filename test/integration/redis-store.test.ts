@@ -3,8 +3,7 @@ import { once } from 'node:events'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
 import { SessionStoreUnavailableError } from '../../src/errors.js'
-import { RedisSessionStore, redisOptions } from '../../src/session/redis-store.js'
-import { runSessionStoreContract } from '../contract/session-store.js'
+import { RedisStore, redisOptions } from '../../src/store/redis/store.js'
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -28,9 +27,9 @@ async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
   return keys
 }
 
-async function redisStore(url: string): Promise<{ store: RedisSessionStore; admin: Redis; prefix: string; cleanup(): Promise<void> }> {
+async function redisStore(url: string): Promise<{ store: RedisStore; admin: Redis; prefix: string; cleanup(): Promise<void> }> {
   const prefix = `tokenward-test:${randomUUID()}:`
-  const store = new RedisSessionStore(await connected(url), prefix)
+  const store = new RedisStore(await connected(url), prefix)
   const admin = await connected(url)
   return {
     store,
@@ -45,9 +44,8 @@ async function redisStore(url: string): Promise<{ store: RedisSessionStore; admi
   }
 }
 
-runSessionStoreContract('RedisSessionStore', () => redisStore(inject('redisUrl')))
-
-describe('RedisSessionStore on a real Redis', () => {
+// The behaviour every store shares is in test/contract/; here, what is Redis's own.
+describe('RedisStore on a real Redis', () => {
   let s: Awaited<ReturnType<typeof redisStore>>
 
   beforeEach(async () => {
@@ -60,14 +58,14 @@ describe('RedisSessionStore on a real Redis', () => {
 
   it('security model S59: every key the store writes has a TTL > 0', async () => {
     const absExp = Date.now() + 60_000
-    await s.store.createSession('a', { version: 1, absExp, payload: Buffer.from('a') }, 30_000)
-    await s.store.createSession('b', { version: 1, absExp, payload: Buffer.from('b') }, 30_000)
-    await s.store.readSession('a', { slideMs: 45_000, now: Date.now() })
-    await s.store.readSession('b', { slideMs: 0, now: Date.now() })
-    expect(await s.store.replaceSession('b', 1, { version: 2, absExp, payload: Buffer.from('b2') }, 90_000)).toBe('ok')
-    await s.store.putTransaction('t1', Buffer.from('tx'), 600_000)
-    await s.store.putTransaction('t2', Buffer.from('tx'), 600_000)
-    await s.store.takeTransaction('t2')
+    await s.store.records.create('a', { version: 1, absExp, payload: Buffer.from('a') }, 30_000)
+    await s.store.records.create('b', { version: 1, absExp, payload: Buffer.from('b') }, 30_000)
+    await s.store.records.read('a', { slideMs: 45_000, now: Date.now() })
+    await s.store.records.read('b', { slideMs: 0, now: Date.now() })
+    expect(await s.store.records.replace('b', 1, { version: 2, absExp, payload: Buffer.from('b2') }, 90_000)).toBe('ok')
+    await s.store.transactions.put('t1', Buffer.from('tx'), 600_000)
+    await s.store.transactions.put('t2', Buffer.from('tx'), 600_000)
+    await s.store.transactions.take('t2')
 
     const keys = await keysUnder(s.admin, s.prefix)
     expect(keys).toHaveLength(3)
@@ -85,7 +83,7 @@ describe('RedisSessionStore on a real Redis', () => {
   it('stores `<version>:<absExp>:` followed by the payload bytes, under the key prefix', async () => {
     const payload = Buffer.from([0, 0x3a, 255, 10, 13, 0x3a, 128])
     const absExp = Date.now() + 60_000
-    await s.store.createSession('raw', { version: 7, absExp, payload }, 30_000)
+    await s.store.records.create('raw', { version: 7, absExp, payload }, 30_000)
     const keys = await keysUnder(s.admin, s.prefix)
     expect(keys).toHaveLength(1)
     const key = keys[0]!
@@ -97,23 +95,23 @@ describe('RedisSessionStore on a real Redis', () => {
     expect(raw!.subarray(header.length).equals(payload)).toBe(true)
     expect(raw!.length).toBe(header.length + payload.length)
 
-    expect(await s.store.replaceSession('raw', 7, { version: 8, absExp, payload: Buffer.from('new') }, 60_000)).toBe('ok')
+    expect(await s.store.records.replace('raw', 7, { version: 8, absExp, payload: Buffer.from('new') }, 60_000)).toBe('ok')
     expect((await s.admin.getBuffer(key))!.toString('latin1')).toBe(`8:${absExp}:new`)
   })
 
   it('security model S19: an idle-expired session key is gone from Redis', async () => {
-    await s.store.createSession('idle', { version: 1, absExp: Date.now() + 60_000, payload: Buffer.from('x') }, 150)
+    await s.store.records.create('idle', { version: 1, absExp: Date.now() + 60_000, payload: Buffer.from('x') }, 150)
     expect(await keysUnder(s.admin, s.prefix)).toHaveLength(1)
     await sleep(300)
-    expect(await s.store.readSession('idle', { slideMs: 60_000, now: Date.now() })).toBeNull()
+    expect(await s.store.records.read('idle', { slideMs: 60_000, now: Date.now() })).toBeNull()
     expect(await keysUnder(s.admin, s.prefix)).toHaveLength(0)
   })
 
   it('security model S19: a read past absExp deletes the key', async () => {
     const absExp = Date.now() + 60_000
-    await s.store.createSession('abs', { version: 1, absExp, payload: Buffer.from('x') }, 60_000)
+    await s.store.records.create('abs', { version: 1, absExp, payload: Buffer.from('x') }, 60_000)
     expect(await keysUnder(s.admin, s.prefix)).toHaveLength(1)
-    expect(await s.store.readSession('abs', { slideMs: 60_000, now: absExp })).toBeNull()
+    expect(await s.store.records.read('abs', { slideMs: 60_000, now: absExp })).toBeNull()
     expect(await keysUnder(s.admin, s.prefix)).toHaveLength(0)
   })
 
@@ -122,13 +120,13 @@ describe('RedisSessionStore on a real Redis', () => {
   })
 })
 
-describe('RedisSessionStore when Redis goes away (security model S66)', () => {
+describe('RedisStore when Redis goes away (security model S66)', () => {
   let server: RedisServer
-  let store: RedisSessionStore
+  let store: RedisStore
 
   beforeAll(async () => {
     server = await startRedisServer()
-    store = new RedisSessionStore(await connected(server.url), 'tokenward-test:outage:')
+    store = new RedisStore(await connected(server.url), 'tokenward-test:outage:')
   })
 
   afterAll(async () => {
@@ -138,19 +136,19 @@ describe('RedisSessionStore when Redis goes away (security model S66)', () => {
 
   it('rejects with SessionStoreUnavailableError within 3 s while down, and works again once Redis is back', async () => {
     const absExp = Date.now() + 60_000
-    expect(await store.createSession('before', { version: 1, absExp, payload: Buffer.from('x') }, 60_000)).toBe(true)
+    expect(await store.records.create('before', { version: 1, absExp, payload: Buffer.from('x') }, 60_000)).toBe(true)
     await store.ping()
 
     await server.stop()
 
     const calls: Array<[string, () => Promise<unknown>]> = [
       ['ping', () => store.ping()],
-      ['readSession', () => store.readSession('before', { slideMs: 1_000, now: Date.now() })],
-      ['createSession', () => store.createSession('during', { version: 1, absExp, payload: Buffer.from('y') }, 60_000)],
-      ['replaceSession', () => store.replaceSession('before', 1, { version: 2, absExp, payload: Buffer.from('z') }, 60_000)],
-      ['deleteSession', () => store.deleteSession('before')],
-      ['putTransaction', () => store.putTransaction('t', Buffer.from('t'), 60_000)],
-      ['takeTransaction', () => store.takeTransaction('t')],
+      ['readSession', () => store.records.read('before', { slideMs: 1_000, now: Date.now() })],
+      ['createSession', () => store.records.create('during', { version: 1, absExp, payload: Buffer.from('y') }, 60_000)],
+      ['replaceSession', () => store.records.replace('before', 1, { version: 2, absExp, payload: Buffer.from('z') }, 60_000)],
+      ['deleteSession', () => store.records.delete('before')],
+      ['putTransaction', () => store.transactions.put('t', Buffer.from('t'), 60_000)],
+      ['takeTransaction', () => store.transactions.take('t')],
     ]
     for (const [name, call] of calls) {
       const started = Date.now()
@@ -171,7 +169,7 @@ describe('RedisSessionStore when Redis goes away (security model S66)', () => {
 
     // Several calls at once, still bounded.
     const started = Date.now()
-    const results = await Promise.allSettled(Array.from({ length: 10 }, () => store.readSession('before', { slideMs: 0, now: Date.now() })))
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => store.records.read('before', { slideMs: 0, now: Date.now() })))
     expect(Date.now() - started).toBeLessThan(3_000)
     for (const r of results) {
       expect(r.status).toBe('rejected')
@@ -195,9 +193,9 @@ describe('RedisSessionStore when Redis goes away (security model S66)', () => {
     }
     expect(recovered, 'store did not recover within 10 s').toBe(true)
     // The restarted server is empty (nothing persisted); new writes and reads work.
-    expect(await store.createSession('after', { version: 1, absExp, payload: Buffer.from('back') }, 60_000)).toBe(true)
-    expect((await store.readSession('after', { slideMs: 1_000, now: Date.now() }))!.entry.payload.toString()).toBe('back')
-    await store.putTransaction('t2', Buffer.from('t'), 60_000)
-    expect((await store.takeTransaction('t2'))!.toString()).toBe('t')
+    expect(await store.records.create('after', { version: 1, absExp, payload: Buffer.from('back') }, 60_000)).toBe(true)
+    expect((await store.records.read('after', { slideMs: 1_000, now: Date.now() }))!.entry.payload.toString()).toBe('back')
+    await store.transactions.put('t2', Buffer.from('t'), 60_000)
+    expect((await store.transactions.take('t2'))!.toString()).toBe('t')
   })
 })

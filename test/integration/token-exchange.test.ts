@@ -58,10 +58,10 @@ function exchanges(): number {
 async function expireExchanged(bff: TestBff, jar: CookieJar, target: typeof B): Promise<void> {
   const s = (await sessionOf(bff, jar))!
   const key = exchangeKey(target)
-  const t = s.data.audienceTokens?.[key]
+  const t = s.data.exchangedTokens?.[key]
   if (!t) throw new Error('no exchanged token to expire')
-  const audienceTokens = { ...s.data.audienceTokens, [key]: { ...t, expiresAt: Date.now() - 1000 } }
-  const { result } = await bff.server.deps.sessions.replace(s, { ...s.data, audienceTokens })
+  const exchangedTokens = { ...s.data.exchangedTokens, [key]: { ...t, expiresAt: Date.now() - 1000 } }
+  const { result } = await bff.server.deps.sessions.replace(s, { ...s.data, exchangedTokens })
   if (result !== 'ok') throw new Error(`could not expire the exchanged token: ${result}`)
 }
 
@@ -87,9 +87,11 @@ describe('issue 8: per-route token exchange (RFC 8693)', () => {
     // The subject token went to the IdP only: upstream B never saw it, in any header.
     for (const r of upstreamB.requests.slice(seen)) expect(containsAny(r.rawHeaders.join('\n'), [own])).toBeUndefined()
 
-    // Kept in the (encrypted) session under the exchange's own key, next to the session's own token.
+    // Kept in the (encrypted) session under the exchange's own key, in a map of
+    // its own (not with the audience tokens), next to the session's own token.
     const s = (await sessionOf(world.bff, jar))!
-    expect(s.data.audienceTokens?.[exchangeKey(B)]?.accessToken).toBe(sent)
+    expect(s.data.exchangedTokens?.[exchangeKey(B)]?.accessToken).toBe(sent)
+    expect(s.data.audienceTokens?.[exchangeKey(B)]).toBeUndefined()
     expect(s.data.accessToken).toBe(own)
 
     // The same target named by `resource` (RFC 8707) instead: a token for API_B with every scope the IdP grants there.
@@ -149,6 +151,25 @@ describe('issue 8: per-route token exchange (RFC 8693)', () => {
     const renewed = bearer(upstreamB.requests.at(-1)!)
     expect(renewed).not.toBe(token)
     expect(decodeJwt(renewed).aud).toBe(API_B)
+  })
+
+  it('a session written by the previous release (exchanged tokens kept among the audience tokens) still uses its exchanged token', async () => {
+    const { jar } = await login(world.bff.url)
+    expect((await spaFetch(world.bff, jar, '/b/echo')).status).toBe(200)
+    const sent = bearer(upstreamB.requests.at(-1)!)
+    const s = (await sessionOf(world.bff, jar))!
+    // The previous release's shape: one map, the exchange keyed `x:…`, no exchangedTokens.
+    const { exchangedTokens, ...rest } = s.data
+    const old = { ...rest, audienceTokens: { ...s.data.audienceTokens, ...exchangedTokens } }
+    expect((await world.bff.server.deps.sessions.replace(s, old)).result).toBe('ok')
+    world.bff.server.deps.sessions.invalidate(s.sid) // read it back from the store, as an instance that did not write it
+    const before = exchanges()
+    expect((await spaFetch(world.bff, jar, '/b/echo')).status).toBe(200)
+    expect(bearer(upstreamB.requests.at(-1)!)).toBe(sent)
+    expect(exchanges()).toBe(before)
+    const now = (await sessionOf(world.bff, jar))!
+    expect(now.data.exchangedTokens?.[exchangeKey(B)]?.accessToken).toBe(sent)
+    expect(now.data.audienceTokens?.[exchangeKey(B)]).toBeUndefined()
   })
 
   it('a subject token that needs refreshing is refreshed first, through the refresh path, then exchanged', async () => {

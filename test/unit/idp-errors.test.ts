@@ -13,9 +13,9 @@ import { Keyring } from '../../src/crypto/keyring.js'
 import { createLogger } from '../../src/log.js'
 import { classifyIdpError, isTransientIdpError, type OidcClient } from '../../src/oidc/client.js'
 import { createIdpFetch } from '../../src/oidc/fetch.js'
-import { MemorySessionStore } from '../../src/session/memory-store.js'
+import { MemoryStore } from '../../src/store/memory/store.js'
 import { SessionManager } from '../../src/session/sessions.js'
-import { SessionTerminator } from '../../src/session/terminate.js'
+import { SessionTerminator } from '../../src/lifecycle/terminate.js'
 import { testEnv } from '../helpers/env.js'
 import { freePort } from '../helpers/ports.js'
 
@@ -155,7 +155,7 @@ describe('bugs and misconfigurations: never an outage', () => {
 describe('revocation at logout retries only outages', () => {
   async function endWith(err: Error): Promise<{ revoked: unknown; pending: number; attempts: number; logs: string[] }> {
     const config = loadConfig(testEnv())
-    const store = new MemorySessionStore()
+    const store = new MemoryStore()
     const logs: string[] = []
     const logger = createLogger('info', { write: (l: string) => void logs.push(l) })
     const sessions = new SessionManager({ store, keyring: new Keyring(config.encryptionKeys), idleTimeoutMs: 60_000, maxAgeMs: 3_600_000 })
@@ -166,7 +166,7 @@ describe('revocation at logout retries only outages', () => {
         throw err
       },
     }
-    const terminator = new SessionTerminator({ sessions, oidc: idp as unknown as OidcClient, logger, retryDelaysMs: [60_000] })
+    const terminator = new SessionTerminator({ sessions, events: store.events, oidc: idp as unknown as OidcClient, logger, retryDelaysMs: [60_000] })
     const { session } = await sessions.create({
       sub: 'alice',
       iss: base,

@@ -6,9 +6,10 @@ import { loadConfig } from '../../src/config.js'
 import { Keyring } from '../../src/crypto/keyring.js'
 import { createLogger } from '../../src/log.js'
 import type { OidcClient, TokenResult } from '../../src/oidc/client.js'
-import { MemorySessionStore } from '../../src/session/memory-store.js'
+import { SessionTerminator } from '../../src/lifecycle/terminate.js'
 import { SessionManager, type SessionData } from '../../src/session/sessions.js'
-import { SessionTerminator } from '../../src/session/terminate.js'
+import { MemoryStore } from '../../src/store/memory/store.js'
+import { RefreshLease } from '../../src/tokens/lease.js'
 import { TokenService } from '../../src/tokens/refresh.js'
 import { testEnv } from '../helpers/env.js'
 
@@ -47,21 +48,22 @@ function token(over: Partial<TokenResult> = {}): TokenResult {
   }
 }
 
-const stores: MemorySessionStore[] = []
+const stores: MemoryStore[] = []
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()))
 })
 
 function setup() {
   const config = loadConfig(testEnv())
-  const store = new MemorySessionStore()
+  const store = new MemoryStore()
   stores.push(store)
   const logs: string[] = []
   const logger = createLogger('info', { write: (l: string) => void logs.push(l) })
   const sessions = new SessionManager({ store, keyring: new Keyring(config.encryptionKeys), idleTimeoutMs: 60_000, maxAgeMs: 3_600_000 })
   const idp = new FakeIdp()
-  const terminator = new SessionTerminator({ sessions, oidc: idp as unknown as OidcClient, logger })
-  const tokens = new TokenService({ config, sessions, oidc: idp as unknown as OidcClient, logger, terminator, now: Date.now, leaseMs: 300, lockWaitMs: 2000 })
+  const terminator = new SessionTerminator({ sessions, events: store.events, oidc: idp as unknown as OidcClient, logger })
+  const lease = new RefreshLease({ leases: store.leases, leaseMs: 300, logger })
+  const tokens = new TokenService({ config, sessions, oidc: idp as unknown as OidcClient, logger, terminator, lease, now: Date.now, lockWaitMs: 2000 })
   const data = (over: Partial<SessionData> = {}): SessionData => ({
     sub: 'alice',
     iss: 'https://idp.example',
@@ -110,8 +112,8 @@ describe('TokenService', () => {
       oidc: a.idp as unknown as OidcClient,
       logger: createLogger('silent'),
       terminator: a.terminator,
+      lease: new RefreshLease({ leases: a.store.leases, leaseMs: 300, logger: createLogger('silent') }),
       now: Date.now,
-      leaseMs: 300,
       lockWaitMs: 2000,
     })
     a.idp.delayMs = 600 // longer than the lease: renewal must keep it
@@ -229,7 +231,7 @@ describe('TokenService', () => {
   it('a waiter gives up with 503 when another holder keeps the lock too long (security model S33)', async () => {
     const { sessions, tokens, store, data } = setup()
     const { session } = await sessions.create(data())
-    await store.acquireRefreshLock(session.sid, 'someone-else', 10_000)
+    await store.leases.acquire(session.sid, 'someone-else', 10_000)
     const started = Date.now()
     await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900)

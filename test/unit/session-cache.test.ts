@@ -6,19 +6,34 @@
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { Keyring } from '../../src/crypto/keyring.js'
-import { MemorySessionStore } from '../../src/session/memory-store.js'
 import { SessionManager, type SessionData } from '../../src/session/sessions.js'
-import type { ReadOptions } from '../../src/session/store.js'
+import { MemoryStore } from '../../src/store/memory/store.js'
+import type { ReadOptions, SessionRecords } from '../../src/store/types.js'
 
-/** The memory store, counting reads, whose answers can be held back. */
-class CountingStore extends MemorySessionStore {
+/** The memory store's session entries, counting reads, whose answers can be held back. */
+class CountingStore {
   reads = 0
   #hold: Promise<void> | undefined
-  override async readSession(sid: string, options: ReadOptions) {
-    this.reads++
-    const r = await super.readSession(sid, options)
-    if (this.#hold) await this.#hold
-    return r
+  readonly #inner: MemoryStore
+  readonly records: SessionRecords
+  readonly indexes: MemoryStore['indexes']
+
+  constructor(options: { now: () => number }) {
+    this.#inner = new MemoryStore(options)
+    this.indexes = this.#inner.indexes
+    const inner = this.#inner.records
+    this.records = {
+      create: (sid, entry, ttlMs) => inner.create(sid, entry, ttlMs),
+      read: async (sid: string, o: ReadOptions) => {
+        this.reads++
+        const r = await inner.read(sid, o)
+        if (this.#hold) await this.#hold
+        return r
+      },
+      replace: (sid, expected, entry, maxTtlMs) => inner.replace(sid, expected, entry, maxTtlMs),
+      delete: (sid) => inner.delete(sid),
+      count: () => inner.count(),
+    }
   }
 
   /** Runs `start`, then `meanwhile` while the reads it began are still out, then lets them answer. */

@@ -1,5 +1,13 @@
-import type { Deps } from '../types.js'
-import type { Session } from './sessions.js'
+import type { SessionEventHub } from '../session/events.js'
+import type { Session } from '../session/sessions.js'
+import type { SessionRecords } from '../store/types.js'
+
+/** What watching needs: the event hub, the raw session entries (no decryption) and the clock. */
+export interface WatchDeps {
+  readonly events: Pick<SessionEventHub, 'listen' | 'onClose'>
+  readonly store: { readonly records: Pick<SessionRecords, 'read'> }
+  readonly now: () => number
+}
 
 /**
  * Calls `onEnd(reason)` once when the session ends: an event from any instance
@@ -7,7 +15,7 @@ import type { Session } from './sessions.js'
  * produces no event and is checked when the session would lapse. Returns a
  * function that stops watching. Used by the event stream and WebSocket proxying.
  */
-export async function watchSession(deps: Deps, session: Session, onEnd: (reason: string) => void): Promise<() => void> {
+export async function watchSession(deps: WatchDeps, session: Session, onEnd: (reason: string) => void): Promise<() => void> {
   let stopped = false
   let timer: NodeJS.Timeout | undefined
   const end = (reason: string) => {
@@ -20,7 +28,7 @@ export async function watchSession(deps: Deps, session: Session, onEnd: (reason:
   const check = (at: number) => {
     timer = setTimeout(async () => {
       try {
-        const r = await deps.sessions.store.readSession(session.sid, { slideMs: 0, now: deps.now() })
+        const r = await deps.store.records.read(session.sid, { slideMs: 0, now: deps.now() })
         if (!r) return end('session_expired')
         check(Math.min(r.entry.absExp, deps.now() + r.ttlMs))
       } catch {

@@ -1,4 +1,4 @@
-// The Lua scripts behind RedisSessionStore. Each runs atomically in Redis and
+// The Lua scripts behind the Redis store (src/store/redis/). Each runs atomically in Redis and
 // touches keys of one Cluster slot only (one hash tag), so they work in Cluster mode.
 
 /**

@@ -1,7 +1,8 @@
 import type { Logger } from '../log.js'
 import { audit, type AuditEvent } from '../log.js'
 import { classifyIdpError, describe, type OidcClient } from '../oidc/client.js'
-import type { Session, SessionManager } from './sessions.js'
+import type { Session, SessionManager } from '../session/sessions.js'
+import type { SessionEventBus } from '../store/types.js'
 
 export type EndReason = Extract<AuditEvent, 'logout' | 'backchannel_logout' | 'session_revoked' | 'refresh_token_rejected' | 'refresh_failed' | 'session_expired'>
 
@@ -11,8 +12,10 @@ export interface EndResult {
 }
 
 export interface SessionTerminatorOptions {
-  sessions: SessionManager
-  oidc: OidcClient
+  sessions: Pick<SessionManager, 'destroy'>
+  /** Where session_ended goes to every instance. */
+  events: Pick<SessionEventBus, 'publish'>
+  oidc: Pick<OidcClient, 'revokeRefreshToken'>
   logger: Logger
   /** Delays between revocation retries; the default tries three more times over about 20 s. */
   retryDelaysMs?: readonly number[]
@@ -36,9 +39,9 @@ export class SessionTerminator {
   }
 
   async end(session: Session, reason: EndReason, options: { revoke?: boolean; audit?: Record<string, unknown> } = {}): Promise<EndResult> {
-    const { sessions, logger } = this.#o
+    const { sessions, events, logger } = this.#o
     await sessions.destroy(session.sid, session.data)
-    await sessions.store.publish({ sid: session.sid, type: 'session_ended', reason }).catch((err: Error) => {
+    await events.publish({ sid: session.sid, type: 'session_ended', reason }).catch((err: Error) => {
       logger.warn({ sid: session.sid, reason: err.message }, 'could not publish session_ended')
     })
     let revoked: EndResult['revoked'] = false
