@@ -1,10 +1,8 @@
-import { createPrivateKey, type JsonWebKey } from 'node:crypto'
 import { isAbsolute, resolve } from 'node:path'
-// zod: schema validation with per-field issues, so every bad variable is reported at once
-// without a hand-written validator for nested JSON such as BFF_ROUTES.
-import { z } from 'zod'
 import { ConfigError } from './errors.js'
-import { httpUrl, parseRoutes } from './config-routes.js'
+import { bool, DEFAULT_SCOPES, envSchema } from './config-env.js'
+import { parseKeyring, privateKeyType } from './config-keys.js'
+import { parseRoutes } from './config-routes.js'
 import { parseTrustedProxies } from './client-address.js'
 import { authParamsProblems } from './oidc/login-policy.js'
 
@@ -123,7 +121,6 @@ export interface Config {
   readonly warnings: readonly string[]
 }
 
-const DEFAULT_SCOPES = 'openid profile email offline_access'
 
 /**
  * A loopback origin is a "potentially trustworthy" secure context (W3C Secure
@@ -133,74 +130,6 @@ export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '').toLowerCase()
   return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h)
 }
-
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-  .transform((v) => v === 'true' || v === '1' || v === 'yes')
-
-/** Whole seconds, at least `min`, at most ten years (a larger value is a typo, not a policy). */
-const seconds = (min: number) =>
-  z
-    .string()
-    .regex(/^\d{1,9}$/, 'must be a whole number of seconds (at most 9 digits)')
-    .transform(Number)
-    .refine((n) => n >= min && n <= 315_360_000, `must be between ${min} and 315360000`)
-
-const envSchema = z.object({
-  BFF_PUBLIC_URL: httpUrl.refine((v) => {
-    if (!URL.canParse(v)) return true // reported by httpUrl
-    const u = new URL(v)
-    return (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash
-  }, 'must be an origin without path, query or fragment'),
-  BFF_ISSUER: httpUrl,
-  BFF_CLIENT_ID: z.string().min(1, 'is required'),
-  BFF_CLIENT_SECRET: z.string().min(1).optional(),
-  BFF_CLIENT_AUTH: z
-    .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'])
-    .default('client_secret_basic'),
-  BFF_CLIENT_PRIVATE_KEY: z.string().min(1).optional(),
-  BFF_SCOPES: z.string().default(DEFAULT_SCOPES),
-  BFF_AUTH_PARAMS: z.string().default(''),
-  BFF_PAR: z.enum(['auto', 'always', 'never']).default('auto'),
-  BFF_DPOP: bool.default(false),
-  BFF_DPOP_KEY: z.string().min(1).optional(),
-  BFF_ROUTES: z.string({ message: 'is required (a JSON array of routes)' }),
-  BFF_COOKIE_SECRET: z.string({ message: 'is required' }),
-  BFF_ENCRYPTION_KEYS: z.string({ message: 'is required' }),
-  BFF_REDIS_URL: z
-    .string()
-    .default('redis://127.0.0.1:6379')
-    .refine((v) => /^rediss?:\/\//.test(v) && URL.canParse(v), 'must be a redis:// or rediss:// URL'),
-  BFF_REDIS_PREFIX: z.string().default('tokenward:'),
-  BFF_REDIS_MODE: z.enum(['standalone', 'sentinel', 'cluster']).default('standalone'),
-  BFF_REDIS_NODES: z.string().optional(),
-  BFF_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
-  BFF_SESSION_IDLE_TIMEOUT: seconds(1).default(1800),
-  BFF_SESSION_MAX_AGE: seconds(1).default(28800),
-  BFF_SESSION_CACHE_MS: z
-    .string()
-    .regex(/^\d{1,5}$/, 'must be a whole number of milliseconds')
-    .transform(Number)
-    .refine((n) => n <= 10_000, 'must be between 0 and 10000')
-    .default(1000),
-  BFF_REFRESH_SKEW: seconds(0).default(30),
-  BFF_ID_TOKEN_MAX_AGE: seconds(1).default(300),
-  BFF_ALLOW_HTTP: bool.default(false),
-  BFF_HOST: z.string().min(1).default('0.0.0.0'),
-  BFF_TRUSTED_PROXIES: z.string().optional(),
-  BFF_PORT: z
-    .string()
-    .regex(/^\d+$/, 'must be a port number')
-    .transform(Number)
-    .refine((n) => n >= 0 && n <= 65535, 'must be a port number')
-    .optional(),
-  PORT: z.string().optional(),
-  BFF_POST_LOGOUT_REDIRECT: httpUrl.optional(),
-  BFF_LOGOUT_ID_TOKEN_HINT: bool.default(false),
-  BFF_COOKIE_SAMESITE: z.enum(['strict', 'lax', 'Strict', 'Lax']).default('strict'),
-  BFF_STATIC_DIR: z.string().min(1).optional(),
-  BFF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-})
 
 type Env = Record<string, string | undefined>
 
@@ -367,43 +296,4 @@ export function loadConfig(env: Env): Config {
     logLevel: e.BFF_LOG_LEVEL,
     warnings,
   } satisfies Config)
-}
-
-/** The private key's type ('rsa', 'ec', ...), or undefined when it is not a parseable private key. */
-function privateKeyType(raw: string): string | undefined {
-  try {
-    const text = raw.trim()
-    const key = text.startsWith('{')
-      ? createPrivateKey({ key: JSON.parse(text) as JsonWebKey, format: 'jwk' })
-      : createPrivateKey(text)
-    const curve = key.asymmetricKeyDetails?.namedCurve
-    return key.asymmetricKeyType === 'ec' && curve ? `ec:${curve}` : key.asymmetricKeyType
-  } catch {
-    return undefined
-  }
-}
-
-function parseKeyring(raw: string | undefined, problems: string[]): EncryptionKey[] {
-  if (raw === undefined) return []
-  const keys: EncryptionKey[] = []
-  const entries = raw.split(',').map((s) => s.trim()).filter(Boolean)
-  if (entries.length === 0) problems.push('BFF_ENCRYPTION_KEYS is empty')
-  entries.forEach((entry, i) => {
-    const m = /^([A-Za-z0-9_-]{1,32}):([A-Za-z0-9+/_-]+={0,2})$/.exec(entry)
-    if (!m) {
-      problems.push(`BFF_ENCRYPTION_KEYS entry ${i + 1} must be id:base64 (id of letters, digits, - or _)`)
-      return
-    }
-    const key = Buffer.from(m[2]!, m[2]!.includes('-') || m[2]!.includes('_') ? 'base64url' : 'base64')
-    if (key.length !== 32) {
-      problems.push(`BFF_ENCRYPTION_KEYS entry ${i + 1} (${m[1]}) must decode to 32 bytes, got ${key.length}`)
-      return
-    }
-    if (keys.some((k) => k.id === m[1])) {
-      problems.push(`BFF_ENCRYPTION_KEYS has the key id ${m[1]} twice`)
-      return
-    }
-    keys.push({ id: m[1]!, key })
-  })
-  return keys
 }

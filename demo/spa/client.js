@@ -24,14 +24,13 @@
  *
  * @module
  */
-/** tokenward answered something other than what the call expects. */
 export class BffRequestError extends Error {
     name = 'BffRequestError';
     /** HTTP status. */
     status;
     /** tokenward's error code (`csrf_failed`, `session_store_unavailable`, ...), or `invalid_response`. */
     code;
-    /** Seconds, from `Retry-After` (503s). */
+    /** Seconds, from `Retry-After` (429 and 503 answers). */
     retryAfter;
     constructor(message, status, code, retryAfter) {
         super(message);
