@@ -21,8 +21,9 @@ export const METHOD_NAME_RE = /^[A-Za-z]+$/
 
 /**
  * Methods whose requests a proxy may send again (after a broken connection, a
- * refreshed token or a new DPoP nonce): idempotent and, as browsers send them,
- * without a body (RFC 9110 §9.2.2; §9.3.1: nothing else is retried).
+ * refreshed token or a new DPoP nonce): idempotent (RFC 9110 §9.2.2) other than
+ * PUT, and replayed only when the request has no body, which the callers check
+ * (a streamed body cannot be sent twice).
  */
 export const REPLAYABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE'])
 

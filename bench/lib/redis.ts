@@ -1,10 +1,11 @@
 // Reading Redis from the outside: command counts, memory, and tokenward's key
-// layout (src/session/redis-store.ts):
+// layout (RedisKeys in src/store/redis/connection.ts):
 //   <prefix>s:{<sid>}           the encrypted session entry (a string with a TTL)
 //   <prefix>x:sub:<sha256>      set of sids of one user
 //   <prefix>x:idp:<sha256>      set of sids of one IdP session
 //   <prefix>l:{sid}, j:{sid}    refresh lock and journal (only while refreshing)
 //   <prefix>t:<id>              login transactions (minutes)
+//   <prefix>once:<sha256>       one-time ids (back-channel logout jti)
 
 import type { Redis } from 'ioredis'
 

@@ -28,8 +28,8 @@ export interface SessionTerminatorOptions {
  * session and its index entries, tell every instance (and so the user's open
  * tabs), and revoke the refresh token at the IdP (RFC 7009). The local session
  * ends first, whatever the IdP does (RFC 7009 §2.2.1: the client must assume the
- * token still exists when revocation fails, so failures are retried, and logged
- * when they give up).
+ * token still exists when revocation fails, so an IdP outage is retried, and
+ * logged when it gives up; a refusal or a bug is logged once).
  */
 export class SessionTerminator {
   readonly #o: SessionTerminatorOptions
