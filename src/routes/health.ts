@@ -11,7 +11,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
 }
 
-/** Liveness and readiness probes (CONTRACT.md: /healthz, /readyz). */
+/** Liveness and readiness probes (docs/endpoints.md: /healthz, /readyz). */
 export function healthRoutes(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
 

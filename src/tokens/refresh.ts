@@ -207,7 +207,7 @@ export class TokenService {
       if (failure === 'unavailable') {
         this.#count('idp_unavailable')
         audit(logger, 'refresh_failed', { outcome: 'failure', sub: session.data.sub, sid: session.sid, reason: describe(err) })
-        // The IdP did not answer: keep the session (CONTRACT.md). If the request
+        // The IdP did not answer: keep the session (docs/endpoints.md, token handling). If the request
         // never reached it (refused, unresolvable) or it answered an error, the
         // token is unspent: clear the journal and retry later. If the exchange
         // broke after sending (reset, timeout), the IdP may have rotated the

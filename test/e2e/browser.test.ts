@@ -19,7 +19,7 @@ import { freePort } from '../helpers/ports.js'
 import { containsAny, sessionOf } from '../helpers/session.js'
 
 const CHROMIUM = '/usr/bin/chromium'
-// STACK-NOTES.md: the flags known to work here. Playwright adds --headless itself.
+// The flags known to work on these machines (no background networking: the network is closed). Playwright adds --headless itself.
 const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',

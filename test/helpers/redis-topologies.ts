@@ -1,5 +1,5 @@
 // Redis Cluster and Sentinel topologies for tests, built from Debian's plain
-// redis-server (STACK-NOTES.md): every process is a child of the test run, on
+// redis-server (Debian's package, nothing more needed): every process is a child of the test run, on
 // free ports, with its files in a temp dir that close() removes. Nothing is
 // persisted (no RDB, no AOF), so no state leaks between runs.
 import { spawn, type ChildProcess } from 'node:child_process'

@@ -27,7 +27,7 @@ type Env = Record<string, string | undefined>
 /** Every BFF_* name src/config.ts mentions: the variables tokenward reads. */
 const configVars = new Set(read('src/config.ts').match(/\bBFF_[A-Z0-9_]+/g))
 
-/** CONTRACT.md's required variables (BFF_CLIENT_SECRET: unless private_key_jwt). */
+/** The required variables (docs/configuration.md) (BFF_CLIENT_SECRET: unless private_key_jwt). */
 const REQUIRED = ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_CLIENT_SECRET', 'BFF_ROUTES', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']
 
 const bffNames = (text: string): string[] => [...new Set(text.match(/\bBFF_[A-Z0-9_]+/g) ?? [])]

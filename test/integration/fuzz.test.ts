@@ -54,7 +54,7 @@ const ROUTES: RouteSpec[] = [
   { prefix: '/pub', base: '/public', token: 'none', maxBodyBytes: 4096 },
 ]
 
-/** The route a raw path names literally, on whole segments, longest prefix first (CONTRACT.md routes). */
+/** The route a raw path names literally, on whole segments, longest prefix first (docs/routes.md). */
 function literalRoute(rawPath: string): RouteSpec | undefined {
   return ROUTES.find((r) => rawPath === r.prefix || rawPath.startsWith(`${r.prefix}/`))
 }
@@ -158,7 +158,7 @@ function firstCookie(cookie: string | undefined, name: string): string | undefin
   return undefined
 }
 
-/** Whether the CSRF rules let a well-formed request to `route` through (CONTRACT.md proxy row). */
+/** Whether the CSRF rules let a well-formed request to `route` through (docs/endpoints.md, the proxy row). */
 function passesCsrf(headers: Headers): boolean {
   if (nodeHeader(headers, 'x-csrf') !== '1') return false
   if (nodeHeader(headers, 'sec-fetch-site') === 'cross-site') return false
@@ -784,7 +784,7 @@ describe(`HTTP fuzzing over raw sockets (issue 9; seed ${SEED})`, () => {
   // is false for them): the upstream reads the GET as complete and then parses
   // the body as a second request, with any path, method and headers the client
   // chose, outside the route's base path and past every tokenward check
-  // (security model S39, S42; CONTRACT.md: nothing that escapes the prefix
+  // (security model S39, S42; docs/routes.md: nothing that escapes the prefix
   // is forwarded). Remove `.fails` once src/proxy/headers.ts frames the body.
   it('a chunked body on GET, DELETE or OPTIONS is never parsed by the upstream as a request of its own', async () => {
     world.upstream.requests.splice(0)

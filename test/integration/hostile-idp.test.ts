@@ -202,7 +202,7 @@ describe('the token response (security model S9, S67)', () => {
   // RFC 6749 §5.1 only RECOMMENDS expires_in. tokenward cannot know when the
   // token expires, so it must not invent a lifetime or refresh in a loop: it
   // logs in, forwards the token as is, and refreshes only when an upstream
-  // answers 401 invalid_token (CONTRACT.md, the proxy row).
+  // answers 401 invalid_token (docs/endpoints.md, the proxy row).
   it('no expires_in: the login succeeds, the token is used without a refresh until an upstream rejects it', async () => {
     const r = await goodLogin(bff, idp, { token: { body: ({ expires_in: _e, ...b }) => b } })
     const s = (await sessionOf(bff, r.jar))!
@@ -249,7 +249,7 @@ describe('the token response (security model S9, S67)', () => {
 
   // Regression, now fixed (see the refresh case below for the serious half): an IdP 5xx is not
   // recognised as "IdP unavailable", so the user is told the sign-in failed
-  // (400) instead of 503 idp_unavailable with Retry-After (CONTRACT.md status
+  // (400) instead of 503 idp_unavailable with Retry-After (docs/endpoints.md status
   // codes; security model S67). isTransientIdpError (src/oidc/client.ts)
   // tests `cause instanceof Response`, but @hono/node-server replaces
   // globalThis.Response with its own class when the server starts, so undici's
@@ -637,8 +637,8 @@ describe('refresh responses (security model S12, S36)', () => {
   // endpoint is taken for an "unusable refresh response", so TokenService.#grant
   // (src/tokens/refresh.ts) ends the session, revokes its refresh token and
   // answers 401. One 502 from the IdP's load balancer logs out every user whose
-  // access token expires during it. CONTRACT.md ("The IdP unreachable during a
-  // refresh: 503 idp_unavailable; the session is kept") and security model
+  // access token expires during it. docs/endpoints.md (503 idp_unavailable: "the session is
+  // kept") and security model
   // S36 require 503 and the session kept.
   const serverErrors: Array<[string, TokenMutators]> = [
     ['503 with an OAuth error body', { status: 503 }],

@@ -41,7 +41,7 @@ function raw(path: string, headers: Record<string, string> = {}, method = 'GET',
 
 const last = () => world.upstream.requests.at(-1)!
 
-describe('forwarding (CONTRACT.md, security model S42, S44)', () => {
+describe('forwarding (docs/endpoints.md, security model S42, S44)', () => {
   it('maps the path and query, sets the bearer token, and cleans the request headers', async () => {
     const session = await sessionOf(world.bff, jar)
     const n = world.upstream.requests.length

@@ -1,4 +1,4 @@
-// tokenward against Redis Cluster and Redis Sentinel (CONTRACT.md:
+// tokenward against Redis Cluster and Redis Sentinel (docs/configuration.md:
 // BFF_REDIS_MODE, BFF_REDIS_NODES, BFF_REDIS_SENTINEL_NAME). The standalone
 // suites cover each behaviour in depth; this file proves the same user-visible
 // flows hold when keys are spread over several masters (hash tags, Lua

@@ -73,7 +73,7 @@ describe('refresh: exactly one per session, whatever the concurrency (security m
   }, 30_000)
 })
 
-describe('a lock holder that died (security model S33, ANCHORS §2.2)', () => {
+describe('a lock holder that died (security model S33)', () => {
   it('died before redeeming: another instance takes over after the lease and refreshes', async () => {
     const { jar } = await login(world.bff.url)
     await expireAccessToken(world.bff, jar)

@@ -1,4 +1,4 @@
-// Property tests for configuration parsing (CONTRACT.md configuration: validated
+// Property tests for configuration parsing (docs/configuration.md: validated
 // once, every problem reported at once, naming the variable). fast-check prints
 // the seed and path of a failing run; replay it with FC_SEED=<seed>
 // FC_PATH=<path> npx vitest run test/property.

@@ -177,7 +177,7 @@ describe('outboundHeaders over arbitrary request headers (security model S42)', 
   // Object.prototype.constructor: the upstream receives two `constructor`
   // fields, one of them `function Object() { [native code] }`; one called
   // `__proto__` is silently dropped (and replaces the object's prototype).
-  // CONTRACT.md: other request headers are forwarded as sent.
+  // docs/routes.md: other request headers are forwarded as sent.
   it('forwards every other field exactly as sent, in order', () => {
     fc.assert(
       fc.property(rawHeaders, optionsExtra, (raw, extra) => {

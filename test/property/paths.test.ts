@@ -1,5 +1,5 @@
 // Property tests for route matching and path mapping (security model S39,
-// CONTRACT.md routes). fast-check prints the seed and path of a failing run;
+// docs/routes.md). fast-check prints the seed and path of a failing run;
 // replay it with FC_SEED=<seed> FC_PATH=<path> npx vitest run test/property.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'

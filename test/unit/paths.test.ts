@@ -84,7 +84,7 @@ describe('mapRequest', () => {
     expect(target(mapRequest(nested, '/api/orders'))).toBe('http://api.internal/v1/orders')
   })
 
-  // security model S39 and CONTRACT.md routes: a path that escapes the prefix
+  // security model S39 and docs/routes.md: a path that escapes the prefix
   // after decoding is refused and never forwarded.
   const escapes = [
     '/api/..%2f..%2fadmin',
