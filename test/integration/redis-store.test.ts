@@ -143,12 +143,12 @@ describe('RedisStore when Redis goes away (security model S66)', () => {
 
     const calls: Array<[string, () => Promise<unknown>]> = [
       ['ping', () => store.ping()],
-      ['readSession', () => store.records.read('before', { slideMs: 1_000, now: Date.now() })],
-      ['createSession', () => store.records.create('during', { version: 1, absExp, payload: Buffer.from('y') }, 60_000)],
-      ['replaceSession', () => store.records.replace('before', 1, { version: 2, absExp, payload: Buffer.from('z') }, 60_000)],
-      ['deleteSession', () => store.records.delete('before')],
-      ['putTransaction', () => store.transactions.put('t', Buffer.from('t'), 60_000)],
-      ['takeTransaction', () => store.transactions.take('t')],
+      ['records.read', () => store.records.read('before', { slideMs: 1_000, now: Date.now() })],
+      ['records.create', () => store.records.create('during', { version: 1, absExp, payload: Buffer.from('y') }, 60_000)],
+      ['records.replace', () => store.records.replace('before', 1, { version: 2, absExp, payload: Buffer.from('z') }, 60_000)],
+      ['records.delete', () => store.records.delete('before')],
+      ['transactions.put', () => store.transactions.put('t', Buffer.from('t'), 60_000)],
+      ['transactions.take', () => store.transactions.take('t')],
     ]
     for (const [name, call] of calls) {
       const started = Date.now()
