@@ -66,6 +66,9 @@ export class RedisSessionEvents implements SessionEventBus {
 
     const release = () => {
       this.#subscribers.delete(sub)
+      // A message already on the wire may still arrive while the connection
+      // closes: an unsubscribed listener must hear nothing more.
+      sub.removeAllListeners('messageBuffer')
       sub.disconnect()
     }
     if (r instanceof Cluster) {
