@@ -8,6 +8,7 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ForwardOptions } from '../../src/proxy/forward.js'
 import { outboundHeaders } from '../../src/proxy/headers.js'
+import { runs } from '../helpers/fast-check.js'
 
 const replay = {
   ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
@@ -156,7 +157,7 @@ describe('outboundHeaders over arbitrary request headers (security model S42)', 
         const o = optionsFor(incomingWith(raw), extra)
         expect(violations(outboundHeaders(o), o, raw)).toEqual([])
       }),
-      { numRuns: 20_000, ...replay },
+      { numRuns: runs(20_000), ...replay },
     )
   })
 
@@ -168,7 +169,7 @@ describe('outboundHeaders over arbitrary request headers (security model S42)', 
         const out = outboundHeaders(optionsFor(incomingWith(raw), extra))
         for (const k of Object.keys(out)) expect(k.startsWith('proxy'), k).toBe(false)
       }),
-      { numRuns: 20_000, ...replay, examples: [[['Proxy-Foo', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }]] },
+      { numRuns: runs(20_000), ...replay, examples: [[['Proxy-Foo', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }]] },
     )
   })
 
@@ -195,7 +196,7 @@ describe('outboundHeaders over arbitrary request headers (security model S42)', 
         }
         for (const [name, values] of sent) expect(Object.hasOwn(out, name) ? out[name] : undefined, name).toEqual(values.length === 1 ? values[0] : values)
       }),
-      { numRuns: 20_000, ...replay, examples: [[['constructor', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }]] },
+      { numRuns: runs(20_000), ...replay, examples: [[['constructor', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }]] },
     )
   })
 })
@@ -242,6 +243,7 @@ describe('outboundHeaders on requests parsed by a real Node server', () => {
   }
 
   it('never sends Cookie, the browser Authorization, hop-by-hop fields or fields named in Connection', async () => {
+    const RUNS = runs(1_000)
     let accepted = 0
     await fc.assert(
       fc.asyncProperty(rawHeaders, optionsExtra, async (raw, extra) => {
@@ -251,8 +253,8 @@ describe('outboundHeaders on requests parsed by a real Node server', () => {
         const o = optionsFor(req, extra)
         expect(violations(outboundHeaders(o), o, req.rawHeaders)).toEqual([])
       }),
-      { numRuns: 1_000, ...replay },
+      { numRuns: RUNS, ...replay },
     )
-    expect(accepted).toBeGreaterThan(500)
+    expect(accepted).toBeGreaterThan(RUNS / 2)
   })
 })

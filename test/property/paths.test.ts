@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { loadConfig, type RouteConfig } from '../../src/config.js'
 import { findRoute, mapRequest, type RouteMatch } from '../../src/proxy/paths.js'
 import { testEnv } from '../helpers/env.js'
+import { runs } from '../helpers/fast-check.js'
 
 const replay = {
   ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
@@ -165,7 +166,7 @@ function remainderSegments(m: Extract<RouteMatch, { kind: 'route' }>): string[] 
   return m.target.pathname.slice(basePathOf(m.route).length).split('/').slice(1).map((s) => decodeURIComponent(s))
 }
 
-const RUNS = 20_000
+const RUNS = runs(20_000)
 
 describe('mapRequest over adversarial targets (security model S39)', () => {
   it('never throws, and a routed target stays on the upstream origin under its base path with no escaping segment', () => {
@@ -251,7 +252,7 @@ describe('mapRequest over adversarial targets (security model S39)', () => {
           expect(m.target.pathname).toBe(`${basePathOf(route)}/x`)
         }
       }),
-      { numRuns: 5_000, ...replay },
+      { numRuns: runs(5_000), ...replay },
     )
   })
 
@@ -360,7 +361,7 @@ describe('the plain-path fast path', () => {
       fc.property(fc.constantFrom(...configs), fc.oneof(rawTarget, plainTarget), (config, raw) => {
         expect(meaning(mapRequest(config.routes, raw))).toEqual(meaning(mapRequest(config.routes, raw, { plainFastPath: false })))
       }),
-      { numRuns: 20_000, ...replay },
+      { numRuns: runs(20_000), ...replay },
     )
   })
 
@@ -373,7 +374,7 @@ describe('the plain-path fast path', () => {
         expect(`${u.pathname}${u.search}`).toBe(m.path)
         expect(u.origin).toBe(m.route.upstream.origin)
       }),
-      { numRuns: 20_000, ...replay },
+      { numRuns: runs(20_000), ...replay },
     )
   })
 })

@@ -4,6 +4,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { safeReturnTo } from '../../src/return-to.js'
+import { runs } from '../helpers/fast-check.js'
 
 const replay = {
   ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
@@ -49,7 +50,7 @@ function sameOrigin(value: string, origin: string): boolean {
   }
 }
 
-const RUNS = 20_000
+const RUNS = runs(20_000)
 
 describe('safeReturnTo over adversarial input (security model S7)', () => {
   it('always yields a single-slash relative path on the same origin, also as a browser reads it', () => {
@@ -118,7 +119,7 @@ describe('safeReturnTo over adversarial input (security model S7)', () => {
         if (expected.startsWith('//')) return
         expect(safeReturnTo(value, origin)).toBe(expected)
       }),
-      { numRuns: 5_000, ...replay },
+      { numRuns: runs(5_000), ...replay },
     )
   })
 })
