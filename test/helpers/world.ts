@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto'
 import { inject } from 'vitest'
-import { startDevIdp, type DevIdp, type DevIdpOptions } from '../../demo/idp.js'
+import type { DevIdpOptions } from '../../demo/idp.js'
 import { startBff, type TestBff } from './bff.js'
 import { freePort } from './ports.js'
+import { startTestIdp, type TestIdp } from './test-idp.js'
 import { startEchoUpstream, type EchoUpstream } from './upstream.js'
 
 export const CLIENT_ID = 'tokenward-test'
 
 export interface World {
-  readonly idp: DevIdp
+  readonly idp: TestIdp
   readonly upstream: EchoUpstream
   readonly bff: TestBff
   readonly clientSecret: string
@@ -35,7 +36,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const port = await freePort()
   const publicUrl = `http://127.0.0.1:${port}`
   const clientSecret = randomBytes(24).toString('base64url')
-  const idp = await startDevIdp({
+  const idp = await startTestIdp({
     accessTokenTtl: 60,
     ...options.idp,
     clients: [
