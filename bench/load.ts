@@ -13,7 +13,11 @@ import type { LoadOptions, LoadResult } from './lib/load-types.js'
 // ---------------------------------------------------------------------------
 // autocannon: small requests
 
-function cannon(options: LoadOptions, limit: { duration: number } | { amount: number }, onResponse?: (ms: number, bytes: number) => void): Promise<autocannon.Result> {
+function cannon(
+  options: LoadOptions,
+  limit: { duration: number } | { amount: number },
+  onResponse?: (ms: number, bytes: number) => void,
+): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -42,10 +46,14 @@ async function runCannon(options: LoadOptions): Promise<LoadResult> {
   const latency = createHistogram()
   let bytes = 0
   const started = performance.now()
-  const result = await cannon(options, options.amount !== undefined ? { amount: options.amount } : { duration: options.duration }, (ms, b) => {
-    latency.record(Math.max(1, Math.round(ms * 1000)))
-    bytes += b
-  })
+  const result = await cannon(
+    options,
+    options.amount !== undefined ? { amount: options.amount } : { duration: options.duration },
+    (ms, b) => {
+      latency.record(Math.max(1, Math.round(ms * 1000)))
+      bytes += b
+    },
+  )
   const seconds = options.amount !== undefined ? (performance.now() - started) / 1000 : result.duration
   const statusCodes: Record<string, number> = {}
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = stat.count ?? 0
@@ -120,7 +128,9 @@ async function runStream(options: LoadOptions): Promise<LoadResult> {
   measuring()
   const tally: StreamTally = { latency: createHistogram(), requests: 0, bytes: 0, errors: 0, badBodies: 0, statusCodes: {} }
   const seconds = await streamFor(options, options.duration, tally)
-  const non2xx = Object.entries(tally.statusCodes).filter(([code]) => !code.startsWith('2')).reduce((a, [, n]) => a + n, 0)
+  const non2xx = Object.entries(tally.statusCodes)
+    .filter(([code]) => !code.startsWith('2'))
+    .reduce((a, [, n]) => a + n, 0)
   return {
     requests: tally.requests,
     rps: tally.requests / seconds,

@@ -24,14 +24,20 @@ async function main(): Promise<DemoApi> {
   return api
 }
 
-main().then((api) => {
-  const stop = (): void => {
-    setTimeout(() => process.exit(0), 3000).unref()
-    api.close().then(() => process.exit(0), () => process.exit(1))
-  }
-  process.once('SIGTERM', stop)
-  process.once('SIGINT', stop)
-}, (err: unknown) => {
-  console.error('demo API could not start:', err instanceof Error ? err.message : err)
-  process.exit(1)
-})
+main().then(
+  (api) => {
+    const stop = (): void => {
+      setTimeout(() => process.exit(0), 3000).unref()
+      api.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      )
+    }
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+  },
+  (err: unknown) => {
+    console.error('demo API could not start:', err instanceof Error ? err.message : err)
+    process.exit(1)
+  },
+)

@@ -94,10 +94,11 @@ export async function startDemoApi(options: DemoApiOptions): Promise<DemoApi> {
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve())
-      server.closeAllConnections()
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
   }
 }
 
@@ -107,9 +108,7 @@ function invalidToken(c: Context<Env>, description: string): Response {
   return c.json({ error: 'invalid_token', message: description }, 401)
 }
 
-type Verification =
-  | { ok: true, claims: JWTPayload }
-  | { ok: false, unavailable: boolean, reason: string }
+type Verification = { ok: true; claims: JWTPayload } | { ok: false; unavailable: boolean; reason: string }
 
 function tokenVerifier(issuer: string, audience: string): (token: string) => Promise<Verification> {
   let keys: ReturnType<typeof createRemoteJWKSet> | undefined
@@ -120,7 +119,7 @@ function tokenVerifier(issuer: string, audience: string): (token: string) => Pro
     if (keys) return keys
     const res = await fetch(new URL('.well-known/openid-configuration', issuer.endsWith('/') ? issuer : `${issuer}/`))
     if (!res.ok) throw new Error(`discovery answered ${res.status}`)
-    const metadata = await res.json() as { issuer?: unknown, jwks_uri?: unknown }
+    const metadata = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown }
     // RFC 8414 §3.3: the metadata must name the issuer it was fetched for.
     if (metadata.issuer !== issuer || typeof metadata.jwks_uri !== 'string') {
       throw new Error('discovery metadata does not match the issuer')

@@ -43,15 +43,17 @@ function clients(): ClientMetadata[] {
   // No default: a client secret checked into a compose file would be a real
   // secret for anyone who reuses that file.
   const secret = env.DEMO_CLIENT_SECRET
-  if (!secret) throw new Error('DEMO_CLIENT_SECRET is required (the same value as tokenward\'s BFF_CLIENT_SECRET)')
+  if (!secret) throw new Error("DEMO_CLIENT_SECRET is required (the same value as tokenward's BFF_CLIENT_SECRET)")
   const publicUrl = origin('DEMO_PUBLIC_URL', 'http://localhost:3000')
-  return [{
-    client_id: env.DEMO_CLIENT_ID || 'tokenward-demo',
-    client_secret: secret,
-    redirect_uris: [`${publicUrl}/auth/callback`],
-    post_logout_redirect_uris: [env.DEMO_POST_LOGOUT_REDIRECT || `${publicUrl}/`],
-    backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
-  }]
+  return [
+    {
+      client_id: env.DEMO_CLIENT_ID || 'tokenward-demo',
+      client_secret: secret,
+      redirect_uris: [`${publicUrl}/auth/callback`],
+      post_logout_redirect_uris: [env.DEMO_POST_LOGOUT_REDIRECT || `${publicUrl}/`],
+      backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
+    },
+  ]
 }
 
 async function main(): Promise<DevIdp> {
@@ -68,15 +70,21 @@ async function main(): Promise<DevIdp> {
   return idp
 }
 
-main().then((idp) => {
-  const stop = (): void => {
-    // Never hang on the way out: a container runtime would SIGKILL us anyway.
-    setTimeout(() => process.exit(0), 3000).unref()
-    idp.close().then(() => process.exit(0), () => process.exit(1))
-  }
-  process.once('SIGTERM', stop)
-  process.once('SIGINT', stop)
-}, (err: unknown) => {
-  console.error('dev IdP could not start:', err instanceof Error ? err.message : err)
-  process.exit(1)
-})
+main().then(
+  (idp) => {
+    const stop = (): void => {
+      // Never hang on the way out: a container runtime would SIGKILL us anyway.
+      setTimeout(() => process.exit(0), 3000).unref()
+      idp.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      )
+    }
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+  },
+  (err: unknown) => {
+    console.error('dev IdP could not start:', err instanceof Error ? err.message : err)
+    process.exit(1)
+  },
+)

@@ -63,20 +63,24 @@ async function main(): Promise<void> {
   const config = loadConfig(env)
   const publicUrl = config.publicOrigin
 
-  running.idp = await listenOn('dev IdP', IDP_PORT, 'DEMO_IDP_PORT', () => startDevIdp({
-    port: IDP_PORT,
-    host: HOST,
-    issuer,
-    resource: audience,
-    password: PASSWORD,
-    clients: [{
-      client_id: config.clientId,
-      client_secret: config.clientSecret ?? secret(),
-      redirect_uris: [config.redirectUri],
-      post_logout_redirect_uris: [config.postLogoutRedirect],
-      backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
-    }],
-  }))
+  running.idp = await listenOn('dev IdP', IDP_PORT, 'DEMO_IDP_PORT', () =>
+    startDevIdp({
+      port: IDP_PORT,
+      host: HOST,
+      issuer,
+      resource: audience,
+      password: PASSWORD,
+      clients: [
+        {
+          client_id: config.clientId,
+          client_secret: config.clientSecret ?? secret(),
+          redirect_uris: [config.redirectUri],
+          post_logout_redirect_uris: [config.postLogoutRedirect],
+          backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
+        },
+      ],
+    }),
+  )
   running.api = await listenOn('demo API', API_PORT, 'DEMO_API_PORT', () => startDemoApi({ port: API_PORT, host: HOST, issuer, audience }))
   running.bff = await startServer(config, { store: redis.url ? 'redis' : 'memory' })
 
@@ -98,9 +102,11 @@ async function chooseRedis(url: string): Promise<RedisChoice> {
   if (await onPath('redis-server')) {
     const port = await freePort()
     console.log(`Nothing answers at ${redact(url)}: starting a private redis-server on port ${port} (nothing saved to disk).`)
-    const child = spawn('redis-server', [
-      '--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
-    ], { stdio: ['ignore', 'ignore', 'inherit'] })
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    )
     process.once('exit', () => child.kill())
     const started = `redis://${HOST}:${port}`
     if (await waitForRedis(started, child)) {
@@ -109,17 +115,19 @@ async function chooseRedis(url: string): Promise<RedisChoice> {
     child.kill()
     console.warn('The private redis-server did not start.')
   }
-  console.warn([
-    '',
-    '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-    '!!  NO REDIS: the demo falls back to an IN-MEMORY session store.',
-    `!!  Nothing answers at ${redact(url)} and no redis-server could be started.`,
-    '!!  Sessions vanish when the demo stops and are not shared between',
-    '!!  processes. Fine for clicking around, never for anything else.',
-    '!!  Install Redis (e.g. `apt-get install redis-server`) or set BFF_REDIS_URL.',
-    '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-    '',
-  ].join('\n'))
+  console.warn(
+    [
+      '',
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '!!  NO REDIS: the demo falls back to an IN-MEMORY session store.',
+      `!!  Nothing answers at ${redact(url)} and no redis-server could be started.`,
+      '!!  Sessions vanish when the demo stops and are not shared between',
+      '!!  processes. Fine for clicking around, never for anything else.',
+      '!!  Install Redis (e.g. `apt-get install redis-server`) or set BFF_REDIS_URL.',
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '',
+    ].join('\n'),
+  )
   return { url: '', description: 'IN MEMORY (no Redis found; sessions vanish on stop)' }
 }
 
@@ -202,7 +210,7 @@ async function listenOn<T>(name: string, port: number, variable: string, start: 
   }
 }
 
-function printBanner(o: { publicUrl: string, issuer: string, devIssuer: string, api: string, store: string }): void {
+function printBanner(o: { publicUrl: string; issuer: string; devIssuer: string; api: string; store: string }): void {
   const lines = [
     '',
     '  tokenward demo is running',

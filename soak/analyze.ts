@@ -90,7 +90,15 @@ function windowsOf(view: Window['view'], who: string, recs: RequestRecord[], t0:
   let open: { start: number; firstFailAt: number; lastEnd: number; failures: number; outcomes: Record<string, number> } | undefined
   const close = (end: number) => {
     if (!open) return
-    out.push({ view, who, fault: faultAt(open.firstFailAt, faults), from: open.start - t0, ms: Math.max(0, end - open.start), failures: open.failures, outcomes: open.outcomes })
+    out.push({
+      view,
+      who,
+      fault: faultAt(open.firstFailAt, faults),
+      from: open.start - t0,
+      ms: Math.max(0, end - open.start),
+      failures: open.failures,
+      outcomes: open.outcomes,
+    })
     open = undefined
   }
   for (const r of [...recs].sort((a, b) => a.start - b.start)) {
@@ -137,11 +145,25 @@ export function analyze(x: AnalysisInput) {
     }
     const a = interruptedAudit.get(s.username)
     if (a) {
-      interrupted.push({ ...ended, auditAt: round((a.at - t0) / 1000), auditBy: `${a.instance}#${a.incarnation}`, fault: faultAt(a.at, faults) })
+      interrupted.push({
+        ...ended,
+        auditAt: round((a.at - t0) / 1000),
+        auditBy: `${a.instance}#${a.incarnation}`,
+        fault: faultAt(a.at, faults),
+      })
     } else {
       // What tokenward said about this session, to tell why it was lost.
       const said = (auditsBySub.get(s.username) ?? []).filter((e) => e.event !== 'refresh' && e.event !== 'login')
-      lost.push({ ...ended, fault: faultAt(by.start + by.ms, faults), audits: said.map((e) => ({ event: e.event, reason: e.reason, at: round((e.at - t0) / 1000), by: `${e.instance}#${e.incarnation}` })) })
+      lost.push({
+        ...ended,
+        fault: faultAt(by.start + by.ms, faults),
+        audits: said.map((e) => ({
+          event: e.event,
+          reason: e.reason,
+          at: round((e.at - t0) / 1000),
+          by: `${e.instance}#${e.incarnation}`,
+        })),
+      })
     }
   }
   const endedSessions = new Set(x.sessions.filter((s) => s.state === 'ended').map((s) => s.id))
@@ -164,7 +186,8 @@ export function analyze(x: AnalysisInput) {
     if (r.outcome === 'connection_error') inc(connectionCauses, `${r.kind === 'login' ? 'login ' : ''}${r.detail ?? 'unknown'}`)
     // Expected: the transient kinds, and the one 401 of a session ended by an interrupted refresh.
     // The final check runs after the cool-down, when nothing is failing any more.
-    const expected = (TRANSIENT_OUTCOMES.has(r.outcome) && r.kind !== 'final_check') || (r.outcome === 'login_required' && interruptedIds.has(r.session))
+    const expected =
+      (TRANSIENT_OUTCOMES.has(r.outcome) && r.kind !== 'final_check') || (r.outcome === 'login_required' && interruptedIds.has(r.session))
     // A lost session's 401 is counted as a lost session, not twice.
     if (!expected && !(r.outcome === 'login_required' && endedSessions.has(r.session))) {
       inc(unexpected, `${r.kind} ${r.outcome}`)
@@ -173,12 +196,24 @@ export function analyze(x: AnalysisInput) {
       }
     }
   }
-  const okLatency = traffic.filter((r) => r.outcome === 'ok').map((r) => r.ms).sort((a, b) => a - b)
+  const okLatency = traffic
+    .filter((r) => r.outcome === 'ok')
+    .map((r) => r.ms)
+    .sort((a, b) => a - b)
   const failed = x.records.filter((r) => r.outcome !== 'ok').length
 
   // --- error windows
   const windows: Window[] = []
-  for (const [i, name] of ['A', 'B'].entries()) windows.push(...windowsOf('instance', name, traffic.filter((r) => r.instance === i), t0, faults))
+  for (const [i, name] of ['A', 'B'].entries())
+    windows.push(
+      ...windowsOf(
+        'instance',
+        name,
+        traffic.filter((r) => r.instance === i),
+        t0,
+        faults,
+      ),
+    )
   const perSession = new Map<number, RequestRecord[]>()
   for (const r of traffic) {
     const list = perSession.get(r.session) ?? []
@@ -195,7 +230,10 @@ export function analyze(x: AnalysisInput) {
     if (w.view === 'instance') l.instanceMs = Math.max(l.instanceMs, w.ms)
     else l.sessionMs = Math.max(l.sessionMs, w.ms)
   }
-  const top = [...windows].sort((a, b) => b.ms - a.ms).slice(0, 15).map((w) => ({ ...w, from: round(w.from / 1000, 2) }))
+  const top = [...windows]
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 15)
+    .map((w) => ({ ...w, from: round(w.from / 1000, 2) }))
 
   // --- refresh grants
   // A session's token is refreshed every (lifetime - skew) seconds from its
@@ -243,7 +281,11 @@ export function analyze(x: AnalysisInput) {
   const logins = x.records.filter((r) => r.kind === 'login')
   const logouts = x.records.filter((r) => r.kind === 'logout')
   const checks = x.records.filter((r) => r.kind === 'logout_check')
-  const unexpectedExits = Object.entries(x.incarnations).flatMap(([name, incs]) => incs.filter((i) => i.end === 'exited').map((i) => ({ instance: name, incarnation: i.n, exitCode: i.exitCode, signal: i.signal, stderrTail: i.stderrTail })))
+  const unexpectedExits = Object.entries(x.incarnations).flatMap(([name, incs]) =>
+    incs
+      .filter((i) => i.end === 'exited')
+      .map((i) => ({ instance: name, incarnation: i.n, exitCode: i.exitCode, signal: i.signal, stderrTail: i.stderrTail })),
+  )
 
   const problems: string[] = []
   if (x.error) problems.push(`the run failed: ${x.error}`)
@@ -256,14 +298,22 @@ export function analyze(x: AnalysisInput) {
   if (faults.some((f) => f.error)) problems.push('a fault could not be undone')
   if (x.upstream.withoutAuthorization > 0) problems.push(`${x.upstream.withoutAuthorization} upstream request(s) without Authorization`)
   const ratio = expected > 0 ? x.idp.refreshGrants / expected : null
-  if (ratio !== null && !x.interrupted && (ratio < 0.75 || ratio > 1.15)) problems.push(`refresh grants ${x.idp.refreshGrants} are ${round(ratio * 100)}% of the expected ${Math.round(expected)}`)
+  if (ratio !== null && !x.interrupted && (ratio < 0.75 || ratio > 1.15))
+    problems.push(`refresh grants ${x.idp.refreshGrants} are ${round(ratio * 100)}% of the expected ${Math.round(expected)}`)
 
   return {
     startedAt: new Date(x.startedAt).toISOString(),
     interrupted: x.interrupted,
     settings: { ...o, faults: undefined },
     machine: x.machine,
-    faults: faults.map((f) => ({ kind: f.kind, at: round((f.start - t0) / 1000), holdMs: f.holdMs, recoveredAfterMs: f.end === undefined ? null : f.end - f.start, detail: f.detail, ...(f.error ? { error: f.error } : {}) })),
+    faults: faults.map((f) => ({
+      kind: f.kind,
+      at: round((f.start - t0) / 1000),
+      holdMs: f.holdMs,
+      recoveredAfterMs: f.end === undefined ? null : f.end - f.start,
+      detail: f.detail,
+      ...(f.error ? { error: f.error } : {}),
+    })),
     faultCounts: faults.reduce<Record<string, number>>((m, f) => (inc(m, f.kind), m), {}),
     requests: {
       total: x.records.length,
@@ -280,11 +330,21 @@ export function analyze(x: AnalysisInput) {
     },
     errors: { byFault, connectionCauses, unexpected, unexpectedExamples },
     errorWindows: { graceMs: GRACE_MS, longestMs: windows.reduce((m, w) => Math.max(m, w.ms), 0), byFault: longest, top },
-    logins: { attempts: logins.length, ok: logins.filter((r) => r.outcome === 'ok').length, failed: countBy(logins.filter((r) => r.outcome !== 'ok'), (r) => `${r.detail?.split(' ')[0] ?? ''} ${r.outcome}`) },
+    logins: {
+      attempts: logins.length,
+      ok: logins.filter((r) => r.outcome === 'ok').length,
+      failed: countBy(
+        logins.filter((r) => r.outcome !== 'ok'),
+        (r) => `${r.detail?.split(' ')[0] ?? ''} ${r.outcome}`,
+      ),
+    },
     logouts: {
       attempts: logouts.length,
       ok: logouts.filter((r) => r.outcome === 'ok').length,
-      failed: countBy(logouts.filter((r) => r.outcome !== 'ok'), (r) => r.outcome),
+      failed: countBy(
+        logouts.filter((r) => r.outcome !== 'ok'),
+        (r) => r.outcome,
+      ),
       verifiedGone: checks.filter((r) => r.outcome === 'ok').length,
       stillAuthenticated: stillAuth,
     },
@@ -317,9 +377,27 @@ export function analyze(x: AnalysisInput) {
     },
     audits: auditCounts,
     memory,
-    processes: Object.fromEntries(Object.entries(x.incarnations).map(([k, v]) => [k, v.map((i) => ({ n: i.n, pid: i.pid, startedAt: round((i.startedAt - t0) / 1000), readyAfterMs: i.readyAt ? i.readyAt - i.startedAt : null, end: i.end ?? 'running', exitCode: i.exitCode, signal: i.signal }))])),
+    processes: Object.fromEntries(
+      Object.entries(x.incarnations).map(([k, v]) => [
+        k,
+        v.map((i) => ({
+          n: i.n,
+          pid: i.pid,
+          startedAt: round((i.startedAt - t0) / 1000),
+          readyAfterMs: i.readyAt ? i.readyAt - i.startedAt : null,
+          end: i.end ?? 'running',
+          exitCode: i.exitCode,
+          signal: i.signal,
+        })),
+      ]),
+    ),
     unexpectedExits,
-    tokenwardLogs: { warnings: x.warnings.slice(0, 40).map((w) => ({ ...w, firstAt: round((w.firstAt - t0) / 1000), lastAt: round((w.lastAt - t0) / 1000) })), unparsable: x.unparsableLogLines },
+    tokenwardLogs: {
+      warnings: x.warnings
+        .slice(0, 40)
+        .map((w) => ({ ...w, firstAt: round((w.firstAt - t0) / 1000), lastAt: round((w.lastAt - t0) / 1000) })),
+      unparsable: x.unparsableLogLines,
+    },
     upstream: x.upstream,
     verdict: { pass: !x.error && lost.length === 0 && x.idp.invalidGrants === 0, problems },
   }
@@ -346,43 +424,95 @@ function table(head: string[], rows: Array<Array<string | number | null>>): stri
 export function summary(r: SoakReport): string {
   const s = r.settings
   const out: string[] = []
-  out.push(`tokenward soak: ${r.requests.trafficSeconds} s, ${s.sessions} sessions, ${s.rps} req/s target (${r.requests.achievedRps} achieved), access tokens ${s.accessTokenTtlS} s, skew ${s.refreshSkewS} s${r.interrupted ? ' (INTERRUPTED)' : ''}`)
+  out.push(
+    `tokenward soak: ${r.requests.trafficSeconds} s, ${s.sessions} sessions, ${s.rps} req/s target (${r.requests.achievedRps} achieved), access tokens ${s.accessTokenTtlS} s, skew ${s.refreshSkewS} s${r.interrupted ? ' (INTERRUPTED)' : ''}`,
+  )
   out.push('')
-  out.push(table(['faults', 'count', 'longest recovery ms'], Object.entries(r.faultCounts).map(([k, n]) => [k, n, Math.max(...r.faults.filter((f) => f.kind === k).map((f) => f.recoveredAfterMs ?? 0))])))
+  out.push(
+    table(
+      ['faults', 'count', 'longest recovery ms'],
+      Object.entries(r.faultCounts).map(([k, n]) => [
+        k,
+        n,
+        Math.max(...r.faults.filter((f) => f.kind === k).map((f) => f.recoveredAfterMs ?? 0)),
+      ]),
+    ),
+  )
   out.push('')
-  out.push(`requests: ${r.requests.total} total (${r.requests.traffic} traffic, the rest logins, logouts and checks); ${r.requests.ok} ok, ${r.requests.failed} failed; skipped ${r.requests.skipped.inflightCap + r.requests.skipped.noSession}`)
+  out.push(
+    `requests: ${r.requests.total} total (${r.requests.traffic} traffic, the rest logins, logouts and checks); ${r.requests.ok} ok, ${r.requests.failed} failed; skipped ${r.requests.skipped.inflightCap + r.requests.skipped.noSession}`,
+  )
   out.push(`ok latency: p50 ${r.requests.latencyOkMs.p50} ms, p99 ${r.requests.latencyOkMs.p99} ms, max ${r.requests.latencyOkMs.max} ms`)
   out.push('')
-  out.push(table(['status', 'responses'], Object.entries(r.requests.byStatus).sort((a, b) => b[1] - a[1])))
+  out.push(
+    table(
+      ['status', 'responses'],
+      Object.entries(r.requests.byStatus).sort((a, b) => b[1] - a[1]),
+    ),
+  )
   out.push('')
   const faultCols = Object.keys(r.errors.byFault).sort()
   const codes = [...new Set(Object.values(r.errors.byFault).flatMap((m) => Object.keys(m)))].sort()
   if (codes.length > 0) {
-    out.push(table(['error code', 'total', ...faultCols], codes.map((c) => [c, r.requests.byOutcome[c] ?? 0, ...faultCols.map((f) => r.errors.byFault[f]?.[c] ?? 0)])))
+    out.push(
+      table(
+        ['error code', 'total', ...faultCols],
+        codes.map((c) => [c, r.requests.byOutcome[c] ?? 0, ...faultCols.map((f) => r.errors.byFault[f]?.[c] ?? 0)]),
+      ),
+    )
     out.push('')
   }
-  out.push(table(['longest error window', 'per instance ms', 'per session ms', 'windows'], Object.entries(r.errorWindows.byFault).map(([k, v]) => [k, v.instanceMs, v.sessionMs, v.windows])))
+  out.push(
+    table(
+      ['longest error window', 'per instance ms', 'per session ms', 'windows'],
+      Object.entries(r.errorWindows.byFault).map(([k, v]) => [k, v.instanceMs, v.sessionMs, v.windows]),
+    ),
+  )
   out.push('')
-  out.push(table(['sessions', ''], [
-    ['logged in (initial + replacements)', r.sessions.loggedIn],
-    ['logged out by the script', r.sessions.loggedOutByScript],
-    ['live at the end (final check passed)', r.sessions.liveAtEnd],
-    ['LOST (must be 0)', r.sessions.lost],
-    ['ended by interrupted refresh', r.sessions.endedByInterruptedRefresh],
-    ['logins ok / attempts', `${r.logins.ok} / ${r.logins.attempts}`],
-    ['logouts ok / attempts', `${r.logouts.ok} / ${r.logouts.attempts}`],
-  ]))
+  out.push(
+    table(
+      ['sessions', ''],
+      [
+        ['logged in (initial + replacements)', r.sessions.loggedIn],
+        ['logged out by the script', r.sessions.loggedOutByScript],
+        ['live at the end (final check passed)', r.sessions.liveAtEnd],
+        ['LOST (must be 0)', r.sessions.lost],
+        ['ended by interrupted refresh', r.sessions.endedByInterruptedRefresh],
+        ['logins ok / attempts', `${r.logins.ok} / ${r.logins.attempts}`],
+        ['logouts ok / attempts', `${r.logouts.ok} / ${r.logouts.attempts}`],
+      ],
+    ),
+  )
   out.push('')
-  out.push(table(['refresh', ''], [
-    ['refresh grants at the IdP', r.refresh.idpGrants],
-    ['expected', `${r.refresh.expected} (ratio ${r.refresh.ratio})`],
-    ['rough (sessions x duration / lifetime)', r.refresh.roughExpected],
-    ['invalid_grant at the IdP (must be 0)', r.refresh.invalidGrants],
-    ['refresh errors at the IdP', r.refresh.idpRefreshErrors],
-    ['granted but not logged as refresh', r.refresh.grantedButNotLogged],
-  ]))
+  out.push(
+    table(
+      ['refresh', ''],
+      [
+        ['refresh grants at the IdP', r.refresh.idpGrants],
+        ['expected', `${r.refresh.expected} (ratio ${r.refresh.ratio})`],
+        ['rough (sessions x duration / lifetime)', r.refresh.roughExpected],
+        ['invalid_grant at the IdP (must be 0)', r.refresh.invalidGrants],
+        ['refresh errors at the IdP', r.refresh.idpRefreshErrors],
+        ['granted but not logged as refresh', r.refresh.grantedButNotLogged],
+      ],
+    ),
+  )
   out.push('')
-  out.push(table(['memory', 'pid', 'lived s', 'start MiB', 'after warm-up', 'end MiB', 'growth %', 'after warm-up %'], r.memory.map((m) => [`${m.instance}#${m.incarnation} (${m.end})`, m.pid as number, m.livedS as number, m.startMiB as number, m.afterWarmupMiB as number | null, m.endMiB as number, m.growthPct as number | null, m.growthAfterWarmupPct as number | null])))
+  out.push(
+    table(
+      ['memory', 'pid', 'lived s', 'start MiB', 'after warm-up', 'end MiB', 'growth %', 'after warm-up %'],
+      r.memory.map((m) => [
+        `${m.instance}#${m.incarnation} (${m.end})`,
+        m.pid as number,
+        m.livedS as number,
+        m.startMiB as number,
+        m.afterWarmupMiB as number | null,
+        m.endMiB as number,
+        m.growthPct as number | null,
+        m.growthAfterWarmupPct as number | null,
+      ]),
+    ),
+  )
   out.push('')
   if (r.sessions.interruptedDetails.length > 0) out.push(`ended by interrupted refresh: ${JSON.stringify(r.sessions.interruptedDetails)}`)
   if (r.sessions.lostDetails.length > 0) out.push(`LOST: ${JSON.stringify(r.sessions.lostDetails)}`)

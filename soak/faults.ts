@@ -17,7 +17,6 @@ export interface FaultRecord {
   error?: string
 }
 
-
 async function inject(stack: Stack, f: PlannedFault, rec: FaultRecord, stop: AbortSignal): Promise<void> {
   const victim = stack.instances[1]
   switch (f.kind) {
@@ -61,7 +60,14 @@ async function inject(stack: Stack, f: PlannedFault, rec: FaultRecord, stop: Abo
  * a failure still leaves the record); resolves when the last fault is undone or
  * the run stops.
  */
-export async function runFaults(stack: Stack, plan: readonly PlannedFault[], t0: number, stop: AbortSignal, log: (line: string) => void, done: FaultRecord[]): Promise<void> {
+export async function runFaults(
+  stack: Stack,
+  plan: readonly PlannedFault[],
+  t0: number,
+  stop: AbortSignal,
+  log: (line: string) => void,
+  done: FaultRecord[],
+): Promise<void> {
   for (const f of plan) {
     await sleep(t0 + f.at - Date.now(), stop)
     if (stop.aborted) break

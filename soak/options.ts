@@ -53,7 +53,14 @@ export const SHORT_HOLDS: Record<FaultKind, number> = {
  * Every fault kind `reps` times, interleaved (never two at once, so each error
  * window has one cause), evenly spaced between the warm-up and the cool-down.
  */
-export function planFaults(o: { durationS: number; warmupS: number; cooldownS: number; reps?: number; holds?: Partial<Record<FaultKind, number>>; minSpacingS?: number }): PlannedFault[] {
+export function planFaults(o: {
+  durationS: number
+  warmupS: number
+  cooldownS: number
+  reps?: number
+  holds?: Partial<Record<FaultKind, number>>
+  minSpacingS?: number
+}): PlannedFault[] {
   const span = (o.durationS - o.warmupS - o.cooldownS) * 1000
   if (span <= 0) return []
   // Spacing of at least ~30 s by default: the longest fault (8 s) plus time for

@@ -51,7 +51,9 @@ export async function runSoak(o: SoakOptions, run: { signal?: AbortSignal; cli?:
     }
     stack = await startStack({ accessTokenTtlS: o.accessTokenTtlS, refreshSkewS: o.refreshSkewS, cli, cleanup })
     const [a, b] = stack.instances
-    log(`redis ${stack.redis.url} (persistent), IdP ${stack.idp.issuer}, upstream ${stack.upstream.url}, tokenward A ${a.url} (pid ${a.current?.pid}, public URL), B ${b.url} (pid ${b.current?.pid})`)
+    log(
+      `redis ${stack.redis.url} (persistent), IdP ${stack.idp.issuer}, upstream ${stack.upstream.url}, tokenward A ${a.url} (pid ${a.current?.pid}, public URL), B ${b.url} (pid ${b.current?.pid})`,
+    )
 
     // Memory of every tokenward process, every 5 s.
     const memory: MemorySample[] = []
@@ -77,10 +79,17 @@ export async function runSoak(o: SoakOptions, run: { signal?: AbortSignal; cli?:
     const drainer = setInterval(drainUpstream, 1000)
     cleanup.add(() => clearInterval(drainer))
 
-    const traffic = new Traffic({ instances: stack.instances, rps: o.rps, churnEveryMs: o.churnEveryMs, requestTimeoutMs: o.requestTimeoutMs, log })
+    const traffic = new Traffic({
+      instances: stack.instances,
+      rps: o.rps,
+      churnEveryMs: o.churnEveryMs,
+      requestTimeoutMs: o.requestTimeoutMs,
+      log,
+    })
     log(`logging in ${o.sessions} sessions ...`)
     await traffic.loginMany(o.sessions)
-    if (traffic.activeCount < o.sessions && !signal?.aborted) throw new Error(`only ${traffic.activeCount} of ${o.sessions} sessions logged in`)
+    if (traffic.activeCount < o.sessions && !signal?.aborted)
+      throw new Error(`only ${traffic.activeCount} of ${o.sessions} sessions logged in`)
     // Logins cost refresh-free token grants; the counts that matter start here.
     sample()
     traffic.start()
@@ -93,12 +102,17 @@ export async function runSoak(o: SoakOptions, run: { signal?: AbortSignal; cli?:
     const faultRun = runFaults(stack, o.faults, t0, faultStop.signal, log, faults).catch((err: Error) => {
       error = err.message
     })
-    const progress = setInterval(() => {
-      const recs = traffic.records
-      const failed = recs.reduce((n, r) => n + (r.outcome === 'ok' ? 0 : 1), 0)
-      const rss = stack!.instances.map((p) => `${p.name} ${((p.rssKb() ?? 0) / 1024).toFixed(0)} MiB`).join(', ')
-      log(`+${((Date.now() - t0) / 1000).toFixed(0)} s: ${recs.length} requests, ${failed} failed, ${traffic.activeCount} live sessions, ${traffic.inflight} in flight, ${stack!.idp.counts.refreshGrants} refresh grants, invalid_grant ${stack!.idp.counts.invalidGrants}, RSS ${rss}`)
-    }, o.durationS >= 180 ? 30_000 : 10_000)
+    const progress = setInterval(
+      () => {
+        const recs = traffic.records
+        const failed = recs.reduce((n, r) => n + (r.outcome === 'ok' ? 0 : 1), 0)
+        const rss = stack!.instances.map((p) => `${p.name} ${((p.rssKb() ?? 0) / 1024).toFixed(0)} MiB`).join(', ')
+        log(
+          `+${((Date.now() - t0) / 1000).toFixed(0)} s: ${recs.length} requests, ${failed} failed, ${traffic.activeCount} live sessions, ${traffic.inflight} in flight, ${stack!.idp.counts.refreshGrants} refresh grants, invalid_grant ${stack!.idp.counts.invalidGrants}, RSS ${rss}`,
+        )
+      },
+      o.durationS >= 180 ? 30_000 : 10_000,
+    )
     cleanup.add(() => clearInterval(progress))
 
     // The run: until the duration is up, Ctrl-C, or a fault that cannot be undone.

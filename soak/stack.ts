@@ -30,7 +30,9 @@ export class Cleanup {
       while (this.#steps.length > 0) {
         const step = this.#steps.pop()!
         // One failing step must not leave the others' processes running.
-        await Promise.resolve().then(step).catch(() => {})
+        await Promise.resolve()
+          .then(step)
+          .catch(() => {})
       }
     })()
     return this.#running
@@ -223,7 +225,10 @@ export class TokenwardProcess {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       if (!this.alive()) throw new Error(`tokenward ${this.name} exited while starting (code ${child.exitCode}):\n${inc.stderrTail}`)
-      const ready = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200, () => false)
+      const ready = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then(
+        (r) => r.status === 200,
+        () => false,
+      )
       if (ready) break
       if (Date.now() > deadline) throw new Error(`tokenward ${this.name} not ready within ${timeoutMs} ms:\n${inc.stderrTail}`)
       await new Promise((r) => setTimeout(r, 100))

@@ -84,7 +84,6 @@ async function classify(res: Response): Promise<{ outcome: string; status: numbe
   return { outcome: code ?? `http_${res.status}`, status: res.status, body }
 }
 
-
 export interface TrafficOptions {
   instances: readonly TokenwardProcess[]
   rps: number
@@ -162,7 +161,8 @@ export class Traffic {
     try {
       callbackUrl = await completeAtIdp(authorizationUrl, jar, username, 'demo')
     } catch (err) {
-      const e = err instanceof TypeError ? errorOutcome(err) : { outcome: 'idp_error', detail: String((err as Error).message).slice(0, 120) }
+      const e =
+        err instanceof TypeError ? errorOutcome(err) : { outcome: 'idp_error', detail: String((err as Error).message).slice(0, 120) }
       return fail(e.outcome, 0, `idp ${e.detail ?? ''}`.trim())
     }
     // The IdP redirects to BFF_PUBLIC_URL (instance A); the load balancer in
@@ -174,7 +174,8 @@ export class Traffic {
       const res = await fetch(target, { headers: { cookie: cookieHeader(jar, target) }, redirect: 'manual', signal: timeout() })
       jar.store(target, res.headers)
       const c = await classify(res)
-      if (res.status !== 303 && res.status !== 302) return fail(c.outcome === 'ok' ? `http_${res.status}` : c.outcome, res.status, 'callback')
+      if (res.status !== 303 && res.status !== 302)
+        return fail(c.outcome === 'ok' ? `http_${res.status}` : c.outcome, res.status, 'callback')
     } catch (err) {
       const e = errorOutcome(err)
       return fail(e.outcome, 0, `callback ${e.detail ?? ''}`.trim())
@@ -212,7 +213,10 @@ export class Traffic {
   }
 
   #inBackground(p: Promise<unknown>): void {
-    const q = p.then(() => {}, (err: unknown) => this.#o.log(`background task failed: ${(err as Error)?.stack ?? String(err)}`))
+    const q = p.then(
+      () => {},
+      (err: unknown) => this.#o.log(`background task failed: ${(err as Error)?.stack ?? String(err)}`),
+    )
     this.#background.add(q)
     void q.finally(() => this.#background.delete(q))
   }
@@ -220,7 +224,12 @@ export class Traffic {
   // -------------------------------------------------------------------------
   // Requests
 
-  async #send(s: SoakSession, kind: RequestKind, instance: number, init: { method?: string; path: string; body?: string }): Promise<RequestRecord> {
+  async #send(
+    s: SoakSession,
+    kind: RequestKind,
+    instance: number,
+    init: { method?: string; path: string; body?: string },
+  ): Promise<RequestRecord> {
     s.inflight++
     this.#inflight++
     const url = `${this.#o.instances[instance]!.url}${init.path}`
@@ -247,7 +256,16 @@ export class Traffic {
       r = { kind, session: s.id, instance, start, ms: Date.now() - start, outcome: c.outcome, status: c.status }
     } catch (err) {
       const e = errorOutcome(err)
-      r = { kind, session: s.id, instance, start, ms: Date.now() - start, outcome: e.outcome, status: 0, ...(e.detail ? { detail: e.detail } : {}) }
+      r = {
+        kind,
+        session: s.id,
+        instance,
+        start,
+        ms: Date.now() - start,
+        outcome: e.outcome,
+        status: 0,
+        ...(e.detail ? { detail: e.detail } : {}),
+      }
     } finally {
       s.inflight--
       this.#inflight--

@@ -31,7 +31,11 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     const status = () => c.res.status
     try {
       if (!tracingEnabled()) await next()
-      else await serverSpan(requestHeaders(c), c.req.method, c.req.path, rc.requestId, next, () => ({ route: routeLabel(c.req.path), status: status() }))
+      else
+        await serverSpan(requestHeaders(c), c.req.method, c.req.path, rc.requestId, next, () => ({
+          route: routeLabel(c.req.path),
+          status: status(),
+        }))
     } finally {
       c.header('x-request-id', rc.requestId)
       // Answered before its body arrived (see mustClose).

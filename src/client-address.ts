@@ -32,9 +32,13 @@ export function plainAddress(address: string): string {
  * separated); problems go to `problems`, naming the variable and the entry.
  */
 export function parseTrustedProxies(raw: string | undefined, problems: string[]): string[] {
-  const entries = (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+  const entries = (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   for (const entry of entries) {
-    if (!toBlockList([entry])) problems.push(`BFF_TRUSTED_PROXIES entry "${entry.slice(0, 64)}" must be an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`)
+    if (!toBlockList([entry]))
+      problems.push(`BFF_TRUSTED_PROXIES entry "${entry.slice(0, 64)}" must be an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`)
   }
   return entries
 }

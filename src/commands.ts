@@ -54,7 +54,13 @@ export async function listSessions(config: Config, sub: string, json: boolean, o
  */
 export async function revokeSessions(config: Config, by: { sid?: string; sub?: string }, out: Out): Promise<number> {
   const deps = cliDeps(config)
-  const terminator = new SessionTerminator({ sessions: deps.sessions, events: deps.store.events, oidc: deps.oidc, logger: deps.logger, retryDelaysMs: [500, 2000] })
+  const terminator = new SessionTerminator({
+    sessions: deps.sessions,
+    events: deps.store.events,
+    oidc: deps.oidc,
+    logger: deps.logger,
+    retryDelaysMs: [500, 2000],
+  })
   try {
     const sessions = by.sid
       ? [await deps.sessions.loadBySid(by.sid, { slide: false })].filter((s): s is Session => s !== null)
@@ -62,7 +68,9 @@ export async function revokeSessions(config: Config, by: { sid?: string; sub?: s
     let notRevoked = 0
     for (const s of sessions) {
       const { revoked } = await terminator.end(s, 'session_revoked', { audit: { by: 'cli' } })
-      out(`revoked ${s.sid} (sub ${s.data.sub}); refresh token at the IdP: ${revoked === true ? 'revoked' : revoked === false ? 'none' : 'retrying'}`)
+      out(
+        `revoked ${s.sid} (sub ${s.data.sub}); refresh token at the IdP: ${revoked === true ? 'revoked' : revoked === false ? 'none' : 'retrying'}`,
+      )
     }
     for (let i = 0; terminator.pendingRetries > 0 && i < 60; i++) await sleep(100)
     if (terminator.pendingRetries > 0) notRevoked = terminator.pendingRetries
@@ -92,7 +100,11 @@ export async function doctor(config: Config, out: Out): Promise<number> {
       const id = `doctor-${randomUUID()}`
       await deps.store.transactions.put(id, Buffer.from('ok'), 10_000)
       const back = await deps.store.transactions.take(id)
-      checks.push({ name: 'redis', ok: back?.toString() === 'ok', detail: `write, read and delete in ${Date.now() - started} ms (${config.redis.mode})` })
+      checks.push({
+        name: 'redis',
+        ok: back?.toString() === 'ok',
+        detail: `write, read and delete in ${Date.now() - started} ms (${config.redis.mode})`,
+      })
     } catch (err) {
       checks.push({ name: 'redis', ok: false, detail: (err as Error).message })
     }
@@ -100,19 +112,65 @@ export async function doctor(config: Config, out: Out): Promise<number> {
       const m = (await deps.oidc.configuration()).serverMetadata()
       checks.push({ name: 'idp discovery', ok: true, detail: m.issuer })
       const has = (list: readonly string[] | undefined, v: string) => Boolean(list?.includes(v))
-      checks.push({ name: 'PKCE S256', ok: has(m.code_challenge_methods_supported, 'S256'), detail: String(m.code_challenge_methods_supported ?? 'not advertised') })
-      checks.push({ name: 'refresh_token grant', ok: m.grant_types_supported ? has(m.grant_types_supported, 'refresh_token') : 'warn', detail: String(m.grant_types_supported ?? 'not advertised') })
+      checks.push({
+        name: 'PKCE S256',
+        ok: has(m.code_challenge_methods_supported, 'S256'),
+        detail: String(m.code_challenge_methods_supported ?? 'not advertised'),
+      })
+      checks.push({
+        name: 'refresh_token grant',
+        ok: m.grant_types_supported ? has(m.grant_types_supported, 'refresh_token') : 'warn',
+        detail: String(m.grant_types_supported ?? 'not advertised'),
+      })
       if (config.routes.some((r) => r.token === 'client')) {
-        checks.push({ name: 'client_credentials grant (client routes)', ok: m.grant_types_supported ? has(m.grant_types_supported, 'client_credentials') : 'warn', detail: String(m.grant_types_supported ?? 'not advertised') })
+        checks.push({
+          name: 'client_credentials grant (client routes)',
+          ok: m.grant_types_supported ? has(m.grant_types_supported, 'client_credentials') : 'warn',
+          detail: String(m.grant_types_supported ?? 'not advertised'),
+        })
       }
-      checks.push({ name: 'refresh token rotation', ok: 'warn', detail: 'not discoverable; tokenward handles both rotating and non-rotating IdPs' })
-      checks.push({ name: 'client authentication', ok: m.token_endpoint_auth_methods_supported ? has(m.token_endpoint_auth_methods_supported, config.clientAuth) : 'warn', detail: `${config.clientAuth}; IdP: ${String(m.token_endpoint_auth_methods_supported ?? 'not advertised')}` })
-      checks.push({ name: 'revocation (RFC 7009)', ok: m.revocation_endpoint ? true : 'warn', detail: m.revocation_endpoint ?? 'no revocation_endpoint: logout cannot revoke refresh tokens' })
-      checks.push({ name: 'end session', ok: m.end_session_endpoint ? true : 'warn', detail: m.end_session_endpoint ?? 'no end_session_endpoint: logout ends only the local session' })
-      checks.push({ name: 'back-channel logout', ok: m.backchannel_logout_supported ? true : 'warn', detail: m.backchannel_logout_supported ? `supported (session: ${String(m.backchannel_logout_session_supported ?? false)})` : 'not advertised' })
-      checks.push({ name: 'iss in authorization response (RFC 9207)', ok: m.authorization_response_iss_parameter_supported ? true : 'warn', detail: m.authorization_response_iss_parameter_supported ? 'supported' : 'not advertised: mix-up defence relies on state alone' })
-      checks.push({ name: 'DPoP (RFC 9449)', ok: m.dpop_signing_alg_values_supported ? true : 'warn', detail: String(m.dpop_signing_alg_values_supported ?? 'not advertised') })
-      checks.push({ name: 'PAR (RFC 9126)', ok: m.pushed_authorization_request_endpoint ? true : 'warn', detail: m.pushed_authorization_request_endpoint ?? 'not advertised' })
+      checks.push({
+        name: 'refresh token rotation',
+        ok: 'warn',
+        detail: 'not discoverable; tokenward handles both rotating and non-rotating IdPs',
+      })
+      checks.push({
+        name: 'client authentication',
+        ok: m.token_endpoint_auth_methods_supported ? has(m.token_endpoint_auth_methods_supported, config.clientAuth) : 'warn',
+        detail: `${config.clientAuth}; IdP: ${String(m.token_endpoint_auth_methods_supported ?? 'not advertised')}`,
+      })
+      checks.push({
+        name: 'revocation (RFC 7009)',
+        ok: m.revocation_endpoint ? true : 'warn',
+        detail: m.revocation_endpoint ?? 'no revocation_endpoint: logout cannot revoke refresh tokens',
+      })
+      checks.push({
+        name: 'end session',
+        ok: m.end_session_endpoint ? true : 'warn',
+        detail: m.end_session_endpoint ?? 'no end_session_endpoint: logout ends only the local session',
+      })
+      checks.push({
+        name: 'back-channel logout',
+        ok: m.backchannel_logout_supported ? true : 'warn',
+        detail: m.backchannel_logout_supported
+          ? `supported (session: ${String(m.backchannel_logout_session_supported ?? false)})`
+          : 'not advertised',
+      })
+      checks.push({
+        name: 'iss in authorization response (RFC 9207)',
+        ok: m.authorization_response_iss_parameter_supported ? true : 'warn',
+        detail: m.authorization_response_iss_parameter_supported ? 'supported' : 'not advertised: mix-up defence relies on state alone',
+      })
+      checks.push({
+        name: 'DPoP (RFC 9449)',
+        ok: m.dpop_signing_alg_values_supported ? true : 'warn',
+        detail: String(m.dpop_signing_alg_values_supported ?? 'not advertised'),
+      })
+      checks.push({
+        name: 'PAR (RFC 9126)',
+        ok: m.pushed_authorization_request_endpoint ? true : 'warn',
+        detail: m.pushed_authorization_request_endpoint ?? 'not advertised',
+      })
     } catch (err) {
       checks.push({ name: 'idp discovery', ok: false, detail: deps.oidc.lastError ?? (err as Error).message })
     }

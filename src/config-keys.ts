@@ -5,9 +5,7 @@ import type { EncryptionKey } from './config.js'
 export function privateKeyType(raw: string): string | undefined {
   try {
     const text = raw.trim()
-    const key = text.startsWith('{')
-      ? createPrivateKey({ key: JSON.parse(text) as JsonWebKey, format: 'jwk' })
-      : createPrivateKey(text)
+    const key = text.startsWith('{') ? createPrivateKey({ key: JSON.parse(text) as JsonWebKey, format: 'jwk' }) : createPrivateKey(text)
     const curve = key.asymmetricKeyDetails?.namedCurve
     return key.asymmetricKeyType === 'ec' && curve ? `ec:${curve}` : key.asymmetricKeyType
   } catch {
@@ -18,7 +16,10 @@ export function privateKeyType(raw: string): string | undefined {
 export function parseKeyring(raw: string | undefined, problems: string[]): EncryptionKey[] {
   if (raw === undefined) return []
   const keys: EncryptionKey[] = []
-  const entries = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  const entries = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   if (entries.length === 0) problems.push('BFF_ENCRYPTION_KEYS is empty')
   entries.forEach((entry, i) => {
     const m = /^([A-Za-z0-9_-]{1,32}):([A-Za-z0-9+/_-]+={0,2})$/.exec(entry)

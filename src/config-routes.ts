@@ -57,10 +57,7 @@ const routeSchema = z
       .refine((p) => !p.includes('//'), 'must not contain empty segments'),
     upstream: httpUrl,
     token: z.enum(['user', 'optional', 'none', 'client']),
-    methods: z
-      .array(z.string().regex(METHOD_NAME_RE, 'must be HTTP method names'))
-      .nonempty()
-      .optional(),
+    methods: z.array(z.string().regex(METHOD_NAME_RE, 'must be HTTP method names')).nonempty().optional(),
     scopes: z.array(z.string().min(1)).optional(),
     resource: z.string().url().optional(),
     timeoutMs: z.number().int().positive().max(3_600_000).optional(),
@@ -114,18 +111,26 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
       // Two routes an upstream may not tell apart (it ignores case or drops `;`
       // parameters) would leave it to chance which policy a path gets.
       const twin = routes.find((o) => o.matchPrefix === matchPrefix)
-      if (twin) problems.push(`BFF_ROUTES[${i}].prefix ${prefix} is the same path as ${twin.prefix} once letters are case-folded and ";" parameters removed`)
+      if (twin)
+        problems.push(
+          `BFF_ROUTES[${i}].prefix ${prefix} is the same path as ${twin.prefix} once letters are case-folded and ";" parameters removed`,
+        )
     }
-    if (prefix !== '/' && matchPrefix.slice(1).split('/').includes('')) problems.push(`BFF_ROUTES[${i}].prefix ${prefix} has a segment made only of ";" parameters`)
+    if (prefix !== '/' && matchPrefix.slice(1).split('/').includes(''))
+      problems.push(`BFF_ROUTES[${i}].prefix ${prefix} has a segment made only of ";" parameters`)
     const nested = matchPrefixes.filter((m) => m.startsWith(`${matchPrefix}/`))
     if (r.tokenExchange) {
       // RFC 8693 exchanges the user's token: a route without a user session has none to exchange.
       if (r.token !== 'user' && r.token !== 'optional') {
-        problems.push(`BFF_ROUTES[${i}].tokenExchange needs token "user" or "optional" (it exchanges the user's access token), not "${r.token}"`)
+        problems.push(
+          `BFF_ROUTES[${i}].tokenExchange needs token "user" or "optional" (it exchanges the user's access token), not "${r.token}"`,
+        )
       }
       // Two policies for one upstream token would be ambiguous: the exchange names its own audience and scopes.
       if (r.resource !== undefined || r.scopes !== undefined) {
-        problems.push(`BFF_ROUTES[${i}].tokenExchange cannot be combined with the route's own resource or scopes: give them inside tokenExchange`)
+        problems.push(
+          `BFF_ROUTES[${i}].tokenExchange cannot be combined with the route's own resource or scopes: give them inside tokenExchange`,
+        )
       }
     }
     routes.push(

@@ -121,7 +121,6 @@ export interface Config {
   readonly warnings: readonly string[]
 }
 
-
 /**
  * A loopback origin is a "potentially trustworthy" secure context (W3C Secure
  * Contexts §3.1), so browsers keep `Secure` and `__Host-` cookies on it over http.
@@ -157,7 +156,10 @@ export function loadConfig(env: Env): Config {
 
   const allowHttp = e?.BFF_ALLOW_HTTP ?? bool.safeParse(cleaned.BFF_ALLOW_HTTP ?? 'false').data ?? false
 
-  const cookieSecrets = (cleaned.BFF_COOKIE_SECRET ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+  const cookieSecrets = (cleaned.BFF_COOKIE_SECRET ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   if (cleaned.BFF_COOKIE_SECRET !== undefined) {
     if (cookieSecrets.length === 0) problems.push('BFF_COOKIE_SECRET is empty')
     cookieSecrets.forEach((s, i) => {
@@ -179,7 +181,8 @@ export function loadConfig(env: Env): Config {
     if (!cleaned.BFF_CLIENT_PRIVATE_KEY) problems.push('BFF_CLIENT_PRIVATE_KEY is required when BFF_CLIENT_AUTH=private_key_jwt')
     else {
       const type = privateKeyType(cleaned.BFF_CLIENT_PRIVATE_KEY)
-      if (!type || !/^(rsa|ec:prime256v1|ed25519)$/.test(type)) problems.push('BFF_CLIENT_PRIVATE_KEY must be a private RSA, P-256 or Ed25519 key (JWK or PKCS#8 PEM)')
+      if (!type || !/^(rsa|ec:prime256v1|ed25519)$/.test(type))
+        problems.push('BFF_CLIENT_PRIVATE_KEY must be a private RSA, P-256 or Ed25519 key (JWK or PKCS#8 PEM)')
     }
   } else if (!cleaned.BFF_CLIENT_SECRET) {
     problems.push(`BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=${clientAuth}`)
@@ -213,7 +216,10 @@ export function loadConfig(env: Env): Config {
 
   const redisNodes: Array<{ host: string; port: number }> = []
   if (e && e.BFF_REDIS_MODE !== 'standalone') {
-    for (const n of (cleaned.BFF_REDIS_NODES ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const n of (cleaned.BFF_REDIS_NODES ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const m = /^(.+):(\d{1,5})$/.exec(n)
       if (m && Number(m[2]) >= 1 && Number(m[2]) <= 65535) redisNodes.push({ host: m[1]!, port: Number(m[2]) })
       else problems.push(`BFF_REDIS_NODES entry "${n}" must be host:port`)
@@ -236,7 +242,9 @@ export function loadConfig(env: Env): Config {
     publicUrl = new URL(e.BFF_PUBLIC_URL)
     if (publicUrl.protocol === 'http:' && !isLoopbackHost(publicUrl.hostname)) {
       if (!allowHttp) {
-        problems.push('BFF_PUBLIC_URL must be https:// (or http://localhost; set BFF_ALLOW_HTTP=true for other plain-http origins in development)')
+        problems.push(
+          'BFF_PUBLIC_URL must be https:// (or http://localhost; set BFF_ALLOW_HTTP=true for other plain-http origins in development)',
+        )
       } else {
         // Browsers refuse `Secure` cookies (and so `__Host-`) on a plain-http
         // origin that is not loopback (RFC 6265bis §4.1.3.1, §5.7).

@@ -40,8 +40,17 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   }
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
   const message =
-    status === 431 ? 'The request headers are too large.' : status === 408 ? 'The request took too long to arrive.' : 'The request is malformed.'
-  endSocket(socket, status, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify({ error: 'invalid_request', message }))
+    status === 431
+      ? 'The request headers are too large.'
+      : status === 408
+        ? 'The request took too long to arrive.'
+        : 'The request is malformed.'
+  endSocket(
+    socket,
+    status,
+    { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    JSON.stringify({ error: 'invalid_request', message }),
+  )
 }
 
 /** Starts tokenward: builds the deps and the app, listens, and loads IdP metadata in the background. */
@@ -55,7 +64,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // Sessions may be served from memory for BFF_SESSION_CACHE_MS once Redis
   // announces changes to them (subscription and tracking up); until then every
   // request reads Redis.
-  deps.events.keepCoherent(deps.sessions).catch((err: Error) => logger.warn({ reason: err.message }, 'session event subscription failed; every request reads the store'))
+  deps.events
+    .keepCoherent(deps.sessions)
+    .catch((err: Error) => logger.warn({ reason: err.message }, 'session event subscription failed; every request reads the store'))
   const appListener = getRequestListener(createApp(deps).fetch)
   // API calls on a route and WebSocket handshakes go to the proxy's entry;
   // everything else to the app (tokenward's own endpoints, static files).
@@ -76,8 +87,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const port = (server.address() as AddressInfo).port
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`
-  logger.info({ url, publicUrl: config.publicOrigin, store: deps.store.kind, routes: config.routes.map((r) => r.prefix) }, 'tokenward listening')
-  deps.oidc.configuration().catch((err: Error) => logger.warn({ reason: err.message }, 'identity provider metadata not loaded yet; will retry on demand'))
+  logger.info(
+    { url, publicUrl: config.publicOrigin, store: deps.store.kind, routes: config.routes.map((r) => r.prefix) },
+    'tokenward listening',
+  )
+  deps.oidc
+    .configuration()
+    .catch((err: Error) => logger.warn({ reason: err.message }, 'identity provider metadata not loaded yet; will retry on demand'))
 
   return {
     url,

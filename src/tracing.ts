@@ -43,7 +43,10 @@ export async function startTracing(processor: SpanProcessor, serviceName = 'toke
     import('@opentelemetry/resources'),
     import('@opentelemetry/core'),
   ])
-  const provider = new NodeTracerProvider({ resource: resourceFromAttributes({ 'service.name': serviceName }), spanProcessors: [processor] })
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': serviceName }),
+    spanProcessors: [processor],
+  })
   provider.register({ propagator: new W3CTraceContextPropagator() })
   enabled = true
   return async () => {
@@ -53,7 +56,12 @@ export async function startTracing(processor: SpanProcessor, serviceName = 'toke
 }
 
 /** Runs `fn` in a span when tracing is on; otherwise just runs it. */
-export async function traced<T>(name: string, attributes: Attributes, fn: (span: Span | undefined) => Promise<T>, kind = SpanKind.INTERNAL): Promise<T> {
+export async function traced<T>(
+  name: string,
+  attributes: Attributes,
+  fn: (span: Span | undefined) => Promise<T>,
+  kind = SpanKind.INTERNAL,
+): Promise<T> {
   if (!enabled) return fn(undefined)
   return tracer.startActiveSpan(name, { kind, attributes }, async (span) => {
     try {

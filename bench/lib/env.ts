@@ -74,12 +74,14 @@ export async function startMainEnv(downloadBytes: number): Promise<MainEnv> {
   const bffOrigin = `http://127.0.0.1:${bffPort}`
   const clientSecret = randomBytes(24).toString('base64url')
   const idp = await startDevIdp({
-    clients: [{
-      client_id: CLIENT_ID,
-      client_secret: clientSecret,
-      redirect_uris: [`${bffOrigin}/auth/callback`],
-      post_logout_redirect_uris: [`${bffOrigin}/`],
-    }],
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: clientSecret,
+        redirect_uris: [`${bffOrigin}/auth/callback`],
+        post_logout_redirect_uris: [`${bffOrigin}/`],
+      },
+    ],
     // An hour: no refresh can happen during these scenarios, so what is
     // measured is the steady state of a valid access token.
     accessTokenTtl: 3600,
@@ -95,7 +97,9 @@ export async function startMainEnv(downloadBytes: number): Promise<MainEnv> {
   const probe = await fetch(`${tokenward.url}${PATH}`, { headers })
   const probeBody = await probe.text()
   if (probe.status !== 200 || probeBody !== OK_BODY) {
-    throw new BenchFailure(`tokenward answered ${probe.status} ${probeBody.slice(0, 200)} to ${PATH} after login; refusing to benchmark that\n${tokenward.output()}`)
+    throw new BenchFailure(
+      `tokenward answered ${probe.status} ${probeBody.slice(0, 200)} to ${PATH} after login; refusing to benchmark that\n${tokenward.output()}`,
+    )
   }
 
   let targets: Promise<Target[]> | undefined

@@ -14,7 +14,14 @@
 import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider'
 
 /** Models whose tokens belong to a grant and are revoked with it. */
-const GRANTABLE = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest', 'PreAuthorizedCode'])
+const GRANTABLE = new Set([
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'BackchannelAuthenticationRequest',
+  'PreAuthorizedCode',
+])
 
 export function unboundedAdapter(): AdapterFactory {
   const entries = new Map<string, { payload: AdapterPayload; expiresAt: number }>()

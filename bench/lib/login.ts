@@ -16,15 +16,19 @@ interface Answer {
 
 function get(url: string, cookie: string, localAddress: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', localAddress, headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) }, agent: false }, (res) => {
-      res.resume()
-      res.on('end', () => {
-        const headers = new Headers()
-        for (let i = 0; i < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!)
-        resolve({ status: res.statusCode ?? 0, headers })
-      })
-      res.on('error', reject)
-    })
+    const req = request(
+      url,
+      { method: 'GET', localAddress, headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) }, agent: false },
+      (res) => {
+        res.resume()
+        res.on('end', () => {
+          const headers = new Headers()
+          for (let i = 0; i < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!)
+          resolve({ status: res.statusCode ?? 0, headers })
+        })
+        res.on('error', reject)
+      },
+    )
     req.on('error', reject)
     req.end()
   })

@@ -31,7 +31,10 @@ let cleaning: Promise<void> | undefined
 export function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     await Promise.allSettled([...children].map(stopChild))
-    for (const close of closers.reverse()) await Promise.resolve().then(close).catch(() => {})
+    for (const close of closers.reverse())
+      await Promise.resolve()
+        .then(close)
+        .catch(() => {})
   })()
   return cleaning
 }
@@ -114,7 +117,10 @@ export async function waitFor(what: string, check: () => Promise<boolean>, child
   throw new Error(`${what} not ready within ${timeoutMs / 1000} s${child ? `:\n${child.output()}` : ''}`)
 }
 
-export const answers200 = (url: string, headers: Record<string, string> = {}) => async () => (await fetch(url, { headers })).status === 200
+export const answers200 =
+  (url: string, headers: Record<string, string> = {}) =>
+  async () =>
+    (await fetch(url, { headers })).status === 200
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 

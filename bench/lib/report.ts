@@ -10,7 +10,11 @@ export const fmt = (n: number | null | undefined, digits: number): string =>
 /** A plain-text table: the `left` columns named (first by default) left-aligned, the others right-aligned. */
 export function table(head: string[], body: string[][], left: number[] = [0]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)))
-  const line = (cells: string[]) => cells.map((c, i) => (left.includes(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (left.includes(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd()
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)]
 }
 
@@ -25,7 +29,14 @@ export interface TargetCheck {
   met: boolean | null
 }
 
-export function check(scenario: string, name: string, value: number | null, unit: string, op: '<=' | '<' | '>=', limit: number): TargetCheck {
+export function check(
+  scenario: string,
+  name: string,
+  value: number | null,
+  unit: string,
+  op: '<=' | '<' | '>=',
+  limit: number,
+): TargetCheck {
   const met = value === null || !Number.isFinite(value) ? null : op === '<=' ? value <= limit : op === '<' ? value < limit : value >= limit
   return { scenario, name, value, unit, target: `${op} ${limit}${unit ? ` ${unit}` : ''}`, met }
 }

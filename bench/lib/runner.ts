@@ -79,7 +79,9 @@ export async function runBench(options: { scenarios?: ScenarioName[]; resultPref
       env: () => (env ??= startMainEnv(settings.downloadBytes)),
       log: (m) => console.error(m),
     }
-    console.log(`tokenward benchmark: ${info.cpuCount} x ${info.cpuModel}, ${(info.totalMemoryBytes / 2 ** 30).toFixed(1)} GiB, Node ${info.node}, commit ${info.commit}, load average ${info.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}`)
+    console.log(
+      `tokenward benchmark: ${info.cpuCount} x ${info.cpuModel}, ${(info.totalMemoryBytes / 2 ** 30).toFixed(1)} GiB, Node ${info.node}, commit ${info.commit}, load average ${info.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}`,
+    )
 
     for (const name of settings.scenarios) {
       console.error(`\n[${name}] ${new Date().toISOString()}`)
@@ -110,13 +112,18 @@ export async function runBench(options: { scenarios?: ScenarioName[]; resultPref
   const targets: TargetCheck[] = reports.flatMap((r) => r.targets)
   if (targets.length > 0) {
     console.log('\n== targets (issue 7) ==\n')
-    for (const line of table(['scenario', 'target', 'value', 'goal', 'verdict'], targets.map((t) => [
-      t.scenario,
-      t.name,
-      `${fmt(t.value, t.unit === 'bytes' ? 0 : t.unit === 'ms' ? 3 : 2)}${t.unit ? ` ${t.unit}` : ''}`,
-      t.target,
-      t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED',
-    ]), [0, 1, 3, 4])) console.log(line)
+    for (const line of table(
+      ['scenario', 'target', 'value', 'goal', 'verdict'],
+      targets.map((t) => [
+        t.scenario,
+        t.name,
+        `${fmt(t.value, t.unit === 'bytes' ? 0 : t.unit === 'ms' ? 3 : 2)}${t.unit ? ` ${t.unit}` : ''}`,
+        t.target,
+        t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED',
+      ]),
+      [0, 1, 3, 4],
+    ))
+      console.log(line)
   }
   for (const note of notes) console.log(`note: ${note}`)
   for (const f of failures) console.log(`FAILED ${f.scenario}: ${f.message.split('\n')[0]}`)
@@ -124,16 +131,25 @@ export async function runBench(options: { scenarios?: ScenarioName[]; resultPref
   const resultsDir = join(benchDir, 'results')
   mkdirSync(resultsDir, { recursive: true })
   const file = join(resultsDir, `${options.resultPrefix}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`)
-  writeFileSync(file, `${JSON.stringify({
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    machine: { ...info, loadAverageAtEnd: loadavg() },
-    settings,
-    scenarios: Object.fromEntries(reports.map((r) => [r.name, { ...r.data, targets: r.targets, notes: r.notes, failures: r.failures ?? [] }])),
-    targets,
-    failures,
-    notes,
-  }, null, 2)}\n`)
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine: { ...info, loadAverageAtEnd: loadavg() },
+        settings,
+        scenarios: Object.fromEntries(
+          reports.map((r) => [r.name, { ...r.data, targets: r.targets, notes: r.notes, failures: r.failures ?? [] }]),
+        ),
+        targets,
+        failures,
+        notes,
+      },
+      null,
+      2,
+    )}\n`,
+  )
   console.log(`\nwritten to ${file}`)
   if (failures.length > 0) process.exitCode = 1
 }

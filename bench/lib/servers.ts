@@ -10,7 +10,19 @@ import { join } from 'node:path'
 import { login } from '../../test/helpers/login.js'
 import { freePort } from '../../test/helpers/ports.js'
 import type { LoadOptions, LoadResult } from './load-types.js'
-import { answers200, benchDir, cpuSeconds, onCleanup, root, runTsJson, startNode, startTs, track, waitFor, type NodeChild } from './procs.js'
+import {
+  answers200,
+  benchDir,
+  cpuSeconds,
+  onCleanup,
+  root,
+  runTsJson,
+  startNode,
+  startTs,
+  track,
+  waitFor,
+  type NodeChild,
+} from './procs.js'
 
 export const distDir = join(benchDir, '.dist')
 export const CLIENT_ID = 'tokenward-bench'
@@ -74,10 +86,13 @@ export async function startUpstream(downloadBytes: number): Promise<string> {
   server.keepAliveTimeout = 65_000
   const port = await freePort()
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  onCleanup(() => new Promise<void>((resolve) => {
-    server.close(() => resolve())
-    server.closeAllConnections()
-  }))
+  onCleanup(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  )
   return `http://127.0.0.1:${port}`
 }
 
@@ -100,7 +115,9 @@ export async function startNginx(upstream: string): Promise<string> {
   // One worker: a single process, like the Node proxies it is compared with.
   // keepalive_requests raised so neither side ever recycles a connection mid-run.
   // Request and response bodies stream (no buffering, no temp files), as the Node proxies do.
-  writeFileSync(join(dir, 'nginx.conf'), `daemon off;
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `daemon off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log stderr warn;
@@ -130,7 +147,8 @@ http {
     }
   }
 }
-`)
+`,
+  )
   const child = track(spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { stdio: ['ignore', 'ignore', 'pipe'] }))
   let out = ''
   child.stderr?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-8000)))
@@ -210,7 +228,11 @@ export async function startTokenward(o: TokenwardOptions): Promise<Tokenward> {
 export async function sessionCookie(bffUrl: string, username = 'alice'): Promise<string> {
   const { jar, responses } = await login(bffUrl, { username })
   const names = new Set((responses.at(-1)?.headers.getSetCookie() ?? []).map((line) => line.slice(0, line.indexOf('=')).trim()))
-  const cookie = jar.header(`${bffUrl}${PATH}`).split('; ').filter((pair) => names.has(pair.slice(0, pair.indexOf('=')))).join('; ')
+  const cookie = jar
+    .header(`${bffUrl}${PATH}`)
+    .split('; ')
+    .filter((pair) => names.has(pair.slice(0, pair.indexOf('='))))
+    .join('; ')
   if (!cookie) throw new Error(`login as ${username} set no session cookie`)
   return cookie
 }
@@ -238,4 +260,7 @@ export async function load(options: LoadOptions, meters: Record<string, CpuMeter
   return result
 }
 
-export const processCpu = (pid: number): CpuMeter => () => cpuSeconds(pid)
+export const processCpu =
+  (pid: number): CpuMeter =>
+  () =>
+    cpuSeconds(pid)

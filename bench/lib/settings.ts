@@ -44,7 +44,8 @@ const positive = (n: number): boolean => Number.isFinite(n) && n > 0
 function list(name: string, fallback: string): number[] {
   const raw = process.env[name] || fallback
   const out = raw.split(',').map((s) => Number(s.trim()))
-  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) throw new SettingsError(`${name}=${raw}: expected positive integers, e.g. 1,10,50`)
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1))
+    throw new SettingsError(`${name}=${raw}: expected positive integers, e.g. 1,10,50`)
   return out
 }
 
@@ -54,9 +55,13 @@ export function readSettings(defaults: { scenarios?: ScenarioName[] } = {}): Set
   if (defaults.scenarios) scenarios = defaults.scenarios
   else if (!raw || raw === 'all') scenarios = [...SCENARIOS]
   else {
-    const asked = raw.split(',').map((s) => s.trim()).filter(Boolean)
+    const asked = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
     const unknown = asked.filter((s) => !(SCENARIOS as readonly string[]).includes(s))
-    if (unknown.length > 0 || asked.length === 0) throw new SettingsError(`BENCH_SCENARIOS=${raw}: unknown ${unknown.join(', ')}; choose from ${SCENARIOS.join(',')} (or all)`)
+    if (unknown.length > 0 || asked.length === 0)
+      throw new SettingsError(`BENCH_SCENARIOS=${raw}: unknown ${unknown.join(', ')}; choose from ${SCENARIOS.join(',')} (or all)`)
     // Always in the fixed order, so a run never depends on how the list was typed.
     scenarios = SCENARIOS.filter((s) => asked.includes(s))
   }

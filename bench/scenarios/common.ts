@@ -44,7 +44,9 @@ export async function runMatrix(
       const result = await load(options(target, connections), meters)
       const row: Row = { target: target.name, connections, ...result }
       rows.push(row)
-      ctx.log(`  ${scenario} ${target.name} c=${connections}: ${fmt(row.rps, 0)} req/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, status ${JSON.stringify(row.statusCodes)}, errors ${row.errors}`)
+      ctx.log(
+        `  ${scenario} ${target.name} c=${connections}: ${fmt(row.rps, 0)} req/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, status ${JSON.stringify(row.statusCodes)}, errors ${row.errors}`,
+      )
       const other = Object.keys(row.statusCodes).filter((code) => code !== '200')
       const wrong = other.length > 0 || row.requests === 0 || row.errors > 0 || (row.badBodies ?? 0) > 0
       if (isTokenward && wrong) {
@@ -53,7 +55,8 @@ export async function runMatrix(
             `${row.badBodies ? ` and ${row.badBodies} truncated bodies` : ''} at ${connections} connections: not a benchmark of proxying\n${env.tokenward.output()}`,
         )
       }
-      if (wrong) notes.push(`${target.name} at ${connections} connections answered ${JSON.stringify(row.statusCodes)} with ${row.errors} errors`)
+      if (wrong)
+        notes.push(`${target.name} at ${connections} connections answered ${JSON.stringify(row.statusCodes)} with ${row.errors} errors`)
     }
   }
   return rows
@@ -85,7 +88,16 @@ export function rowsTable(rows: Row[], extra?: { head: string; cell: (r: Row) =>
   return table(
     head,
     rows.map((r) => {
-      const cells = [r.target, String(r.connections), fmt(r.rps, 0), fmt(r.p50Ms, 3), fmt(r.p99Ms, 3), fmt(r.cpuMsPerRequest?.target, 3), String(r.errors), String(r.non2xx)]
+      const cells = [
+        r.target,
+        String(r.connections),
+        fmt(r.rps, 0),
+        fmt(r.p50Ms, 3),
+        fmt(r.p99Ms, 3),
+        fmt(r.cpuMsPerRequest?.target, 3),
+        String(r.errors),
+        String(r.non2xx),
+      ]
       if (extra) cells.splice(3, 0, extra.cell(r))
       return cells
     }),
@@ -103,5 +115,8 @@ export function redisCpuLines(rows: Row[]): string[] {
 export function perCoreLines(rows: Row[]): string[] {
   return rows
     .filter((r) => r.target.startsWith('tokenward') && r.cpuMsPerRequest?.target !== undefined)
-    .map((r) => `${r.target} CPU per request at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest!.target!, 3)} ms, i.e. about ${fmt(1000 / r.cpuMsPerRequest!.target!, 0)} requests/s per core`)
+    .map(
+      (r) =>
+        `${r.target} CPU per request at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest!.target!, 3)} ms, i.e. about ${fmt(1000 / r.cpuMsPerRequest!.target!, 0)} requests/s per core`,
+    )
 }

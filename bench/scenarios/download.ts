@@ -18,7 +18,15 @@ export async function download(ctx: Context): Promise<ScenarioReport> {
     'download',
     targets,
     levels,
-    (t, c) => ({ kind: 'stream', url: `${t.url}${DOWNLOAD_PATH}`, headers: env.headers, connections: c, duration, warmup, expectBytes: downloadBytes }),
+    (t, c) => ({
+      kind: 'stream',
+      url: `${t.url}${DOWNLOAD_PATH}`,
+      headers: env.headers,
+      connections: c,
+      duration,
+      warmup,
+      expectBytes: downloadBytes,
+    }),
     notes,
   )
   const vsPlain = ratios(rows, levels, 'plain-proxy', mbPerS)
@@ -31,7 +39,9 @@ export async function download(ctx: Context): Promise<ScenarioReport> {
   ]
   for (const r of rows) {
     if (r.target !== 'upstream' && r.cpuMsPerRequest?.target !== undefined && r.requests > 0) {
-      lines.push(`${r.target} CPU per MB at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest.target / (r.bytes / r.requests / MB), 2)} ms`)
+      lines.push(
+        `${r.target} CPU per MB at ${r.connections} connection(s): ${fmt(r.cpuMsPerRequest.target / (r.bytes / r.requests / MB), 2)} ms`,
+      )
     }
   }
   for (const [c, r] of Object.entries(vsPlain)) lines.push(`throughput (MB/s) tokenward / plain-proxy at ${c} connection(s): ${fmt(r, 2)}`)

@@ -21,7 +21,9 @@ export async function memory(ctx: Context): Promise<ScenarioReport> {
   await load({ url, headers: env.headers, connections, duration: 0, warmup: 0, amount: warmupRequests })
   await sleep(2000)
   const warm = rssBytes(pid)
-  ctx.log(`  memory: RSS ${fmt(warm / MiB, 1)} MiB after ${warmupRequests} warm-up requests; ${n} more now (about ${fmt(n / 4000, 0)} s at 4k req/s)`)
+  ctx.log(
+    `  memory: RSS ${fmt(warm / MiB, 1)} MiB after ${warmupRequests} warm-up requests; ${n} more now (about ${fmt(n / 4000, 0)} s at 4k req/s)`,
+  )
 
   const samples: Array<{ atSeconds: number; rssBytes: number }> = []
   const t0 = Date.now()
@@ -39,7 +41,9 @@ export async function memory(ctx: Context): Promise<ScenarioReport> {
     clearInterval(sampler)
   }
   if ((result.statusCodes['200'] ?? 0) !== result.requests || result.requests < n || result.errors > 0) {
-    throw new BenchFailure(`memory: tokenward answered ${JSON.stringify(result.statusCodes)} with ${result.errors} errors to ${n} requests\n${env.tokenward.output()}`)
+    throw new BenchFailure(
+      `memory: tokenward answered ${JSON.stringify(result.statusCodes)} with ${result.errors} errors to ${n} requests\n${env.tokenward.output()}`,
+    )
   }
   await sleep(2000)
   const after = rssBytes(pid)
@@ -49,12 +53,15 @@ export async function memory(ctx: Context): Promise<ScenarioReport> {
   const lines = [
     `${n} GET ${PATH} at ${connections} connections in ${fmt(result.seconds, 0)} s (${fmt(result.rps, 0)} req/s, p99 ${fmt(result.p99Ms, 3)} ms)`,
     '',
-    ...table(['tokenward RSS', 'MiB'], [
-      ['at start of scenario', fmt(initial / MiB, 1)],
-      [`after ${warmupRequests} warm-up requests`, fmt(warm / MiB, 1)],
-      [`peak while serving ${n}`, fmt(peak / MiB, 1)],
-      [`after ${n} requests`, fmt(after / MiB, 1)],
-    ]),
+    ...table(
+      ['tokenward RSS', 'MiB'],
+      [
+        ['at start of scenario', fmt(initial / MiB, 1)],
+        [`after ${warmupRequests} warm-up requests`, fmt(warm / MiB, 1)],
+        [`peak while serving ${n}`, fmt(peak / MiB, 1)],
+        [`after ${n} requests`, fmt(after / MiB, 1)],
+      ],
+    ),
     '',
     checkLine(targets[0]!, 1),
   ]

@@ -20,10 +20,24 @@ export async function post(ctx: Context): Promise<ScenarioReport> {
   const body = jsonBody(postBytes)
   const headers = { ...env.headers, 'content-type': 'application/json', 'x-expect-bytes': String(Buffer.byteLength(body)) }
   const notes: string[] = []
-  const rows = await runMatrix(ctx, 'post', targets, levels, (t, c) => ({ url: `${t.url}${PATH}`, method: 'POST', body, headers, connections: c, duration, warmup }), notes)
+  const rows = await runMatrix(
+    ctx,
+    'post',
+    targets,
+    levels,
+    (t, c) => ({ url: `${t.url}${PATH}`, method: 'POST', body, headers, connections: c, duration, warmup }),
+    notes,
+  )
   const vsPlain = ratios(rows, levels, 'plain-proxy')
   const vsNginx = ratios(rows, levels, 'nginx')
-  const lines = [`POST ${PATH} with ${Buffer.byteLength(body)} bytes of JSON and a session cookie, ${duration} s per run`, '', ...rowsTable(rows), '', ...perCoreLines(rows), ...redisCpuLines(rows)]
+  const lines = [
+    `POST ${PATH} with ${Buffer.byteLength(body)} bytes of JSON and a session cookie, ${duration} s per run`,
+    '',
+    ...rowsTable(rows),
+    '',
+    ...perCoreLines(rows),
+    ...redisCpuLines(rows),
+  ]
   for (const [c, r] of Object.entries(vsPlain)) lines.push(`throughput tokenward / plain-proxy at ${c} connection(s): ${fmt(r, 2)}`)
   for (const [c, r] of Object.entries(vsNginx)) lines.push(`throughput tokenward / nginx at ${c} connection(s): ${fmt(r, 2)}`)
   return {

@@ -65,7 +65,9 @@ async function countCommands(env: MainEnv, url: string, requests: number, connec
 
   const ok = result.statusCodes['200'] ?? 0
   if (ok !== result.requests || result.requests < requests || result.errors > 0) {
-    throw new BenchFailure(`redis: tokenward answered ${JSON.stringify(result.statusCodes)} with ${result.errors} errors to ${requests} requests\n${output()}`)
+    throw new BenchFailure(
+      `redis: tokenward answered ${JSON.stringify(result.statusCodes)} with ${result.errors} errors to ${requests} requests\n${output()}`,
+    )
   }
   const calls = Object.fromEntries(Object.entries(diffCalls(before, after)).filter(([cmd]) => !OURS.test(cmd)))
   const totalCalls = Object.values(calls).reduce((a, b) => a + b, 0)
@@ -97,14 +99,21 @@ export async function redisScenario(ctx: Context): Promise<ScenarioReport> {
   const keys = await sessionKeys(env.redis)
   if (keys.length === 0) throw new BenchFailure('redis: no session key in Redis after a logged-in run')
   if (keys.length > 20) notes.push(`${keys.length} session keys in Redis; memory measured on the first 20`)
-  const perSession: Array<{ sessionKeyBytes: number; valueBytes: number; indexKeys: number; indexShareBytes: number; totalBytes: number }> = []
+  const perSession: Array<{ sessionKeyBytes: number; valueBytes: number; indexKeys: number; indexShareBytes: number; totalBytes: number }> =
+    []
   for (const key of keys.slice(0, 20)) {
     const sessionKeyBytes = await memoryUsage(env.redis, key)
     const valueBytes = await env.redis.strlen(key)
     const indexes = await indexKeysOf(env.redis, sidOf(key))
     let indexShareBytes = 0
     for (const index of indexes) indexShareBytes += (await memoryUsage(env.redis, index)) / Math.max(1, await env.redis.scard(index))
-    perSession.push({ sessionKeyBytes, valueBytes, indexKeys: indexes.length, indexShareBytes, totalBytes: sessionKeyBytes + indexShareBytes })
+    perSession.push({
+      sessionKeyBytes,
+      valueBytes,
+      indexKeys: indexes.length,
+      indexShareBytes,
+      totalBytes: sessionKeyBytes + indexShareBytes,
+    })
   }
   const mean = (f: (s: (typeof perSession)[number]) => number) => perSession.reduce((a, s) => a + f(s), 0) / perSession.length
   const bytesPerSession = mean((s) => s.totalBytes)
@@ -113,23 +122,55 @@ export async function redisScenario(ctx: Context): Promise<ScenarioReport> {
     check('redis', 'Redis round trips per steady-state request (the more of cache on / off)', roundTripsPerRequest, '', '<=', 1),
     check('redis', 'Redis memory per session', bytesPerSession, 'bytes', '<', 2048),
   ]
-  const per = (c: Counted, o: Record<string, number>) => Object.entries(o).sort((a, b) => b[1] - a[1]).map(([cmd, n]) => `${cmd} ${fmt(n / c.requests, 3)}`).join(', ') || '-'
+  const per = (c: Counted, o: Record<string, number>) =>
+    Object.entries(o)
+      .sort((a, b) => b[1] - a[1])
+      .map(([cmd, n]) => `${cmd} ${fmt(n / c.requests, 3)}`)
+      .join(', ') || '-'
   const lines = [
     `${requests} steady-state GETs at ${connections} connections to each instance (MONITOR on, so not a speed measurement)`,
     '',
-    ...table(['measure', 'per request', 'by command'], [
-      ['cache on (default): round trips (MONITOR, top-level)', fmt(cached.roundTripsPerRequest, 3), per(cached, cached.sent)],
-      ['cache on: commandstats calls (incl. in scripts)', fmt(cached.callsPerRequest, 3), per(cached, cached.calls)],
-      ['BFF_SESSION_CACHE_MS=0: round trips', fmt(uncached.roundTripsPerRequest, 3), per(uncached, uncached.sent)],
-      ['BFF_SESSION_CACHE_MS=0: commandstats calls', fmt(uncached.callsPerRequest, 3), per(uncached, uncached.calls)],
-    ], [0, 2]),
+    ...table(
+      ['measure', 'per request', 'by command'],
+      [
+        ['cache on (default): round trips (MONITOR, top-level)', fmt(cached.roundTripsPerRequest, 3), per(cached, cached.sent)],
+        ['cache on: commandstats calls (incl. in scripts)', fmt(cached.callsPerRequest, 3), per(cached, cached.calls)],
+        ['BFF_SESSION_CACHE_MS=0: round trips', fmt(uncached.roundTripsPerRequest, 3), per(uncached, uncached.sent)],
+        ['BFF_SESSION_CACHE_MS=0: commandstats calls', fmt(uncached.callsPerRequest, 3), per(uncached, uncached.calls)],
+      ],
+      [0, 2],
+    ),
     '',
-    ...table(['session memory', 'bytes'], [
-      ['session key (MEMORY USAGE)', fmt(mean((s) => s.sessionKeyBytes), 0)],
-      ['  of which the value (STRLEN)', fmt(mean((s) => s.valueBytes), 0)],
-      [`index sets, share (${fmt(mean((s) => s.indexKeys), 0)} sets)`, fmt(mean((s) => s.indexShareBytes), 0)],
-      ['total per session', fmt(bytesPerSession, 0)],
-    ]),
+    ...table(
+      ['session memory', 'bytes'],
+      [
+        [
+          'session key (MEMORY USAGE)',
+          fmt(
+            mean((s) => s.sessionKeyBytes),
+            0,
+          ),
+        ],
+        [
+          '  of which the value (STRLEN)',
+          fmt(
+            mean((s) => s.valueBytes),
+            0,
+          ),
+        ],
+        [
+          `index sets, share (${fmt(
+            mean((s) => s.indexKeys),
+            0,
+          )} sets)`,
+          fmt(
+            mean((s) => s.indexShareBytes),
+            0,
+          ),
+        ],
+        ['total per session', fmt(bytesPerSession, 0)],
+      ],
+    ),
     '',
     ...targets.map((t) => checkLine(t, t.unit === 'bytes' ? 0 : 2)),
   ]

@@ -46,7 +46,10 @@ export async function sessions(ctx: Context): Promise<ScenarioReport> {
   const ttl = await redis.pttl(template)
   if (!value || ttl <= 0) throw new BenchFailure(`sessions: the session key ${template} has no value or no TTL`)
   const indexes = await Promise.all(
-    (await indexKeysOf(redis, sidOf(template))).map(async (key) => ({ kind: key.slice(PREFIX.length + 2, key.indexOf(':', PREFIX.length + 2)), ttl: await redis.pttl(key) })),
+    (await indexKeysOf(redis, sidOf(template))).map(async (key) => ({
+      kind: key.slice(PREFIX.length + 2, key.indexOf(':', PREFIX.length + 2)),
+      ttl: await redis.pttl(key),
+    })),
   )
 
   const run = async (label: string): Promise<LoadResult> => {
@@ -56,7 +59,9 @@ export async function sessions(ctx: Context): Promise<ScenarioReport> {
     )
     ctx.log(`  sessions ${label}: ${fmt(r.rps, 0)} req/s, p50 ${fmt(r.p50Ms, 3)} ms, status ${JSON.stringify(r.statusCodes)}`)
     if ((r.statusCodes['200'] ?? 0) !== r.requests || r.requests === 0 || r.errors > 0) {
-      throw new BenchFailure(`sessions (${label}): tokenward answered ${JSON.stringify(r.statusCodes)} with ${r.errors} errors\n${env.tokenward.output()}`)
+      throw new BenchFailure(
+        `sessions (${label}): tokenward answered ${JSON.stringify(r.statusCodes)} with ${r.errors} errors\n${env.tokenward.output()}`,
+      )
     }
     return r
   }
@@ -86,7 +91,8 @@ export async function sessions(ctx: Context): Promise<ScenarioReport> {
     }
     const seconds = (Date.now() - t0) / 1000
     const dbsize = await redis.dbsize()
-    if (dbsize < dbsizeBefore + keys.length) throw new BenchFailure(`sessions: ${dbsize} keys after seeding ${keys.length} onto ${dbsizeBefore}`)
+    if (dbsize < dbsizeBefore + keys.length)
+      throw new BenchFailure(`sessions: ${dbsize} keys after seeding ${keys.length} onto ${dbsizeBefore}`)
     const bytesPerSession = ((await usedMemory(redis)) - memBefore) / n
     await sleep(1000) // let Redis finish growing its hash tables (incremental rehash)
     return { keys, seconds, bytesPerSession, dbsize }
@@ -108,7 +114,7 @@ export async function sessions(ctx: Context): Promise<ScenarioReport> {
     runs.push({ sessions: real.length, result: await run(`${real.length} session(s) (round ${round})`) })
   }
   const mean = (crowded: boolean, f: (r: LoadResult) => number | undefined) => {
-    const xs = runs.filter((r) => (r.sessions > real.length) === crowded).map((r) => f(r.result) ?? NaN)
+    const xs = runs.filter((r) => r.sessions > real.length === crowded).map((r) => f(r.result) ?? NaN)
     return xs.reduce((x, y) => x + y, 0) / xs.length
   }
   const ratio = mean(true, (r) => r.rps) / mean(false, (r) => r.rps)
@@ -118,7 +124,10 @@ export async function sessions(ctx: Context): Promise<ScenarioReport> {
   const lines = [
     `GET ${PATH} at ${connections} connections, ${duration} s per run; ${n} sessions seeded in ${fmt(first!.seconds, 1)} s (${first!.dbsize} keys in Redis), ${rounds} round(s)`,
     '',
-    ...table(['sessions in Redis', 'req/s', 'p50 ms', 'p99 ms', 'tokenward CPU ms/req', 'Redis CPU µs/req'], runs.map((r) => row(String(r.sessions), r.result))),
+    ...table(
+      ['sessions in Redis', 'req/s', 'p50 ms', 'p99 ms', 'tokenward CPU ms/req', 'Redis CPU µs/req'],
+      runs.map((r) => row(String(r.sessions), r.result)),
+    ),
     '',
     `with ${n} sessions / with ${real.length}, means over the runs: throughput ${fmt(ratio, 2)}, tokenward CPU per request ${fmt(cpuRatio, 2)}, Redis CPU per request ${fmt(redisCpuRatio, 2)}`,
     `Redis used_memory per seeded session (entry, ${indexes.length} index set(s), keyspace and expiry overhead): ${fmt(first!.bytesPerSession, 0)} bytes`,

@@ -13,7 +13,14 @@ export async function steady(ctx: Context): Promise<ScenarioReport> {
   // read in the last BFF_SESSION_CACHE_MS (one Redis round trip): reported, not judged.
   const targets = [...(await env.targets()), await env.tokenwardNoCache()]
   const notes: string[] = []
-  const rows = await runMatrix(ctx, 'steady', targets, connections, (t, c) => ({ url: `${t.url}${PATH}`, headers: env.headers, connections: c, duration, warmup }), notes)
+  const rows = await runMatrix(
+    ctx,
+    'steady',
+    targets,
+    connections,
+    (t, c) => ({ url: `${t.url}${PATH}`, headers: env.headers, connections: c, duration, warmup }),
+    notes,
+  )
 
   const vsPlain = ratios(rows, connections, 'plain-proxy')
   const vsNginx = ratios(rows, connections, 'nginx')
@@ -23,20 +30,38 @@ export async function steady(ctx: Context): Promise<ScenarioReport> {
   const addedP50Ms = tw1 && plain1 ? tw1.p50Ms - plain1.p50Ms : null
 
   const targetsMet = [
-    ...Object.entries(vsPlain).map(([c, r]) => check('steady', `throughput tokenward / plain-proxy at ${c} connection(s)`, r, '', '>=', 0.6)),
+    ...Object.entries(vsPlain).map(([c, r]) =>
+      check('steady', `throughput tokenward / plain-proxy at ${c} connection(s)`, r, '', '>=', 0.6),
+    ),
     check('steady', 'added p50 latency over plain-proxy at 1 connection', addedP50Ms, 'ms', '<', 1),
   ]
-  const lines = [`GET ${PATH} with a session cookie, ${duration} s per run after ${warmup} s warm-up`, '', ...rowsTable(rows), '', ...perCoreLines(rows), ...redisCpuLines(rows)]
+  const lines = [
+    `GET ${PATH} with a session cookie, ${duration} s per run after ${warmup} s warm-up`,
+    '',
+    ...rowsTable(rows),
+    '',
+    ...perCoreLines(rows),
+    ...redisCpuLines(rows),
+  ]
   for (const [c, r] of Object.entries(vsNginx)) lines.push(`throughput tokenward / nginx at ${c} connection(s): ${fmt(r, 2)}`)
   for (const [c, r] of Object.entries(noCacheVsPlain)) {
-    lines.push(`throughput tokenward with BFF_SESSION_CACHE_MS=0 (a Redis read on every request) / plain-proxy at ${c} connection(s): ${fmt(r, 2)}`)
+    lines.push(
+      `throughput tokenward with BFF_SESSION_CACHE_MS=0 (a Redis read on every request) / plain-proxy at ${c} connection(s): ${fmt(r, 2)}`,
+    )
   }
   for (const t of targetsMet) lines.push(checkLine(t, t.unit === 'ms' ? 3 : 2))
   return {
     name: 'steady',
     lines,
     targets: targetsMet,
-    data: { path: PATH, rows, throughputVsPlainProxy: vsPlain, throughputVsNginx: vsNginx, noCacheThroughputVsPlainProxy: noCacheVsPlain, addedP50MsAtConcurrency1: addedP50Ms },
+    data: {
+      path: PATH,
+      rows,
+      throughputVsPlainProxy: vsPlain,
+      throughputVsNginx: vsNginx,
+      noCacheThroughputVsPlainProxy: noCacheVsPlain,
+      addedP50MsAtConcurrency1: addedP50Ms,
+    },
     notes,
   }
 }

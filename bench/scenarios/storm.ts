@@ -65,7 +65,9 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
   const perA = Math.ceil(perSession / 2)
   const perB = perSession - perA
   if (n * perA > MAX_CONNECTIONS_PER_PROCESS) {
-    throw new BenchFailure(`storm: ${n} sessions x ${perA} connections per process exceeds ${MAX_CONNECTIONS_PER_PROCESS} open files per process; lower BENCH_STORM_SESSIONS or BENCH_STORM_CONCURRENCY`)
+    throw new BenchFailure(
+      `storm: ${n} sessions x ${perA} connections per process exceeds ${MAX_CONNECTIONS_PER_PROCESS} open files per process; lower BENCH_STORM_SESSIONS or BENCH_STORM_CONCURRENCY`,
+    )
   }
   const notes: string[] = []
   const failures: string[] = []
@@ -82,7 +84,14 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
   let expireAt = Number.POSITIVE_INFINITY
   const clientSecret = randomBytes(24).toString('base64url')
   const idp = await startDevIdp({
-    clients: [{ client_id: CLIENT_ID, client_secret: clientSecret, redirect_uris: [`${publicUrl}/auth/callback`], post_logout_redirect_uris: [`${publicUrl}/`] }],
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: clientSecret,
+        redirect_uris: [`${publicUrl}/auth/callback`],
+        post_logout_redirect_uris: [`${publicUrl}/`],
+      },
+    ],
     maxEvents: 10_000,
     configure: (c) => {
       // oidc-provider's default store keeps 1,000 entries and would evict the grants of early logins (bench/lib/idp-store.ts).
@@ -105,7 +114,9 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
   // each user from a client address of its own (bench/lib/login.ts).
   const loginStart = Date.now()
   expireAt = loginStart + Math.ceil((n / ASSUMED_LOGINS_PER_SECOND + 10) * 1000)
-  ctx.log(`  storm: logging in ${n} users (${stormLoginConcurrency} at a time); their access tokens expire at ${new Date(expireAt).toISOString()}`)
+  ctx.log(
+    `  storm: logging in ${n} users (${stormLoginConcurrency} at a time); their access tokens expire at ${new Date(expireAt).toISOString()}`,
+  )
   const cookies: string[] = new Array<string>(n)
   let next = 0
   const worker = async (): Promise<void> => {
@@ -119,7 +130,8 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
   const loginEnd = Date.now()
   phase = 'after'
   const loginSeconds = (loginEnd - loginStart) / 1000
-  if (loginEnd > expireAt) notes.push(`logins overran the planned expiry by ${fmt((loginEnd - expireAt) / 1000, 1)} s: the last tokens lived 1 s each`)
+  if (loginEnd > expireAt)
+    notes.push(`logins overran the planned expiry by ${fmt((loginEnd - expireAt) / 1000, 1)} s: the last tokens lived 1 s each`)
 
   // exp is whole seconds (iat + ttl), and tokenward dates its copy on receipt: 1.5 s of margin.
   const lastExpiry = Math.max(expireAt, loginEnd + 1000)
@@ -172,7 +184,9 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
   // What the IdP said when it refused (the dev IdP's token-free event log), for diagnosis.
   const idpErrors: Record<string, number> = {}
   // When the IdP finished the refreshes, relative to the storm's start: the IdP's share of the latency.
-  const refreshedAt = idp.events.filter((e) => e.name === 'grant.success' && e.at >= stormStartedAt && e.detail?.grantType === 'refresh_token').map((e) => e.at - stormStartedAt)
+  const refreshedAt = idp.events
+    .filter((e) => e.name === 'grant.success' && e.at >= stormStartedAt && e.detail?.grantType === 'refresh_token')
+    .map((e) => e.at - stormStartedAt)
   for (const e of idp.events) {
     if (e.name !== 'grant.error' || e.at < stormStartedAt) continue
     const what = `${String(e.detail?.error)}: ${String(e.detail?.description)}`
@@ -181,7 +195,13 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
   if (refreshGrants !== n) failures.push(`the IdP saw ${refreshGrants} refresh grants for ${n} sessions (must be equal)`)
   if (invalidGrants !== 0) failures.push(`${invalidGrants} invalid_grant errors at the IdP (must be 0)`)
   if (refreshErrors !== 0) failures.push(`${refreshErrors} failed refresh grants at the IdP`)
-  if (non200 > 0 || errors > 0) failures.push(`${non200} answers other than 200 and ${errors} connection errors: ${results.flatMap((r) => r.sampleErrors).slice(0, 3).join(' | ')}`)
+  if (non200 > 0 || errors > 0)
+    failures.push(
+      `${non200} answers other than 200 and ${errors} connection errors: ${results
+        .flatMap((r) => r.sampleErrors)
+        .slice(0, 3)
+        .join(' | ')}`,
+    )
 
   // Afterwards: every session still there, and one more request each needs no refresh.
   const alive = (await sessionKeys(redis)).length
@@ -198,7 +218,8 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
     followNon200 += answers.filter((ok) => !ok).length
   }
   const followRefreshes = idp.counts.refreshGrants - followBefore
-  if (followNon200 > 0 || followRefreshes > 0) failures.push(`follow-up request per session: ${followNon200} not 200, ${followRefreshes} more refreshes (expected 0 and 0)`)
+  if (followNon200 > 0 || followRefreshes > 0)
+    failures.push(`follow-up request per session: ${followNon200} not 200, ${followRefreshes} more refreshes (expected 0 and 0)`)
 
   const p50 = percentile(latencies, 50)
   const p99 = percentile(latencies, 99)
@@ -207,26 +228,33 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
     `${n} sessions, ${perSession} concurrent requests each (${perA} to tokenward A, ${perB} to B, one connection per request), one Redis`,
     `logins: ${fmt(loginSeconds, 1)} s (${fmt(n / loginSeconds, 0)}/s); all access tokens expired by ${new Date(lastExpiry).toISOString()}; storm started ${fmt(startedAfterExpiryMs / 1000, 1)} s later, after ${fmt(setupSeconds, 1)} s of opening connections`,
     '',
-    ...table(['storm', 'value'], [
-      ['requests', String(requests)],
-      ['answers 200', String(statusCodes['200'] ?? 0)],
-      ['other answers / connection errors', `${non200} / ${errors}`],
-      ['IdP refresh grants (must equal sessions)', `${refreshGrants} / ${n}`],
-      ['IdP invalid_grant (must be 0)', String(invalidGrants)],
-      ['IdP token requests', String(delta('tokenRequests'))],
-      ['p50 latency ms', fmt(p50, 1)],
-      ['p99 latency ms', fmt(p99, 1)],
-      ['max latency ms', fmt(max, 1)],
-      ['duration ms (first request to last answer)', fmt(durationMs, 0)],
-      ['refresh requests reached the IdP, ms after start: first / all', `${firstArrivalMs ?? '-'} / ${allArrivedMs ?? '-'}`],
-      ['IdP refreshes completed, ms after start: first / median / last', refreshedAt.length ? `${refreshedAt[0]} / ${percentile(refreshedAt, 50)} / ${refreshedAt.at(-1)}` : '-'],
-      ['sessions alive afterwards', `${alive} / ${n}`],
-      ['follow-up request per session: non-200 / refreshes', `${followNon200} / ${followRefreshes}`],
-    ]),
+    ...table(
+      ['storm', 'value'],
+      [
+        ['requests', String(requests)],
+        ['answers 200', String(statusCodes['200'] ?? 0)],
+        ['other answers / connection errors', `${non200} / ${errors}`],
+        ['IdP refresh grants (must equal sessions)', `${refreshGrants} / ${n}`],
+        ['IdP invalid_grant (must be 0)', String(invalidGrants)],
+        ['IdP token requests', String(delta('tokenRequests'))],
+        ['p50 latency ms', fmt(p50, 1)],
+        ['p99 latency ms', fmt(p99, 1)],
+        ['max latency ms', fmt(max, 1)],
+        ['duration ms (first request to last answer)', fmt(durationMs, 0)],
+        ['refresh requests reached the IdP, ms after start: first / all', `${firstArrivalMs ?? '-'} / ${allArrivedMs ?? '-'}`],
+        [
+          'IdP refreshes completed, ms after start: first / median / last',
+          refreshedAt.length ? `${refreshedAt[0]} / ${percentile(refreshedAt, 50)} / ${refreshedAt.at(-1)}` : '-',
+        ],
+        ['sessions alive afterwards', `${alive} / ${n}`],
+        ['follow-up request per session: non-200 / refreshes', `${followNon200} / ${followRefreshes}`],
+      ],
+    ),
   ]
   for (const [what, count] of Object.entries(idpErrors)) lines.push(`IdP refused ${count} grant(s): ${what}`)
   for (const f of failures) lines.push(`WRONG: ${f}`)
-  if (failures.length === 0) lines.push('behaviour: one refresh per session across both processes, no invalid_grant, every request 200: correct')
+  if (failures.length === 0)
+    lines.push('behaviour: one refresh per session across both processes, no invalid_grant, every request 200: correct')
   // Stopped now, not at the end of the run: nothing of the storm may weigh on what runs next.
   await Promise.all([loadA.proc.child, loadB?.proc.child, a.proc.child, b.proc.child].map((c) => (c ? stopChild(c) : undefined)))
   return {
@@ -251,12 +279,24 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
       idpTokenRequests: delta('tokenRequests'),
       idpErrors,
       idpRefreshRequestsArrivedMs: { first: firstArrivalMs, all: allArrivedMs },
-      idpRefreshesCompletedMs: refreshedAt.length ? { first: refreshedAt[0], median: percentile(refreshedAt, 50), last: refreshedAt.at(-1) } : null,
+      idpRefreshesCompletedMs: refreshedAt.length
+        ? { first: refreshedAt[0], median: percentile(refreshedAt, 50), last: refreshedAt.at(-1) }
+        : null,
       p50Ms: p50,
       p99Ms: p99,
       maxMs: max,
       durationMs,
-      perProcess: results.map(({ latenciesMs, ...r }) => ({ ...r, p50Ms: percentile([...latenciesMs].sort((x, y) => x - y), 50), p99Ms: percentile([...latenciesMs].sort((x, y) => x - y), 99) })),
+      perProcess: results.map(({ latenciesMs, ...r }) => ({
+        ...r,
+        p50Ms: percentile(
+          [...latenciesMs].sort((x, y) => x - y),
+          50,
+        ),
+        p99Ms: percentile(
+          [...latenciesMs].sort((x, y) => x - y),
+          99,
+        ),
+      })),
       sessionsAliveAfter: alive,
       followUp: { non200: followNon200, refreshes: followRefreshes },
     },

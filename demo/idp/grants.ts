@@ -4,7 +4,15 @@
 
 import { calculateJwkThumbprint, EmbeddedJWK, importJWK, jwtVerify, type JWK } from 'jose'
 import { errors } from 'oidc-provider'
-import type { Client, ClientMetadata, Configuration, KoaContextWithOIDC, Provider, ResourceServerInstance, TokenEndpointGrantContext } from 'oidc-provider'
+import type {
+  Client,
+  ClientMetadata,
+  Configuration,
+  KoaContextWithOIDC,
+  Provider,
+  ResourceServerInstance,
+  TokenEndpointGrantContext,
+} from 'oidc-provider'
 import type { Recorder } from './events.js'
 
 /** RFC 8693 §2.1 grant type and §3 token type identifiers. */
@@ -34,7 +42,10 @@ export interface DevIdpTokenExchange {
 
 export function withClientDefaults(client: ClientMetadata, exchange: DevIdpTokenExchange | undefined): ClientMetadata {
   const grantTypes = client.grant_types ?? ['authorization_code', 'refresh_token']
-  const exchanging = exchange !== undefined && (exchange.clients ?? [client.client_id]).includes(client.client_id) && !grantTypes.includes(TOKEN_EXCHANGE_GRANT)
+  const exchanging =
+    exchange !== undefined &&
+    (exchange.clients ?? [client.client_id]).includes(client.client_id) &&
+    !grantTypes.includes(TOKEN_EXCHANGE_GRANT)
   return {
     grant_types: grantTypes,
     // A client-credentials-only client has no redirect URIs and no response types.
@@ -45,7 +56,9 @@ export function withClientDefaults(client: ClientMetadata, exchange: DevIdpToken
 }
 
 /** When refresh tokens are issued, that they rotate, and whether they end with the IdP's browser session. */
-export function refreshTokenPolicy(expiresWithSession: boolean): Pick<Configuration, 'rotateRefreshToken' | 'issueRefreshToken' | 'expiresWithSession'> {
+export function refreshTokenPolicy(
+  expiresWithSession: boolean,
+): Pick<Configuration, 'rotateRefreshToken' | 'issueRefreshToken' | 'expiresWithSession'> {
   return {
     // Every refresh rotates (RFC 9700 §4.14.2), so tests see reuse detection.
     rotateRefreshToken: true,
@@ -53,8 +66,7 @@ export function refreshTokenPolicy(expiresWithSession: boolean): Pick<Configurat
     // Connect Core §11) and then issues no refresh token. An AS may issue one
     // at its discretion (RFC 6749 §1.5): the dev IdP does whenever the client
     // may use the refresh_token grant, whatever the prompt.
-    issueRefreshToken: async (_ctx, client, source) =>
-      source.kind === 'AuthorizationCode' && client.grantTypeAllowed('refresh_token'),
+    issueRefreshToken: async (_ctx, client, source) => source.kind === 'AuthorizationCode' && client.grantTypeAllowed('refresh_token'),
     expiresWithSession: async () => expiresWithSession,
   }
 }
@@ -114,7 +126,13 @@ const asList = (v: string | string[] | undefined): string[] => (v === undefined 
  * client, and issues an RFC 9068 JWT access token for the requested audience,
  * signed by this IdP, with the subject's `sub` (RFC 8693 §2.2.1 answer).
  */
-export async function registerTokenExchange(provider: Provider, options: DevIdpTokenExchange, ttl: number, key: JWK, record: Recorder): Promise<void> {
+export async function registerTokenExchange(
+  provider: Provider,
+  options: DevIdpTokenExchange,
+  ttl: number,
+  key: JWK,
+  record: Recorder,
+): Promise<void> {
   // The public half of the signing key; the subject token must verify against it.
   const publicKey = await importJWK({ kty: key.kty, n: key.n, e: key.e }, 'RS256')
   const handler = async (ctx: TokenEndpointGrantContext<ExchangeParams>): Promise<void> => {
@@ -122,15 +140,21 @@ export async function registerTokenExchange(provider: Provider, options: DevIdpT
     // §2.1: subject_token and subject_token_type are REQUIRED.
     if (!params.subject_token) throw new errors.InvalidRequest('missing required parameter subject_token')
     if (params.subject_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest('unsupported subject_token_type')
-    if (params.actor_token !== undefined || params.actor_token_type !== undefined) throw new errors.InvalidRequest('delegation (actor_token) is not supported')
-    if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE && params.requested_token_type !== JWT_TOKEN_TYPE) {
+    if (params.actor_token !== undefined || params.actor_token_type !== undefined)
+      throw new errors.InvalidRequest('delegation (actor_token) is not supported')
+    if (
+      params.requested_token_type !== undefined &&
+      params.requested_token_type !== ACCESS_TOKEN_TYPE &&
+      params.requested_token_type !== JWT_TOKEN_TYPE
+    ) {
       throw new errors.InvalidRequest('unsupported requested_token_type')
     }
     // §2.1: audience and resource both name the target; §2.2.2: invalid_target when the AS will not issue for it.
     const wanted = [...asList(params.audience), ...asList(params.resource)]
     if (wanted.length === 0) throw new errors.InvalidTarget('audience or resource is required')
     const audience = wanted[0]!
-    if (wanted.some((w) => !Object.hasOwn(options.targets, w))) throw new errors.InvalidTarget('tokens are not issued for the requested audience')
+    if (wanted.some((w) => !Object.hasOwn(options.targets, w)))
+      throw new errors.InvalidTarget('tokens are not issued for the requested audience')
     if (wanted.some((w) => w !== audience)) throw new errors.InvalidTarget('only a single audience is supported')
     const allowed = options.targets[audience]!
     const requested = params.scope?.split(' ').filter(Boolean)
@@ -143,7 +167,8 @@ export async function registerTokenExchange(provider: Provider, options: DevIdpT
     // exchanged by the holder of its key (otherwise a stolen bound token could
     // be laundered into an unbound one).
     const jkt = await dpopThumbprint(ctx, provider)
-    if (subject.jkt !== undefined && subject.jkt !== jkt) throw new errors.InvalidRequest('subject_token is DPoP-bound: the request needs a DPoP proof with its key')
+    if (subject.jkt !== undefined && subject.jkt !== jkt)
+      throw new errors.InvalidRequest('subject_token is DPoP-bound: the request needs a DPoP proof with its key')
 
     const resourceServer: ResourceServerInstance = {
       audience,
@@ -164,7 +189,13 @@ export async function registerTokenExchange(provider: Provider, options: DevIdpT
     })
     if (jkt) at.setThumbprint('jkt', jkt)
     const value = await at.save()
-    record('token_exchange', { clientId: client.clientId, accountId: subject.accountId, audience, subjectJti: subject.jti, tokenType: at.tokenType })
+    record('token_exchange', {
+      clientId: client.clientId,
+      accountId: subject.accountId,
+      audience,
+      subjectJti: subject.jti,
+      tokenType: at.tokenType,
+    })
     // §2.2.1: access_token, issued_token_type and token_type REQUIRED, expires_in
     // RECOMMENDED, scope when it differs from the request (always sent here).
     ctx.body = {
@@ -185,7 +216,12 @@ export async function registerTokenExchange(provider: Provider, options: DevIdpT
 }
 
 /** The subject token, validated; §2.2.2 makes any problem with it invalid_request. */
-async function verifySubject(provider: Provider, client: Client, token: string, publicKey: Awaited<ReturnType<typeof importJWK>>): Promise<Subject> {
+async function verifySubject(
+  provider: Provider,
+  client: Client,
+  token: string,
+  publicKey: Awaited<ReturnType<typeof importJWK>>,
+): Promise<Subject> {
   const invalid = (why: string) => new errors.InvalidRequest(`subject_token ${why}`)
   if (token.split('.').length === 3) {
     // An RFC 9068 JWT access token (what this IdP issues with resource
@@ -214,7 +250,8 @@ async function verifySubject(provider: Provider, client: Client, token: string, 
   if (!at || !at.isValid) throw invalid('is invalid or expired')
   if (at.clientId !== client.clientId) throw invalid('was not issued to this client')
   const grant = await provider.Grant.find(at.grantId)
-  if (!grant || grant.accountId !== at.accountId || grant.clientId !== client.clientId) throw invalid('belongs to a grant that no longer exists')
+  if (!grant || grant.accountId !== at.accountId || grant.clientId !== client.clientId)
+    throw invalid('belongs to a grant that no longer exists')
   return { accountId: at.accountId, grantId: at.grantId, jkt: at.jkt, jti: at.jti }
 }
 
@@ -226,7 +263,10 @@ async function dpopThumbprint(ctx: KoaContextWithOIDC, provider: Provider): Prom
   let header: { jwk?: JWK }
   let claims: Record<string, unknown>
   try {
-    ;({ payload: claims, protectedHeader: header } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'] }))
+    ;({ payload: claims, protectedHeader: header } = await jwtVerify(proof, EmbeddedJWK, {
+      typ: 'dpop+jwt',
+      algorithms: ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'],
+    }))
   } catch {
     throw bad('signature')
   }

@@ -27,10 +27,11 @@ export async function handleInteraction(
     details = await provider.interactionDetails(req, res)
   } catch (err) {
     if (err instanceof errors.SessionNotFound) {
-      return sendHtml(res, 400, errorPage(
-        'This sign-in has expired',
-        'It was completed already or took too long. Go back to the application and sign in again.',
-      ))
+      return sendHtml(
+        res,
+        400,
+        errorPage('This sign-in has expired', 'It was completed already or took too long. Go back to the application and sign in again.'),
+      )
     }
     throw err
   }
@@ -49,10 +50,15 @@ export async function handleInteraction(
   if (action === '') return sendHtml(res, 200, loginPage(details, password))
 
   if (action === '/abort') {
-    return provider.interactionFinished(req, res, {
-      error: 'access_denied',
-      error_description: 'End-user cancelled the sign-in',
-    }, { mergeWithLastSubmission: false })
+    return provider.interactionFinished(
+      req,
+      res,
+      {
+        error: 'access_denied',
+        error_description: 'End-user cancelled the sign-in',
+      },
+      { mergeWithLastSubmission: false },
+    )
   }
 
   const form = await readForm(req)
@@ -60,15 +66,19 @@ export async function handleInteraction(
   const username = (form.get('username') ?? '').trim()
   const problem = checkCredentials(username, form.get('password') ?? '', password)
   if (problem) return sendHtml(res, 200, loginPage(details, password, problem, username))
-  return provider.interactionFinished(req, res, { login: { ...loginResult?.(username), accountId: username } }, { mergeWithLastSubmission: false })
+  return provider.interactionFinished(
+    req,
+    res,
+    { login: { ...loginResult?.(username), accountId: username } },
+    { mergeWithLastSubmission: false },
+  )
 }
 
 async function grantConsent(provider: Provider, details: Interaction): Promise<string> {
   const accountId = details.session?.accountId
   const clientId = details.params.client_id
   if (!accountId || typeof clientId !== 'string') throw new Error('consent prompt without account or client')
-  const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined)
-    ?? new provider.Grant({ accountId, clientId })
+  const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined) ?? new provider.Grant({ accountId, clientId })
   const missing = details.prompt.details as {
     missingOIDCScope?: string[]
     missingOIDCClaims?: string[]

@@ -48,7 +48,9 @@ export function loginPage(details: Interaction, password: string, error?: string
   const uid = escapeHtml(details.uid)
   const clientId = escapeHtml(String(details.params.client_id ?? ''))
   const scope = escapeHtml(String(details.params.scope ?? ''))
-  return page('Sign in', `<h1>Sign in</h1>
+  return page(
+    'Sign in',
+    `<h1>Sign in</h1>
 <p class="hint">Any username, password <strong>${escapeHtml(password)}</strong>.</p>
 ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 <form method="post" action="/interaction/${uid}/login">
@@ -62,19 +64,23 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 <button class="secondary" type="submit" formaction="/interaction/${uid}/abort" formnovalidate>Cancel</button>
 </div>
 </form>
-<p class="meta">Application: ${clientId}<br>Scope: ${scope}</p>`)
+<p class="meta">Application: ${clientId}<br>Scope: ${scope}</p>`,
+  )
 }
 
 export function logoutPage(form: string): string {
   // `form` is oidc-provider's own hidden form (id op.logoutForm, with its
   // xsrf token); the buttons submit it from outside.
-  return page('Sign out', `<h1>Sign out?</h1>
+  return page(
+    'Sign out',
+    `<h1>Sign out?</h1>
 <p>Do you want to sign out of the tokenward dev IdP?</p>
 ${form}
 <div class="actions">
 <button class="secondary" type="submit" form="op.logoutForm">Stay signed in</button>
 <button class="primary" type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Yes, sign me out</button>
-</div>`)
+</div>`,
+  )
 }
 
 export function loggedOutPage(): string {

@@ -84,12 +84,16 @@ export function createBff(options = {}) {
         headers.set(CSRF_HEADER, '1');
         const response = await send(input, { ...init, headers, credentials: 'same-origin' });
         if (response.status === 401 && (await errorOf(response)).error === 'login_required') {
+            ;
             (options.onLoginRequired ?? loginOnce)({ url: urlOf(input), returnTo: here() });
         }
         return response;
     }
     async function session({ slide = true } = {}) {
-        const response = await send(`${base}/auth/session${slide ? '' : '?slide=false'}`, { headers: authHeaders(), credentials: 'same-origin' });
+        const response = await send(`${base}/auth/session${slide ? '' : '?slide=false'}`, {
+            headers: authHeaders(),
+            credentials: 'same-origin',
+        });
         if (response.status === 401 && (await errorOf(response)).error === 'login_required')
             return null;
         if (!response.ok)
@@ -245,14 +249,22 @@ function isRecord(value) {
     return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 function isSession(value) {
-    return isRecord(value) && value.authenticated === true && typeof value.sub === 'string' && typeof value.sid === 'string' &&
-        isRecord(value.claims) && typeof value.expiresAt === 'number' && typeof value.idleExpiresAt === 'number';
+    return (isRecord(value) &&
+        value.authenticated === true &&
+        typeof value.sub === 'string' &&
+        typeof value.sid === 'string' &&
+        isRecord(value.claims) &&
+        typeof value.expiresAt === 'number' &&
+        typeof value.idleExpiresAt === 'number');
 }
 /** tokenward's JSON error body, read from a clone so the caller can still read the response. */
 async function errorOf(response) {
     if (!(response.headers.get('content-type') ?? '').includes('json'))
         return {};
-    const body = await response.clone().json().catch(() => undefined);
+    const body = await response
+        .clone()
+        .json()
+        .catch(() => undefined);
     if (!isRecord(body))
         return {};
     return {

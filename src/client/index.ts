@@ -21,9 +21,32 @@
  * @module
  */
 
-import type { Session, SessionEndReason, SessionEndedEvent, LoginRequired, FetchLike, LocationLike, EventSourceLike, EventSourceConstructor, BffOptions, Bff } from './types.js'
+import type {
+  Session,
+  SessionEndReason,
+  SessionEndedEvent,
+  LoginRequired,
+  FetchLike,
+  LocationLike,
+  EventSourceLike,
+  EventSourceConstructor,
+  BffOptions,
+  Bff,
+} from './types.js'
 
-export type { SessionClaims, Session, SessionEndReason, SessionEndedEvent, LoginRequired, FetchLike, LocationLike, EventSourceLike, EventSourceConstructor, BffOptions, Bff } from './types.js'
+export type {
+  SessionClaims,
+  Session,
+  SessionEndReason,
+  SessionEndedEvent,
+  LoginRequired,
+  FetchLike,
+  LocationLike,
+  EventSourceLike,
+  EventSourceConstructor,
+  BffOptions,
+  Bff,
+} from './types.js'
 
 export class BffRequestError extends Error {
   override name = 'BffRequestError'
@@ -93,17 +116,21 @@ export function createBff(options: BffOptions = {}): Bff {
     headers.set(CSRF_HEADER, '1')
     const response = await send(input, { ...init, headers, credentials: 'same-origin' })
     if (response.status === 401 && (await errorOf(response)).error === 'login_required') {
-      (options.onLoginRequired ?? loginOnce)({ url: urlOf(input), returnTo: here() })
+      ;(options.onLoginRequired ?? loginOnce)({ url: urlOf(input), returnTo: here() })
     }
     return response
   }
 
   async function session({ slide = true }: { readonly slide?: boolean } = {}): Promise<Session | null> {
-    const response = await send(`${base}/auth/session${slide ? '' : '?slide=false'}`, { headers: authHeaders(), credentials: 'same-origin' })
+    const response = await send(`${base}/auth/session${slide ? '' : '?slide=false'}`, {
+      headers: authHeaders(),
+      credentials: 'same-origin',
+    })
     if (response.status === 401 && (await errorOf(response)).error === 'login_required') return null
     if (!response.ok) throw await requestError(response)
     const body: unknown = await response.json().catch(() => undefined)
-    if (!isSession(body)) throw new BffRequestError('tokenward/client: /auth/session answered an unexpected body', response.status, 'invalid_response')
+    if (!isSession(body))
+      throw new BffRequestError('tokenward/client: /auth/session answered an unexpected body', response.status, 'invalid_response')
     return body
   }
 
@@ -125,7 +152,11 @@ export function createBff(options: BffOptions = {}): Bff {
       const redirectTo = isRecord(body) && typeof body.redirectTo === 'string' ? body.redirectTo : undefined
       // Never a javascript: or data: URL, whatever answered.
       if (redirectTo === undefined || !isHttpUrl(redirectTo)) {
-        throw new BffRequestError('tokenward/client: /auth/logout answered without a usable redirectTo', response.status, 'invalid_response')
+        throw new BffRequestError(
+          'tokenward/client: /auth/logout answered without a usable redirectTo',
+          response.status,
+          'invalid_response',
+        )
       }
       disconnect()
       location().assign(redirectTo)
@@ -252,14 +283,24 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function isSession(value: unknown): value is Session {
-  return isRecord(value) && value.authenticated === true && typeof value.sub === 'string' && typeof value.sid === 'string' &&
-    isRecord(value.claims) && typeof value.expiresAt === 'number' && typeof value.idleExpiresAt === 'number'
+  return (
+    isRecord(value) &&
+    value.authenticated === true &&
+    typeof value.sub === 'string' &&
+    typeof value.sid === 'string' &&
+    isRecord(value.claims) &&
+    typeof value.expiresAt === 'number' &&
+    typeof value.idleExpiresAt === 'number'
+  )
 }
 
 /** tokenward's JSON error body, read from a clone so the caller can still read the response. */
-async function errorOf(response: Response): Promise<{ error?: string, message?: string }> {
+async function errorOf(response: Response): Promise<{ error?: string; message?: string }> {
   if (!(response.headers.get('content-type') ?? '').includes('json')) return {}
-  const body: unknown = await response.clone().json().catch(() => undefined)
+  const body: unknown = await response
+    .clone()
+    .json()
+    .catch(() => undefined)
   if (!isRecord(body)) return {}
   return {
     ...(typeof body.error === 'string' ? { error: body.error } : {}),

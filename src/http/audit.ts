@@ -9,7 +9,10 @@ export function clientIp(c: Context<AppEnv>): string | undefined {
 }
 
 /** Who asked, as the audit trail records it: the client address and a bounded User-Agent. */
-export function requester(ip: string | undefined, userAgent: string | string[] | undefined): { ip: string | undefined; userAgent: string | undefined } {
+export function requester(
+  ip: string | undefined,
+  userAgent: string | string[] | undefined,
+): { ip: string | undefined; userAgent: string | undefined } {
   return { ip, userAgent: (Array.isArray(userAgent) ? userAgent.join(', ') : userAgent)?.slice(0, 256) }
 }
 

@@ -42,7 +42,12 @@ export function readBoundedBody(incoming: IncomingMessage, max: number, timeoutM
     const cut = () => new BffError('invalid_request', 'The request body was cut short.', { logDetail: 'client aborted the body' })
     // A body that trickles in is as costly as a large one: bounded in time too.
     const timer = setTimeout(
-      () => finish(new BffError('invalid_request', 'The request body took too long to arrive.', { logDetail: `body not complete after ${timeoutMs} ms` })),
+      () =>
+        finish(
+          new BffError('invalid_request', 'The request body took too long to arrive.', {
+            logDetail: `body not complete after ${timeoutMs} ms`,
+          }),
+        ),
       timeoutMs,
     )
     incoming.on('data', onData)

@@ -28,7 +28,11 @@ export function requestIdFrom(value: string | string[] | undefined): string | un
 }
 
 /** Opens the context of one request from Node's parsed request line and headers. */
-export function openRequest(deps: Pick<Deps, 'logger' | 'clientAddress'>, headers: IncomingHttpHeaders, peer: string | undefined): RequestContext {
+export function openRequest(
+  deps: Pick<Deps, 'logger' | 'clientAddress'>,
+  headers: IncomingHttpHeaders,
+  peer: string | undefined,
+): RequestContext {
   const requestId = requestIdFrom(headers['x-request-id']) ?? randomUUID()
   return { requestId, log: lazyChild(deps.logger, { requestId }), client: deps.clientAddress(peer, headers) }
 }

@@ -63,7 +63,8 @@ export function writeError(outgoing: ServerResponse, err: unknown, extraHeaders:
  */
 export function endSocket(socket: Duplex, status: number, headers: Record<string, string>, body = ''): void {
   const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`]
-  for (const [name, value] of Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' })) lines.push(`${name}: ${value}`)
+  for (const [name, value] of Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' }))
+    lines.push(`${name}: ${value}`)
   socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy())
 }
 

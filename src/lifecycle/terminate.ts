@@ -5,7 +5,10 @@ import { classifyIdpError, describe } from '../oidc/idp-errors.js'
 import type { Session, SessionManager } from '../session/sessions.js'
 import type { SessionEventBus } from '../store/types.js'
 
-export type EndReason = Extract<AuditEvent, 'logout' | 'backchannel_logout' | 'session_revoked' | 'refresh_token_rejected' | 'refresh_failed' | 'session_expired'>
+export type EndReason = Extract<
+  AuditEvent,
+  'logout' | 'backchannel_logout' | 'session_revoked' | 'refresh_token_rejected' | 'refresh_failed' | 'session_expired'
+>
 
 export interface EndResult {
   /** true: revoked now; 'queued': the first attempt failed and retries are scheduled; false: nothing to revoke. */
@@ -74,7 +77,10 @@ export class SessionTerminator {
     if (failure === 'refused') {
       this.#o.logger.warn({ sid, reason: describe(err) }, 'refresh token revocation refused by the identity provider; not retried')
     } else {
-      this.#o.logger.error({ sid, reason: describe(err) }, 'refresh token revocation failed: unexpected error (a bug or a misconfiguration); not retried')
+      this.#o.logger.error(
+        { sid, reason: describe(err) },
+        'refresh token revocation failed: unexpected error (a bug or a misconfiguration); not retried',
+      )
     }
     return true
   }
@@ -111,7 +117,8 @@ export class SessionTerminator {
 
   /** Drops pending retries (shutdown), saying how many were dropped. */
   close(): void {
-    if (this.#retries.size > 0) this.#o.logger.warn({ dropped: this.#retries.size }, 'shutting down with refresh token revocations still to retry')
+    if (this.#retries.size > 0)
+      this.#o.logger.warn({ dropped: this.#retries.size }, 'shutting down with refresh token revocations still to retry')
     for (const t of this.#retries) clearTimeout(t)
     this.#retries.clear()
   }

@@ -26,15 +26,18 @@ export async function watchSession(deps: WatchDeps, session: Session, onEnd: (re
   const stopListening = await deps.events.listen(session.sid, (e) => end(e.reason))
   const stopOnClose = deps.events.onClose(() => end('shutdown'))
   const check = (at: number) => {
-    timer = setTimeout(async () => {
-      try {
-        const r = await deps.store.records.read(session.sid, { slideMs: 0, now: deps.now() })
-        if (!r) return end('session_expired')
-        check(Math.min(r.entry.absExp, deps.now() + r.ttlMs))
-      } catch {
-        check(deps.now() + 5000) // the store is down: look again shortly, keep the connection
-      }
-    }, Math.max(100, at - deps.now() + 100))
+    timer = setTimeout(
+      async () => {
+        try {
+          const r = await deps.store.records.read(session.sid, { slideMs: 0, now: deps.now() })
+          if (!r) return end('session_expired')
+          check(Math.min(r.entry.absExp, deps.now() + r.ttlMs))
+        } catch {
+          check(deps.now() + 5000) // the store is down: look again shortly, keep the connection
+        }
+      },
+      Math.max(100, at - deps.now() + 100),
+    )
     timer.unref()
   }
   const stop = () => {

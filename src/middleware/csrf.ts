@@ -35,7 +35,10 @@ export function csrfProblem(headers: IncomingHttpHeaders, publicOrigin: string, 
 const REFUSALS: Record<CsrfRule, { message: string; reason: (problem: string) => string }> = {
   api: { message: 'This request must come from the application itself (X-CSRF: 1, same origin).', reason: (p) => p },
   stream: { message: 'The event stream is for the application itself.', reason: (p) => `cross-site event stream: ${p}` },
-  websocket: { message: 'WebSocket connections must come from the application itself.', reason: (p) => `websocket handshake from another origin: ${p}` },
+  websocket: {
+    message: 'WebSocket connections must come from the application itself.',
+    reason: (p) => `websocket handshake from another origin: ${p}`,
+  },
 }
 
 /** Counts, audits and refuses a request that failed the CSRF checks of `rule`. */
@@ -50,6 +53,11 @@ export function refuseCsrf(deps: Pick<Deps, 'metrics'>, log: Logger, rule: CsrfR
 export function checkCsrf(c: Context<AppEnv>, deps: Deps, rule: CsrfRule = 'api'): void {
   const problem = csrfProblem(requestHeaders(c), deps.config.publicOrigin, rule)
   if (problem) {
-    refuseCsrf(deps, c.get('log'), rule, problem, { ...requester(clientIp(c), header(c, 'user-agent')), outcome: 'failure', method: c.req.method, path: c.req.path })
+    refuseCsrf(deps, c.get('log'), rule, problem, {
+      ...requester(clientIp(c), header(c, 'user-agent')),
+      outcome: 'failure',
+      method: c.req.method,
+      path: c.req.path,
+    })
   }
 }

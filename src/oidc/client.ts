@@ -111,17 +111,11 @@ export class OidcClient {
       if (c.allowHttp) execute.push(oidc.allowInsecureRequests)
       // Discovery compares the returned `issuer` with the configured one exactly
       // (OpenID Connect Discovery §4.3; security model S5).
-      const configuration = await oidc.discovery(
-        new URL(c.issuer),
-        c.clientId,
-        undefined,
-        auth,
-        {
-          execute,
-          timeout: this.#options.timeout ?? 10,
-          ...(this.#options.customFetch ? { [oidc.customFetch]: this.#options.customFetch } : {}),
-        },
-      )
+      const configuration = await oidc.discovery(new URL(c.issuer), c.clientId, undefined, auth, {
+        execute,
+        timeout: this.#options.timeout ?? 10,
+        ...(this.#options.customFetch ? { [oidc.customFetch]: this.#options.customFetch } : {}),
+      })
       if (this.#options.customFetch) configuration[oidc.customFetch] = this.#options.customFetch
       configuration.timeout = this.#options.timeout ?? 10
       if (c.dpop.enabled) {
@@ -156,7 +150,12 @@ export class OidcClient {
    * (effectiveAuthParams: BFF_AUTH_PARAMS with the request's, floors applied),
    * the same for the front channel and a pushed request.
    */
-  async authorizationUrl(params: { state: string; nonce: string; codeChallenge: string; authParams: ReadonlyArray<readonly [string, string]> }): Promise<URL> {
+  async authorizationUrl(params: {
+    state: string
+    nonce: string
+    codeChallenge: string
+    authParams: ReadonlyArray<readonly [string, string]>
+  }): Promise<URL> {
     const configuration = await this.configuration()
     const p = new URLSearchParams(params.authParams as Array<[string, string]>)
     p.set('redirect_uri', this.#config.redirectUri)
@@ -201,10 +200,7 @@ export class OidcClient {
    * advertises it), the ID token's iss/aud/azp/exp/nonce and signature. The
    * callback URL is rebuilt from BFF_PUBLIC_URL, never from the Host header.
    */
-  async authorizationCodeGrant(
-    search: string,
-    checks: { codeVerifier: string; state: string; nonce: string },
-  ): Promise<TokenResult> {
+  async authorizationCodeGrant(search: string, checks: { codeVerifier: string; state: string; nonce: string }): Promise<TokenResult> {
     const configuration = await this.configuration()
     const currentUrl = new URL(`${this.#config.redirectUri}${search}`)
     const r = await oidc.authorizationCodeGrant(

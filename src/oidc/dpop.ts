@@ -32,12 +32,16 @@ export class DpopKey {
   static async load(raw: string | undefined, logger: Logger): Promise<DpopKey> {
     let keyPair: KeyPair
     if (!raw) {
-      logger.warn('BFF_DPOP=true without BFF_DPOP_KEY: a DPoP key was generated for this process; access tokens bound to it stop working when the process restarts; set BFF_DPOP_KEY, the same on every instance')
+      logger.warn(
+        'BFF_DPOP=true without BFF_DPOP_KEY: a DPoP key was generated for this process; access tokens bound to it stop working when the process restarts; set BFF_DPOP_KEY, the same on every instance',
+      )
       keyPair = (await generateKeyPair(ALG, { extractable: false })) as KeyPair
     } else {
       const text = raw.trim()
       const pem = text.startsWith('{')
-        ? createPrivateKey({ key: JSON.parse(text) as Record<string, unknown> as never, format: 'jwk' }).export({ format: 'pem', type: 'pkcs8' }).toString()
+        ? createPrivateKey({ key: JSON.parse(text) as Record<string, unknown> as never, format: 'jwk' })
+            .export({ format: 'pem', type: 'pkcs8' })
+            .toString()
         : createPrivateKey(text).export({ format: 'pem', type: 'pkcs8' }).toString()
       const publicPem = createPublicKey(pem).export({ format: 'jwk' }) as JWK
       keyPair = {

@@ -94,7 +94,12 @@ function causeChain(err: unknown): unknown[] {
 }
 
 function isHttpResponse(e: unknown): e is { status: number } {
-  return typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'number' && typeof (e as { headers?: unknown }).headers === 'object'
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof (e as { status?: unknown }).status === 'number' &&
+    typeof (e as { headers?: unknown }).headers === 'object'
+  )
 }
 
 export function classifyIdpError(err: unknown): IdpFailure {

@@ -89,7 +89,10 @@ function configuredValue(configured: ReadonlyArray<readonly [string, string]>, k
  *
  * Returns a 400 invalid_request for a malformed or weakening request. Pure.
  */
-export function effectiveAuthParams(configured: ReadonlyArray<readonly [string, string]>, requested: RequestedLoginParams): EffectiveAuthParams | BffError {
+export function effectiveAuthParams(
+  configured: ReadonlyArray<readonly [string, string]>,
+  requested: RequestedLoginParams,
+): EffectiveAuthParams | BffError {
   const refuse = (message: string) => new BffError('invalid_request', `${message}.`, { logDetail: `login parameters refused: ${message}` })
 
   // Configuration was validated by loadConfig; a malformed value here is ignored rather than trusted.
@@ -124,7 +127,8 @@ export function effectiveAuthParams(configured: ReadonlyArray<readonly [string, 
 
   let prompt: string[] | undefined
   if (confPrompt?.includes('login')) {
-    if (reqPrompt?.includes('none')) return refuse('prompt=none is not allowed: this deployment always requires the user to sign in again (prompt=login)')
+    if (reqPrompt?.includes('none'))
+      return refuse('prompt=none is not allowed: this deployment always requires the user to sign in again (prompt=login)')
     prompt = [...new Set([...confPrompt, ...(reqPrompt ?? [])])]
   } else {
     prompt = reqPrompt ?? confPrompt
@@ -172,14 +176,19 @@ export const AUTH_TIME_SKEW_SECONDS = 60
  * - `max_age` asked: `auth_time` is REQUIRED (OIDC Core §3.1.2.1, §2) and at
  *   most max_age (+ skew) seconds old, and not in the future beyond the skew.
  */
-export function authenticationShortfall(asked: AskedAuthentication, claims: { readonly acr?: unknown; readonly auth_time?: unknown }, nowSeconds: number): string | undefined {
+export function authenticationShortfall(
+  asked: AskedAuthentication,
+  claims: { readonly acr?: unknown; readonly auth_time?: unknown },
+  nowSeconds: number,
+): string | undefined {
   if (asked.acrValues?.length && claims.acr !== undefined) {
     if (typeof claims.acr !== 'string' || !asked.acrValues.includes(claims.acr)) {
       return `ID token acr ${JSON.stringify(String(claims.acr)).slice(0, 100)} is not one of the requested acr_values`
     }
   }
   if (asked.maxAge !== undefined) {
-    if (typeof claims.auth_time !== 'number' || !Number.isFinite(claims.auth_time)) return 'ID token has no auth_time although max_age was requested'
+    if (typeof claims.auth_time !== 'number' || !Number.isFinite(claims.auth_time))
+      return 'ID token has no auth_time although max_age was requested'
     const age = nowSeconds - claims.auth_time
     if (age > asked.maxAge + AUTH_TIME_SKEW_SECONDS) return `ID token auth_time is ${age} s old, more than max_age=${asked.maxAge}`
     if (age < -AUTH_TIME_SKEW_SECONDS) return 'ID token auth_time is in the future'

@@ -52,7 +52,8 @@ function directives(value: string): Array<string | undefined> {
   }
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i)
-    if (quoted && c === 0x5c) i++ // quoted-pair
+    if (quoted && c === 0x5c)
+      i++ // quoted-pair
     else if (c === 0x22) quoted = !quoted
     else if (c === 0x2c && !quoted) {
       push(i)

@@ -8,7 +8,7 @@ import { SCOPE_TOKEN_LIST_RE } from '../protocol.js'
 type Field = string | string[] | undefined
 
 function joined(header: Field): string {
-  return Array.isArray(header) ? header.join(', ') : header ?? ''
+  return Array.isArray(header) ? header.join(', ') : (header ?? '')
 }
 
 /** RFC 6750 §3.1 (and RFC 9449 §7.1 for DPoP): the resource server says the token is expired, revoked or malformed. */

@@ -48,7 +48,6 @@ export async function upstreamCredentials(
   }
   if (!token) return { authorization: undefined, dpopProof: undefined, session }
   const dpop = deps.oidc.dpop
-  const dpopProof =
-    dpop && token.type.toLowerCase() === 'dpop' ? await dpop.proof(request.method, request.target, token.token) : undefined
+  const dpopProof = dpop && token.type.toLowerCase() === 'dpop' ? await dpop.proof(request.method, request.target, token.token) : undefined
   return { authorization: authorizationHeader(token.type, token.token), dpopProof, session }
 }

@@ -30,9 +30,17 @@ export function createProxyEntry(deps: Deps): ProxyEntry {
    * Runs `serve` (which answers, refusals included) in the request's server
    * span when tracing is on, then counts the request with its `status`.
    */
-  const served = (incoming: IncomingMessage, rc: RequestContext, route: string, serve: () => Promise<void>, status: () => number): Promise<void> => {
+  const served = (
+    incoming: IncomingMessage,
+    rc: RequestContext,
+    route: string,
+    serve: () => Promise<void>,
+    status: () => number,
+  ): Promise<void> => {
     const method = incoming.method ?? 'GET'
-    const answered = tracingEnabled() ? serverSpan(incoming.headers, method, route, rc.requestId, serve, () => ({ route, status: status() })) : serve()
+    const answered = tracingEnabled()
+      ? serverSpan(incoming.headers, method, route, rc.requestId, serve, () => ({ route, status: status() }))
+      : serve()
     return answered.then(() => countRequest(deps, route, method, status()))
   }
 

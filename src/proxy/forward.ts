@@ -127,7 +127,14 @@ function dispatch(o: ForwardOptions, body: Buffer | UploadBody | null): Promise<
     }
 
     poolFor(o.upstream).dispatch(
-      { origin: o.upstream.origin, path: o.path, method: o.method, headers: headers as Record<string, string | string[]>, body, blocking: false },
+      {
+        origin: o.upstream.origin,
+        path: o.path,
+        method: o.method,
+        headers: headers as Record<string, string | string[]>,
+        body,
+        blocking: false,
+      },
       {
         onConnect(abortRequest: (err?: Error) => void) {
           abort = abortRequest
@@ -176,7 +183,10 @@ function dispatch(o: ForwardOptions, body: Buffer | UploadBody | null): Promise<
           if (!settled) {
             // The body's own problem (too large, stalled, cut short) whatever undici made of it.
             const problem = upload?.problem ?? (err instanceof BffError ? err : undefined)
-            return fail(problem ?? new BffError('upstream_unavailable', 'The upstream API could not be reached.', { cause: err, logDetail: err.message }))
+            return fail(
+              problem ??
+                new BffError('upstream_unavailable', 'The upstream API could not be reached.', { cause: err, logDetail: err.message }),
+            )
           }
           // The body broke off midway (or the browser left): the browser must not
           // take a truncated body for a complete one.

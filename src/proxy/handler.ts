@@ -72,7 +72,7 @@ export function createProxyHandler(deps: Deps): ProxyHandler {
     const forwarded = { for: rc.client.forwardedFor, proto, host }
     let refreshed = false
     let nonceRetried = false
-    for (let force = false; ; ) {
+    for (let force = false; ;) {
       const credentials = await upstreamCredentials(deps, route, session, {
         method,
         force,
@@ -105,7 +105,8 @@ export function createProxyHandler(deps: Deps): ProxyHandler {
       const replayable = !hasBody && REPLAYABLE_METHODS.has(method)
       const challenge = res.headers['www-authenticate']
       // RFC 9449 §9: the upstream wants a DPoP nonce; the next proof carries it.
-      const newNonce = dpopProof !== undefined && deps.oidc.dpop!.rememberNonce(route.upstream.origin, firstValue(res.headers['dpop-nonce']))
+      const newNonce =
+        dpopProof !== undefined && deps.oidc.dpop!.rememberNonce(route.upstream.origin, firstValue(res.headers['dpop-nonce']))
       if (res.statusCode === 401 && newNonce && !nonceRetried && replayable && dpopNonceChallenge(challenge)) {
         res.discard()
         nonceRetried = true
@@ -141,7 +142,9 @@ export function createProxyHandler(deps: Deps): ProxyHandler {
       // One user's answer: never storable by a shared cache (see privateCacheControl).
       res.pipe(
         outgoing,
-        session ? { 'x-request-id': rc.requestId, 'cache-control': privateCacheControl(res.headers['cache-control']) } : { 'x-request-id': rc.requestId },
+        session
+          ? { 'x-request-id': rc.requestId, 'cache-control': privateCacheControl(res.headers['cache-control']) }
+          : { 'x-request-id': rc.requestId },
       )
       return
     }

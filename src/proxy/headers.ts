@@ -63,9 +63,14 @@ function connectionListed(headers: { connection?: string | string[] | number | u
   const v = Array.isArray(field) ? field.join(',') : field === undefined ? undefined : String(field)
   // The common values name no other header: skip the split.
   if (!v || v === 'keep-alive' || v === 'close' || v === 'Keep-Alive') return NONE
-  return new Set(v.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean))
+  return new Set(
+    v
+      .toLowerCase()
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
 }
-
 
 /** Copies raw header lines into a prototype-free object (a field named `__proto__` or `constructor` is just a field). */
 export function copyHeaders(raw: string[], skip: (name: string) => boolean, into: OutgoingHttpHeaders): OutgoingHttpHeaders {
@@ -96,7 +101,12 @@ export function outboundHeaders(o: ForwardOptions): OutgoingHttpHeaders {
   const ours = new Set(Object.keys(out))
   copyHeaders(
     o.incoming.rawHeaders,
-    (name) => REQUEST_DROP.has(name) || name.startsWith('proxy') || listed.has(name) || ours.has(name) || (o.traceHeaders !== undefined && (name === 'traceparent' || name === 'tracestate')),
+    (name) =>
+      REQUEST_DROP.has(name) ||
+      name.startsWith('proxy') ||
+      listed.has(name) ||
+      ours.has(name) ||
+      (o.traceHeaders !== undefined && (name === 'traceparent' || name === 'tracestate')),
     out,
   )
   if (!o.hasBody) delete out['content-length']

@@ -47,7 +47,10 @@ const PLAIN_QUERY = /^(?:\?[\x21\x24-\x26\x28-\x3b\x3d\x3f-\x7e]+)?$/
 export function normaliseSegment(decoded: string): string {
   const nfkc = decoded.normalize('NFKC')
   const semi = nfkc.indexOf(';')
-  return (semi < 0 ? nfkc : nfkc.slice(0, semi)).replace(/\u0130/g, 'i').toUpperCase().toLowerCase()
+  return (semi < 0 ? nfkc : nfkc.slice(0, semi))
+    .replace(/\u0130/g, 'i')
+    .toUpperCase()
+    .toLowerCase()
 }
 
 /** Whether normalised `path` lies under one of `prefixes` (normalised too), on whole segments. */
@@ -61,7 +64,11 @@ function underAny(prefixes: readonly string[], path: string): boolean {
  */
 function normaliseRest(rest: string): string {
   if (rest === '') return ''
-  return `/${rest.slice(1).split('/').map((seg) => normaliseSegment(decodeURIComponent(seg))).join('/')}`.replace(/\/{2,}/g, '/')
+  return `/${rest
+    .slice(1)
+    .split('/')
+    .map((seg) => normaliseSegment(decodeURIComponent(seg)))
+    .join('/')}`.replace(/\/{2,}/g, '/')
 }
 
 /** The route whose prefix matches whole path segments of `path`, most specific first. */

@@ -18,7 +18,13 @@ export const POOL_CONNECTIONS = 512
 export function poolFor(upstream: URL): Pool {
   let pool = pools.get(upstream.origin)
   if (!pool) {
-    pool = new Pool(upstream.origin, { connections: POOL_CONNECTIONS, keepAliveTimeout: 4000, keepAliveMaxTimeout: 4000, bodyTimeout: 0, headersTimeout: 0 })
+    pool = new Pool(upstream.origin, {
+      connections: POOL_CONNECTIONS,
+      keepAliveTimeout: 4000,
+      keepAliveMaxTimeout: 4000,
+      bodyTimeout: 0,
+      headersTimeout: 0,
+    })
     pools.set(upstream.origin, pool)
   }
   return pool

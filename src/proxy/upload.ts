@@ -52,7 +52,8 @@ function idleMs(timeoutMs: number): number {
 }
 
 export const cutShort = () => new BffError('invalid_request', 'The request body was cut short.', { logDetail: 'client aborted' })
-const tooLarge = (max: number) => new BffError('payload_too_large', 'The request body is too large for this route.', { logDetail: `over ${max} bytes` })
+const tooLarge = (max: number) =>
+  new BffError('payload_too_large', 'The request body is too large for this route.', { logDetail: `over ${max} bytes` })
 
 /**
  * A body of declared length received whole, within `deadlineMs`. Node's parser
@@ -144,7 +145,11 @@ export class UploadBody extends Readable {
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     clearTimeout(this.#idle)
     const incoming = this.#incoming
-    incoming.removeListener('data', this.#onData).removeListener('end', this.#onEnd).removeListener('error', this.#onBroken).removeListener('close', this.#onBroken)
+    incoming
+      .removeListener('data', this.#onData)
+      .removeListener('end', this.#onEnd)
+      .removeListener('error', this.#onBroken)
+      .removeListener('close', this.#onBroken)
     // A body tokenward cut is not read further (the answer closes the
     // connection); otherwise what is left is read and dropped, as Node itself
     // does with a body nobody read, so the connection stays usable.
@@ -200,7 +205,10 @@ function streamedBody(o: ForwardOptions): UploadBody {
     // RFC 6585 §4: too many requests, with how long to wait.
     throw new BffError('rate_limited', 'Too many uploads are under way; try again shortly.', {
       retryAfter: STREAM_RETRY_AFTER,
-      logDetail: (streamsByClient.get(client) ?? 0) >= STREAMS_PER_CLIENT ? `over ${STREAMS_PER_CLIENT} streaming uploads from ${client}` : `over ${STREAMS_PER_UPSTREAM} streaming uploads to ${origin}`,
+      logDetail:
+        (streamsByClient.get(client) ?? 0) >= STREAMS_PER_CLIENT
+          ? `over ${STREAMS_PER_CLIENT} streaming uploads from ${client}`
+          : `over ${STREAMS_PER_UPSTREAM} streaming uploads to ${origin}`,
     })
   }
   count(streamsByClient, client, 1)

@@ -24,7 +24,14 @@ import type { RouteMatch } from './paths.js'
  * connection is closed when the session ends. Resolves with the status the
  * browser got (101, or the upstream's refusal); refusals before that are thrown.
  */
-export async function proxyWebSocket(deps: Deps, req: IncomingMessage, socket: Duplex, head: Buffer, match: RouteMatch, rc: RequestContext): Promise<number> {
+export async function proxyWebSocket(
+  deps: Deps,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  match: RouteMatch,
+  rc: RequestContext,
+): Promise<number> {
   const { config } = deps
   // As for HTTP: a path that escapes its prefix or falls under another route once normalised.
   if (match.kind === 'refused') throw new BffError('invalid_request', 'The request path is not allowed.', { logDetail: match.reason })
@@ -33,7 +40,12 @@ export async function proxyWebSocket(deps: Deps, req: IncomingMessage, socket: D
   }
   const { route, target } = match
   const csrf = csrfProblem(req.headers, config.publicOrigin, 'websocket')
-  if (csrf) refuseCsrf(deps, rc.log, 'websocket', csrf, { ...requester(rc.client.client, req.headers['user-agent']), outcome: 'failure', path: route.prefix })
+  if (csrf)
+    refuseCsrf(deps, rc.log, 'websocket', csrf, {
+      ...requester(rc.client.client, req.headers['user-agent']),
+      outcome: 'failure',
+      path: route.prefix,
+    })
 
   let session = await routeSession(deps, route.token, req.headers.cookie)
   const credentials = await upstreamCredentials(deps, route, session, { method: 'GET', target })

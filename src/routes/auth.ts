@@ -72,7 +72,10 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
       case 'refused':
         return refused()
       default:
-        c.get('log').error({ reason: describe(err), where }, 'unexpected error talking to the identity provider (a bug or a misconfiguration)')
+        c.get('log').error(
+          { reason: describe(err), where },
+          'unexpected error talking to the identity provider (a bug or a misconfiguration)',
+        )
         return idpBug(err, where)
     }
   }
@@ -100,7 +103,18 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     } catch (err) {
       if (err instanceof BffError) return loginFailed(c, err)
       // A pushed request the IdP refused is a failed sign-in (400); a bug, 500.
-      return loginFailed(c, idpFailure(c, err, 'authorization request', () => new BffError('invalid_request', 'The identity provider refused the sign-in request.', { logDetail: `authorization request refused: ${describe(err)}` })))
+      return loginFailed(
+        c,
+        idpFailure(
+          c,
+          err,
+          'authorization request',
+          () =>
+            new BffError('invalid_request', 'The identity provider refused the sign-in request.', {
+              logDetail: `authorization request refused: ${describe(err)}`,
+            }),
+        ),
+      )
     }
     await deps.transactions.put(txHandle, state, {
       codeVerifier,
@@ -115,7 +129,10 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     const sealed = await deps.cookies.seal({ t: txHandle }, TRANSACTION_TTL_SECONDS)
     // Lax, not Strict: the cookie must come back on the IdP's cross-site
     // redirect to the callback (security model S15).
-    c.header('set-cookie', serializeCookie(config, config.cookie.transactionName, sealed, { maxAge: TRANSACTION_TTL_SECONDS, sameSite: 'Lax' }))
+    c.header(
+      'set-cookie',
+      serializeCookie(config, config.cookie.transactionName, sealed, { maxAge: TRANSACTION_TTL_SECONDS, sameSite: 'Lax' }),
+    )
     noStore(c)
     c.header('referrer-policy', 'no-referrer')
     return c.redirect(url.href, 302)
@@ -144,7 +161,12 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     try {
       issProblem = await deps.oidc.authorizationResponseIssuerProblem(callbackParams)
     } catch (err) {
-      return loginFailed(c, err instanceof BffError ? err : idpFailure(c, err, 'callback', () => new IdpUnavailableError({ cause: err, logDetail: describe(err) })))
+      return loginFailed(
+        c,
+        err instanceof BffError
+          ? err
+          : idpFailure(c, err, 'callback', () => new IdpUnavailableError({ cause: err, logDetail: describe(err) })),
+      )
     }
     if (issProblem) return fail(issProblem)
 
@@ -171,7 +193,15 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
       if (err instanceof BffError) return loginFailed(c, err)
       return loginFailed(
         c,
-        idpFailure(c, err, 'code exchange', () => new BffError('invalid_request', 'The sign-in could not be completed. Please start again.', { logDetail: `code exchange or ID token validation failed: ${describe(err)}` })),
+        idpFailure(
+          c,
+          err,
+          'code exchange',
+          () =>
+            new BffError('invalid_request', 'The sign-in could not be completed. Please start again.', {
+              logDetail: `code exchange or ID token validation failed: ${describe(err)}`,
+            }),
+        ),
       )
     }
     const claims = tokens.idClaims
@@ -188,7 +218,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     if (aud.length !== 1 || aud[0] !== config.clientId) return fail('ID token has an audience other than tokenward')
     // Core §3.1.3.7 step 5: an `azp` that is present must be our client id, with
     // a single audience too (openid-client checks it only for several audiences).
-    if (claims.azp !== undefined && claims.azp !== config.clientId) return fail('ID token azp is not tokenward\'s client id')
+    if (claims.azp !== undefined && claims.azp !== config.clientId) return fail("ID token azp is not tokenward's client id")
     // The authentication asked for (acr_values, max_age; BFF_AUTH_PARAMS floors
     // and step-up alike) must be the one the ID token shows.
     const shortfall = authenticationShortfall({ acrValues: tx.acrValues, maxAge: tx.maxAge }, claims, nowSec)
@@ -222,7 +252,10 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     }
     const { handle, session } = await deps.sessions.create(data)
     const sealed = await deps.cookies.seal({ h: handle }, config.session.maxAge)
-    c.header('set-cookie', serializeCookie(config, config.cookie.name, sealed, { maxAge: (session.absExp - now) / 1000, sameSite: config.cookie.sameSite }))
+    c.header(
+      'set-cookie',
+      serializeCookie(config, config.cookie.name, sealed, { maxAge: (session.absExp - now) / 1000, sameSite: config.cookie.sameSite }),
+    )
     auditFor(c, 'login', { outcome: 'success', sub: data.sub, sid: session.sid })
     noStore(c)
     // 303 to the app: the code leaves the address bar and the Referer (RFC 9700 §4.2.4).
@@ -251,7 +284,10 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
   /** Ends the session everywhere and answers where the browser goes next. */
   const endSession = async (c: Ctx, session: Session): Promise<string> => {
     await deps.terminator.end(session, 'logout', { audit: requester(clientIp(c), header(c, 'user-agent')) })
-    return deps.oidc.endSessionUrl({ postLogoutRedirectUri: config.postLogoutRedirect, idTokenHint: session.data.idToken }) ?? config.postLogoutRedirect
+    return (
+      deps.oidc.endSessionUrl({ postLogoutRedirectUri: config.postLogoutRedirect, idTokenHint: session.data.idToken }) ??
+      config.postLogoutRedirect
+    )
   }
 
   const clearSessionCookie = (c: Ctx) => {

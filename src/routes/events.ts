@@ -32,7 +32,10 @@ export function eventRoutes(deps: Deps): Hono<AppEnv> {
     if (!session) throw new BffError('login_required', 'No active session.')
     const streams = open.get(session.sid) ?? 0
     if (streams >= MAX_STREAMS_PER_SESSION) {
-      throw new BffError('rate_limited', 'Too many open event streams for this session.', { retryAfter: 5, logDetail: `${streams} streams open` })
+      throw new BffError('rate_limited', 'Too many open event streams for this session.', {
+        retryAfter: 5,
+        logDetail: `${streams} streams open`,
+      })
     }
     open.set(session.sid, streams + 1)
     const release = () => {

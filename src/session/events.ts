@@ -37,7 +37,10 @@ export class SessionEventHub {
         },
         onInvalidate: (sid) => this.#sessions?.invalidate(sid),
         onTrackingUnavailable: (reason) =>
-          this.#logger.warn({ reason }, 'Redis cannot track reads (CLIENT TRACKING, Redis 6+): sessions are read from Redis on every request'),
+          this.#logger.warn(
+            { reason },
+            'Redis cannot track reads (CLIENT TRACKING, Redis 6+): sessions are read from Redis on every request',
+          ),
       })
       .catch((err: unknown) => {
         this.#subscription = undefined
@@ -107,7 +110,10 @@ export class SessionEventHub {
     if (!pending) return
     // A subscription still connecting (Redis down) is not waited for long: it
     // ends itself when it connects, and the store's close() drops its socket.
-    const unsubscribed = pending.then((unsubscribe) => unsubscribe(), () => {})
+    const unsubscribed = pending.then(
+      (unsubscribe) => unsubscribe(),
+      () => {},
+    )
     let timer: NodeJS.Timeout | undefined
     await Promise.race([unsubscribed, new Promise<void>((resolve) => (timer = setTimeout(resolve, 500).unref()))])
     clearTimeout(timer)

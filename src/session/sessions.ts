@@ -224,11 +224,20 @@ export class SessionManager {
     const { entry, ttlMs } = r
     const cached = this.#opened.get(sid)
     let data: SessionData
-    if (cached && cached.entry.version === entry.version && cached.entry.absExp === entry.absExp && cached.entry.payload.equals(entry.payload)) {
+    if (
+      cached &&
+      cached.entry.version === entry.version &&
+      cached.entry.absExp === entry.absExp &&
+      cached.entry.payload.equals(entry.payload)
+    ) {
       data = cached.session.data
     } else {
       try {
-        data = Object.freeze(upgradeSessionData(JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData))
+        data = Object.freeze(
+          upgradeSessionData(
+            JSON.parse(this.#keyring.open(entry.payload, binding(sid, entry.version, entry.absExp)).toString('utf8')) as SessionData,
+          ),
+        )
       } catch (err) {
         if (err instanceof DecryptError || err instanceof SyntaxError) {
           this.#opened.delete(sid)
@@ -247,13 +256,22 @@ export class SessionManager {
 
   /** Compare-and-set: succeeds only if nobody replaced the session since it was read. */
   async replace(session: Session, data: SessionData): Promise<{ result: ReplaceResult; session: Session }> {
-    const absExp = Math.min(session.absExp, this.absoluteExpiry({ createdAt: data.createdAt, refreshTokenExpiresAt: data.refreshTokenExpiresAt }))
+    const absExp = Math.min(
+      session.absExp,
+      this.absoluteExpiry({ createdAt: data.createdAt, refreshTokenExpiresAt: data.refreshTokenExpiresAt }),
+    )
     const version = session.version + 1
     const entry = this.#seal(session.sid, version, absExp, data)
     const started = this.#now()
     const seen = this.#invalidations
     const result = await this.#records.replace(session.sid, session.version, entry, absExp - started)
-    const updated: Session = Object.freeze({ ...session, version, absExp, idleExp: Math.min(session.idleExp, absExp), data: Object.freeze(data) })
+    const updated: Session = Object.freeze({
+      ...session,
+      version,
+      absExp,
+      idleExp: Math.min(session.idleExp, absExp),
+      data: Object.freeze(data),
+    })
     // This instance's next request uses the new tokens without reading them
     // back (the compare-and-set read the key, so Redis tracks it for us).
     if (result === 'ok') this.#opened.set(session.sid, { entry, session: updated, validUntil: this.#validUntil(started, seen, updated) })

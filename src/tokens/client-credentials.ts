@@ -63,7 +63,10 @@ export class ClientTokenService {
       this.#cache.delete(key)
       const failure = classifyIdpError(err)
       if (failure === 'unavailable') {
-        this.#logger.warn({ reason: describe(err), resource: request.resource }, 'client credentials grant failed: identity provider unavailable')
+        this.#logger.warn(
+          { reason: describe(err), resource: request.resource },
+          'client credentials grant failed: identity provider unavailable',
+        )
         throw new IdpUnavailableError({ cause: err, logDetail: `client credentials: ${describe(err)}` })
       }
       // The IdP refused tokenward's own grant (invalid_client, invalid_scope,
@@ -71,7 +74,10 @@ export class ClientTokenService {
       // misconfiguration the browser's user can do nothing about and that
       // waiting will not cure, so a 500 logged as an error, not a 503 that
       // blames the IdP.
-      this.#logger.error({ reason: describe(err), resource: request.resource, failure }, 'client credentials grant failed (a misconfiguration or a bug)')
+      this.#logger.error(
+        { reason: describe(err), resource: request.resource, failure },
+        'client credentials grant failed (a misconfiguration or a bug)',
+      )
       throw idpBug(err, `client credentials (${failure === 'refused' ? 'refused by the identity provider' : 'unexpected error'})`)
     }
   }

@@ -119,7 +119,8 @@ export class TokenExchanger {
     const latest = await this.#o.sessions.loadBySid(seen.sid, { slide: false })
     if (!latest) throw new LoginRequiredError('The session has ended.')
     const cached = latest.data.exchangedTokens?.[key]
-    if (this.#usable(cached) && cached.accessToken !== rejected) return { session: latest, token: cached.accessToken, type: cached.tokenType }
+    if (this.#usable(cached) && cached.accessToken !== rejected)
+      return { session: latest, token: cached.accessToken, type: cached.tokenType }
 
     const subject = await this.#o.tokens.accessToken(latest)
     const token = await this.#request(subject, target, key)
@@ -136,7 +137,13 @@ export class TokenExchanger {
       r = await traced(
         'oidc token-exchange grant',
         { 'tokenward.audience': key },
-        () => this.#o.oidc.tokenExchangeGrant({ subjectToken: subject.token, audience: target.audience, resource: target.resource, scopes: target.scopes }),
+        () =>
+          this.#o.oidc.tokenExchangeGrant({
+            subjectToken: subject.token,
+            audience: target.audience,
+            resource: target.resource,
+            scopes: target.scopes,
+          }),
         SpanKind.CLIENT,
       )
     } catch (err) {
@@ -158,8 +165,14 @@ export class TokenExchanger {
     // RFC 8693 §2.2.1: token_type N_A means the issued token is no access token;
     // issued_token_type says what it is. Only an access token (or an access
     // token in JWT form) may go upstream as one.
-    if (r.tokenType.toLowerCase() === 'n_a' || (r.issuedTokenType !== undefined && r.issuedTokenType !== ACCESS_TOKEN_TYPE && r.issuedTokenType !== JWT_TOKEN_TYPE)) {
-      logger.warn({ ...where, tokenType: r.tokenType, issuedTokenType: r.issuedTokenType }, 'token exchange issued something other than an access token')
+    if (
+      r.tokenType.toLowerCase() === 'n_a' ||
+      (r.issuedTokenType !== undefined && r.issuedTokenType !== ACCESS_TOKEN_TYPE && r.issuedTokenType !== JWT_TOKEN_TYPE)
+    ) {
+      logger.warn(
+        { ...where, tokenType: r.tokenType, issuedTokenType: r.issuedTokenType },
+        'token exchange issued something other than an access token',
+      )
       throw refused(`token exchange issued ${r.issuedTokenType ?? r.tokenType}, not an access token`)
     }
     // Any refresh_token in the answer (RFC 8693 §2.2.1 allows one) is ignored:

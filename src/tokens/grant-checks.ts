@@ -30,8 +30,9 @@ export function idTokenMismatch(data: SessionData, tokens: TokenResult, clientId
   if (c.sub !== data.sub) return 'refreshed ID token changed sub'
   const aud = Array.isArray(c.aud) ? c.aud : [c.aud]
   if (aud.length !== data.aud.length || aud.some((a) => !data.aud.includes(a))) return 'refreshed ID token changed aud'
-  if (c.azp !== undefined && c.azp !== clientId) return 'refreshed ID token azp is not tokenward\'s client id'
+  if (c.azp !== undefined && c.azp !== clientId) return "refreshed ID token azp is not tokenward's client id"
   if (data.azp !== undefined && c.azp !== undefined && c.azp !== data.azp) return 'refreshed ID token changed azp'
-  if (data.authTime !== undefined && c.auth_time !== undefined && c.auth_time !== data.authTime) return 'refreshed ID token changed auth_time'
+  if (data.authTime !== undefined && c.auth_time !== undefined && c.auth_time !== data.authTime)
+    return 'refreshed ID token changed auth_time'
   return undefined
 }

@@ -106,14 +106,17 @@ export class RefreshLease {
 
   /** Runs `work` (an IdP call) while renewing the lease every third of its length, so a slow IdP cannot outlive it. */
   async renewing<T>(held: HeldLease, work: () => Promise<T>): Promise<T> {
-    const renew = setInterval(() => {
-      this.#leases.renew(held.sid, held.token, this.#leaseMs).then(
-        (kept) => {
-          if (!kept) this.#logger.warn({ sid: held.sid }, 'refresh lease lost while the refresh was running')
-        },
-        () => {},
-      )
-    }, Math.max(50, Math.floor(this.#leaseMs / 3)))
+    const renew = setInterval(
+      () => {
+        this.#leases.renew(held.sid, held.token, this.#leaseMs).then(
+          (kept) => {
+            if (!kept) this.#logger.warn({ sid: held.sid }, 'refresh lease lost while the refresh was running')
+          },
+          () => {},
+        )
+      },
+      Math.max(50, Math.floor(this.#leaseMs / 3)),
+    )
     try {
       return await work()
     } finally {

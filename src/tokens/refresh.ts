@@ -116,7 +116,9 @@ export class TokenService {
   /** Single-flight per session and audience: concurrent callers share one refresh. */
   refresh(session: Session, force: boolean, audience?: Audience): Promise<Session> {
     const flight = `${session.sid}\0${audienceKey(audience)}`
-    return this.#flights.run(flight, () => traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force, audience)))
+    return this.#flights.run(flight, () =>
+      traced('tokenward.refresh', { 'tokenward.refresh.forced': force }, () => this.#refresh(session, force, audience)),
+    )
   }
 
   async #refresh(seen: Session, force: boolean, audience: Audience | undefined): Promise<Session> {
@@ -125,7 +127,8 @@ export class TokenService {
     // Done when someone else already did the work: a forced refresh (after an
     // upstream 401) is satisfied by any other token than the rejected one.
     const rejected = tokenFor(seen.data, key)?.token
-    const done = (s: Session) => (force ? tokenFor(s.data, key)?.token !== rejected && !this.needsRefresh(s, key) : !this.needsRefresh(s, key))
+    const done = (s: Session) =>
+      force ? tokenFor(s.data, key)?.token !== rejected && !this.needsRefresh(s, key) : !this.needsRefresh(s, key)
     const current = async () => {
       const session = await sessions.loadBySid(seen.sid, { slide: false })
       if (!session) throw new LoginRequiredError('The session has ended.')
@@ -174,7 +177,9 @@ export class TokenService {
     if (!refreshToken && audienceKey(audience) !== '') {
       // Only a refresh token can get a token for another audience; the session
       // itself is fine, the route's policy cannot be met.
-      throw new BffError('server_error', 'An unexpected error occurred.', { logDetail: 'route needs an audience token but the session has no refresh token' })
+      throw new BffError('server_error', 'An unexpected error occurred.', {
+        logDetail: 'route needs an audience token but the session has no refresh token',
+      })
     }
     if (!refreshToken) {
       await this.#end(session, 'session_expired', false, 'access token expired and no refresh token')
@@ -195,7 +200,12 @@ export class TokenService {
     if (audience?.scopes?.length) params.scope = audience.scopes.join(' ')
     let tokens: TokenResult
     try {
-      tokens = await traced('oidc refresh_token grant', { 'tokenward.audience': key }, () => this.#o.oidc.refreshTokenGrant(refreshToken, params), SpanKind.CLIENT)
+      tokens = await traced(
+        'oidc refresh_token grant',
+        { 'tokenward.audience': key },
+        () => this.#o.oidc.refreshTokenGrant(refreshToken, params),
+        SpanKind.CLIENT,
+      )
     } catch (err) {
       if (isFatalGrantError(err)) {
         this.#count('rejected')
@@ -225,7 +235,10 @@ export class TokenService {
         // next refresh ends the session visibly rather than present a refresh
         // token that may be spent (RFC 9700 §4.14.2).
         this.#count('failed')
-        logger.error({ sid: session.sid, reason: describe(err) }, 'refresh failed: unexpected error talking to the identity provider (a bug or a misconfiguration)')
+        logger.error(
+          { sid: session.sid, reason: describe(err) },
+          'refresh failed: unexpected error talking to the identity provider (a bug or a misconfiguration)',
+        )
         if (!mayHaveReachedIdp(err)) await this.#o.lease.clearJournal(held)
         throw idpBug(err, 'refresh')
       }
@@ -248,7 +261,12 @@ export class TokenService {
     const own =
       key === ''
         ? { accessToken: tokens.accessToken, tokenType: tokens.tokenType, accessTokenExpiresAt: expiresAt }
-        : { audienceTokens: { ...session.data.audienceTokens, [key]: { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresAt } } }
+        : {
+            audienceTokens: {
+              ...session.data.audienceTokens,
+              [key]: { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresAt },
+            },
+          }
     const data: SessionData = {
       ...session.data,
       ...own,
@@ -270,7 +288,13 @@ export class TokenService {
       throw new LoginRequiredError('The session has ended.')
     }
     this.#count('success')
-    audit(logger, 'refresh', { outcome: 'success', sub: data.sub, sid: session.sid, rotated: Boolean(tokens.refreshToken), ...(key ? { audience: key } : {}) })
+    audit(logger, 'refresh', {
+      outcome: 'success',
+      sub: data.sub,
+      sid: session.sid,
+      rotated: Boolean(tokens.refreshToken),
+      ...(key ? { audience: key } : {}),
+    })
     return updated
   }
 }

@@ -183,7 +183,6 @@ eachStore('SessionRecords', (subject) => {
     })
   })
 
-
   describe('count', () => {
     it('counts the live sessions', async () => {
       expect(await store().records.count()).toBe(0)

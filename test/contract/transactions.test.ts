@@ -46,7 +46,6 @@ eachStore('TransactionRecords', (subject) => {
     })
   })
 
-
   it('another instance can take what this one put, once', async () => {
     const other = await subject().peer()
     const id = `tx-${randomUUID()}`

@@ -48,7 +48,7 @@ const JWT_SHAPE = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+/
 interface PageStorage {
   readonly length: number
 }
-declare const document: { readonly cookie: string, readonly readyState: string, querySelector(selector: string): { click(): void } | null }
+declare const document: { readonly cookie: string; readonly readyState: string; querySelector(selector: string): { click(): void } | null }
 declare const localStorage: PageStorage
 declare const sessionStorage: PageStorage
 
@@ -79,12 +79,14 @@ beforeAll(async () => {
     resource: audience,
     accessTokenTtl: ACCESS_TOKEN_TTL,
     password: PASSWORD,
-    clients: [{
-      client_id: CLIENT_ID,
-      client_secret: clientSecret,
-      redirect_uris: [`${publicUrl}/auth/callback`],
-      post_logout_redirect_uris: [`${publicUrl}/`],
-    }],
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: clientSecret,
+        redirect_uris: [`${publicUrl}/auth/callback`],
+        post_logout_redirect_uris: [`${publicUrl}/`],
+      },
+    ],
   })
   api = await startDemoApi({ port: apiPort, issuer: idp.issuer, audience })
   counter = await startCountingProxy(api.url)
@@ -110,12 +112,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled([browser?.close(), bfcacheBrowser?.close()])
-  await Promise.allSettled([
-    bff?.close(),
-    counter?.close(),
-    api?.close(),
-    attacker ? closeServer(attacker) : undefined,
-  ])
+  await Promise.allSettled([bff?.close(), counter?.close(), api?.close(), attacker ? closeServer(attacker) : undefined])
   await idp?.close()
 })
 
@@ -227,9 +224,18 @@ describe('the demo SPA in Chromium', () => {
     // Every response from tokenward's origin, headers and bodies (security model S13, S70).
     const captured = await Promise.all(seen)
     const paths = captured.map((c) => `${c.status} ${new URL(c.url).pathname}`)
-    expect(paths).toEqual(expect.arrayContaining([
-      '302 /auth/login', '303 /auth/callback', '200 /', '200 /app.js', '200 /client.js', '200 /auth/session', '200 /auth/events', '200 /api/hello',
-    ]))
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        '302 /auth/login',
+        '303 /auth/callback',
+        '200 /',
+        '200 /app.js',
+        '200 /client.js',
+        '200 /auth/session',
+        '200 /auth/events',
+        '200 /api/hello',
+      ]),
+    )
     for (const c of captured) {
       const body = c.stream ? events.text : c.body
       const text = `${c.headers}\n${body ?? ''}`
@@ -251,7 +257,9 @@ describe('the demo SPA in Chromium', () => {
   it('refreshes an expired access token without a reload, once for two tabs at the same moment', async () => {
     await signIn(page, 'carol')
     // Gone if anything reloads the page: the refresh must happen behind the SPA's back.
-    await page.evaluate(() => { (globalThis as Record<string, unknown>).sameDocument = true })
+    await page.evaluate(() => {
+      ;(globalThis as Record<string, unknown>).sameDocument = true
+    })
     const first = await callApi(page)
 
     // Past the access token's expiry: the SPA just calls again.
@@ -275,9 +283,13 @@ describe('the demo SPA in Chromium', () => {
     // Both tabs click "Call API" at one wall-clock instant, scheduled inside each
     // page, so neither waits for the other's round trip through Playwright.
     const at = Date.now() + 300
-    await Promise.all([page, tab].map((p) => p.evaluate((when) => {
-      setTimeout(() => document.querySelector('#call-api')!.click(), when - Date.now())
-    }, at)))
+    await Promise.all(
+      [page, tab].map((p) =>
+        p.evaluate((when) => {
+          setTimeout(() => document.querySelector('#call-api')!.click(), when - Date.now())
+        }, at),
+      ),
+    )
     const [a, b] = await Promise.all([page, tab].map((p) => waitForResult(p, second.iat)))
     expect(a!.iat).toBeGreaterThan(second.iat)
     // One refresh served both: the same new access token reached the API twice.
@@ -327,7 +339,9 @@ describe('the demo SPA in Chromium', () => {
     await other.goto(`${publicUrl}/`)
     await other.locator('#signed-in').waitFor()
     // Gone if anything reloads the tab.
-    await other.evaluate(() => { (globalThis as Record<string, unknown>).sameDocument = true })
+    await other.evaluate(() => {
+      ;(globalThis as Record<string, unknown>).sameDocument = true
+    })
     // tokenward listens for the session's end before it sends `session`, so
     // from here on the tab cannot miss it.
     await stream.next('session')
@@ -392,7 +406,10 @@ describe('the demo SPA in Chromium', () => {
       let rejected = csrfRejections()
       expect(await crossOriginFetch(evil, target, {}), origin).toEqual({ ok: false, name: 'TypeError' })
       const plain = await wire.next(1)
-      expect(plain.map((r) => r.method), origin).toEqual(['GET'])
+      expect(
+        plain.map((r) => r.method),
+        origin,
+      ).toEqual(['GET'])
       expect(sessionCookieSent(plain[0]!), origin).toBe(sameSite)
       expect(getsFor(csrfRejections()), origin).toBe(getsFor(rejected) + 1)
 
@@ -401,7 +418,10 @@ describe('the demo SPA in Chromium', () => {
       rejected = csrfRejections()
       expect(await crossOriginFetch(evil, target, { 'X-CSRF': '1' }), origin).toEqual({ ok: false, name: 'TypeError' })
       const preflighted = await wire.next(1)
-      expect(preflighted.map((r) => r.method), origin).toEqual(['OPTIONS'])
+      expect(
+        preflighted.map((r) => r.method),
+        origin,
+      ).toEqual(['OPTIONS'])
       expect(getsFor(csrfRejections()), origin).toBe(getsFor(rejected))
 
       // (c) An auto-submitted form POST: a navigation without X-CSRF, so 403
@@ -413,7 +433,10 @@ describe('the demo SPA in Chromium', () => {
       expect(response.status(), origin).toBe(403)
       expect(await response.json(), origin).toMatchObject({ error: 'csrf_failed' })
       const form = await wire.next(1)
-      expect(form.map((r) => r.method), origin).toEqual(['POST'])
+      expect(
+        form.map((r) => r.method),
+        origin,
+      ).toEqual(['POST'])
       expect(sessionCookieSent(form[0]!), origin).toBe(sameSite)
 
       // Whatever the browser sent, nothing reached the API.
@@ -488,15 +511,20 @@ async function callApi(p: Page): Promise<Hello> {
 /** Waits until the page shows an API answer with a token newer than `afterIat`. */
 async function waitForResult(p: Page, afterIat: number, expected?: string): Promise<Hello> {
   let result: Hello | undefined
-  await expect.poll(async () => {
-    const raw = await p.locator('#raw').textContent()
-    if (!raw) return false
-    const parsed = JSON.parse(raw) as Hello
-    if (typeof parsed.iat !== 'number' || parsed.iat <= afterIat) return false
-    if (expected !== undefined && JSON.stringify(parsed) !== JSON.stringify(JSON.parse(expected))) return false
-    result = parsed
-    return true
-  }, { timeout: 10_000, interval: 50 }).toBe(true)
+  await expect
+    .poll(
+      async () => {
+        const raw = await p.locator('#raw').textContent()
+        if (!raw) return false
+        const parsed = JSON.parse(raw) as Hello
+        if (typeof parsed.iat !== 'number' || parsed.iat <= afterIat) return false
+        if (expected !== undefined && JSON.stringify(parsed) !== JSON.stringify(JSON.parse(expected))) return false
+        result = parsed
+        return true
+      },
+      { timeout: 10_000, interval: 50 },
+    )
+    .toBe(true)
   return result!
 }
 
@@ -508,15 +536,17 @@ async function waitForResult(p: Page, afterIat: number, expected?: string): Prom
  */
 async function replayCookie(value: string): Promise<number> {
   const replay = await newContext()
-  await replay.addCookies([{
-    name: bff!.config.cookie.name,
-    value,
-    domain: 'localhost',
-    path: '/',
-    httpOnly: true,
-    secure: true,
-    sameSite: 'Strict',
-  }])
+  await replay.addCookies([
+    {
+      name: bff!.config.cookie.name,
+      value,
+      domain: 'localhost',
+      path: '/',
+      httpOnly: true,
+      secure: true,
+      sameSite: 'Strict',
+    },
+  ])
   const p = await replay.newPage()
   await p.goto(`${publicUrl}/`)
   const status = await sessionStatus(p)
@@ -575,15 +605,22 @@ function sessionStatus(p: Page): Promise<number> {
   return p.evaluate(async () => (await fetch('/auth/session', { headers: { 'X-CSRF': '1' } })).status)
 }
 
-async function crossOriginFetch(p: Page, url: string, headers: Record<string, string>): Promise<{ ok: boolean, name?: string, status?: number }> {
-  return p.evaluate(async ({ url, headers }) => {
-    try {
-      const res = await fetch(url, { credentials: 'include', headers })
-      return { ok: true, status: res.status }
-    } catch (err) {
-      return { ok: false, name: (err as Error).name }
-    }
-  }, { url, headers })
+async function crossOriginFetch(
+  p: Page,
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ ok: boolean; name?: string; status?: number }> {
+  return p.evaluate(
+    async ({ url, headers }) => {
+      try {
+        const res = await fetch(url, { credentials: 'include', headers })
+        return { ok: true, status: res.status }
+      } catch (err) {
+        return { ok: false, name: (err as Error).name }
+      }
+    },
+    { url, headers },
+  )
 }
 
 interface WireRequest {
@@ -601,7 +638,7 @@ interface WireRequest {
 async function watchWire(p: Page, url: string): Promise<{ next(count: number): Promise<WireRequest[]> }> {
   const cdp = await p.context().newCDPSession(p)
   const methods = new Map<string, string>()
-  const sent: Array<{ id: string, cookies: Map<string, string[]> }> = []
+  const sent: Array<{ id: string; cookies: Map<string, string[]> }> = []
   const taken = new Set<string>()
   cdp.on('Network.requestWillBeSent', (e) => {
     if (e.request.url === url) methods.set(e.requestId, e.request.method)
@@ -629,7 +666,7 @@ async function watchWire(p: Page, url: string): Promise<{ next(count: number): P
  */
 async function watchEventStream(p: Page): Promise<{ next(name: string): Promise<unknown> }> {
   const cdp = await p.context().newCDPSession(p)
-  const received: Array<{ name: string, data: string }> = []
+  const received: Array<{ name: string; data: string }> = []
   let taken = 0
   cdp.on('Network.eventSourceMessageReceived', (e) => received.push({ name: e.eventName, data: e.data }))
   await cdp.send('Network.enable')
@@ -664,7 +701,13 @@ async function capture(response: Response): Promise<Captured> {
   // An event stream's body is complete only when the stream ends, which an
   // open tab's never does: the caller reads it another way.
   if ((response.headers()['content-type'] ?? '').startsWith('text/event-stream')) {
-    return { url: response.url(), status: response.status(), headers: headers.map((h) => `${h.name}: ${h.value}`).join('\n'), setCookies: [], stream: true }
+    return {
+      url: response.url(),
+      status: response.status(),
+      headers: headers.map((h) => `${h.name}: ${h.value}`).join('\n'),
+      setCookies: [],
+      stream: true,
+    }
   }
   let body: string | undefined
   try {
@@ -701,7 +744,7 @@ function sleepUntil(epochSeconds: number): Promise<void> {
 interface CountingProxy {
   url: string
   /** Every request that reached the demo API through tokenward. */
-  hits: Array<{ method: string, path: string, bearer: boolean }>
+  hits: Array<{ method: string; path: string; bearer: boolean }>
   close(): Promise<void>
 }
 
@@ -726,7 +769,7 @@ async function startCountingProxy(upstream: string): Promise<CountingProxy> {
 }
 
 /** Another origin's pages: a blank one to run fetches from, and an auto-submitting form. */
-async function startAttacker(bffUrl: string): Promise<{ server: Server, port: number }> {
+async function startAttacker(bffUrl: string): Promise<{ server: Server; port: number }> {
   const blank = '<!doctype html><meta charset="utf-8"><title>elsewhere</title><p>another origin</p>'
   const form = `<!doctype html><meta charset="utf-8"><title>elsewhere</title>
 <form method="post" action="${bffUrl}/api/hello"><input name="note" value="forged"></form>

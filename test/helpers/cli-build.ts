@@ -19,7 +19,13 @@ export function buildCli(name: string): { cli: string; dir: string; cleanup(): v
 /** Waits until `${url}/healthz` answers 200 (a started `tokenward serve`), at most about 10 s. */
 export async function waitHealthy(url: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return
+    if (
+      await fetch(`${url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return
     await new Promise((r) => setTimeout(r, 100))
   }
   throw new Error(`${url} did not become healthy`)

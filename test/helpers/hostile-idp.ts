@@ -173,7 +173,16 @@ export async function startHostileIdp(options: HostileIdpOptions = {}): Promise<
   const clientSecret = options.clientSecret ?? randomBytes(24).toString('base64url')
   const sub = options.sub ?? 'alice'
   const accessTokenTtl = options.accessTokenTtl ?? 300
-  const counts: HostileIdpCounts = { discovery: 0, jwks: 0, authorize: 0, token: 0, refresh: 0, tokenRefused: 0, userinfo: 0, revocation: 0 }
+  const counts: HostileIdpCounts = {
+    discovery: 0,
+    jwks: 0,
+    authorize: 0,
+    token: 0,
+    refresh: 0,
+    tokenRefused: 0,
+    userinfo: 0,
+    revocation: 0,
+  }
   const scenarios = new Map<string, Scenario>()
   const grantsByState = new Map<string, Grant>()
   const codes = new Map<string, AuthCode>()
@@ -460,7 +469,11 @@ export async function startHostileIdp(options: HostileIdpOptions = {}): Promise<
 
   function truncate(res: ServerResponse, text: string): void {
     const rec = record('truncate', res)
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' })
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(text)),
+      'cache-control': 'no-store',
+    })
     const start = text.slice(0, Math.floor(text.length / 2))
     res.write(start, () => {
       rec.bytesWritten = Buffer.byteLength(start)
@@ -531,7 +544,12 @@ function b64(value: unknown): string {
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.destroyed) return
   const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store', ...headers })
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(text)),
+    'cache-control': 'no-store',
+    ...headers,
+  })
   res.end(text)
 }
 
@@ -572,7 +590,12 @@ export interface HostileLogin {
 export async function loginThrough(
   idp: HostileIdp,
   bffUrl: string,
-  options: { scenario?: Scenario; jar?: CookieJar; callbackTimeoutMs?: number; /** More /auth/login query parameters (prompt, acr_values...). */ query?: string } = {},
+  options: {
+    scenario?: Scenario
+    jar?: CookieJar
+    callbackTimeoutMs?: number
+    /** More /auth/login query parameters (prompt, acr_values...). */ query?: string
+  } = {},
 ): Promise<HostileLogin> {
   const jar = options.jar ?? new CookieJar()
   const loginUrl = `${bffUrl}/auth/login?returnTo=%2Fhome${options.query ? `&${options.query}` : ''}`
@@ -596,7 +619,13 @@ export async function loginThrough(
     login,
     state,
     callbackUrl,
-    callback: { status: c.status, location: c.headers.get('location'), body: c.body, setCookies: c.headers.getSetCookie(), headers: c.headers },
+    callback: {
+      status: c.status,
+      location: c.headers.get('location'),
+      body: c.body,
+      setCookies: c.headers.getSetCookie(),
+      headers: c.headers,
+    },
     callbackMs,
     grant: idp.grantFor(state),
   }

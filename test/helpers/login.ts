@@ -30,12 +30,14 @@ export class CookieJar {
   /** The `Cookie` header value a browser would send to `url` ('' when none). */
   header(url: string | URL): string {
     const target = new URL(url)
-    return this.#live(target.hostname)
-      .filter((cookie) => pathMatches(target.pathname, cookie.path))
-      // RFC 6265 §5.4: longer paths first.
-      .sort((a, b) => b.path.length - a.path.length)
-      .map((cookie) => `${cookie.name}=${cookie.value}`)
-      .join('; ')
+    return (
+      this.#live(target.hostname)
+        .filter((cookie) => pathMatches(target.pathname, cookie.path))
+        // RFC 6265 §5.4: longer paths first.
+        .sort((a, b) => b.path.length - a.path.length)
+        .map((cookie) => `${cookie.name}=${cookie.value}`)
+        .join('; ')
+    )
   }
 
   /** The value of the first live cookie called `name`, on `host` or any host. */
@@ -84,9 +86,7 @@ export class CookieJar {
       const key = (i < 0 ? part : part.slice(0, i)).trim().toLowerCase()
       if (key) attributes[key] = i < 0 ? true : part.slice(i + 1).trim()
     }
-    const path = typeof attributes.path === 'string' && attributes.path.startsWith('/')
-      ? attributes.path
-      : defaultPath(target.pathname)
+    const path = typeof attributes.path === 'string' && attributes.path.startsWith('/') ? attributes.path : defaultPath(target.pathname)
     let expiresAt: number | undefined
     // RFC 6265 §5.3: Max-Age wins over Expires.
     if (typeof attributes['max-age'] === 'string') {
@@ -227,7 +227,11 @@ function isRedirect(status: number): boolean {
 }
 
 function snippet(body: string): string {
-  const text = body.replace(/<style[\s\S]*?<\/style>/g, '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim()
+  const text = body
+    .replace(/<style[\s\S]*?<\/style>/g, '')
+    .replace(/<[^>]+>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
   return text.length > 300 ? `${text.slice(0, 300)}…` : text
 }
 

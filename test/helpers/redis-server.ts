@@ -48,7 +48,9 @@ async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
  */
 export async function startRedisServer(options: { persist?: boolean } = {}): Promise<RedisServer> {
   if (!hasRedisServer()) {
-    throw new Error('redis-server is not installed: install it (apt-get install redis-server) or set BFF_REDIS_URL to a Redis the tests may use')
+    throw new Error(
+      'redis-server is not installed: install it (apt-get install redis-server) or set BFF_REDIS_URL to a Redis the tests may use',
+    )
   }
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`

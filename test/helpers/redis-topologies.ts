@@ -78,7 +78,8 @@ interface Proc {
 const LOCAL = '127.0.0.1'
 
 function requireRedis(): void {
-  if (!hasRedisServer()) throw new Error('redis-server is not installed: install it (apt-get install redis-server) to run the cluster and sentinel tests')
+  if (!hasRedisServer())
+    throw new Error('redis-server is not installed: install it (apt-get install redis-server) to run the cluster and sentinel tests')
 }
 
 // Every child still running and temp dir still present, cleaned up when this
@@ -131,7 +132,15 @@ async function killAll(procs: readonly Proc[]): Promise<void> {
 
 /** A short-lived client that never retries, so a dead node fails the call at once. */
 function client(port: number): Redis {
-  const r = new Redis({ host: LOCAL, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, enableOfflineQueue: true })
+  const r = new Redis({
+    host: LOCAL,
+    port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1000,
+    enableOfflineQueue: true,
+  })
   r.on('error', () => {})
   return r
 }
@@ -158,7 +167,9 @@ async function poll<T>(what: string, check: () => Promise<T | undefined>, timeou
     }
     if (Date.now() > deadline) {
       const dead = procs.filter((p) => p.child.exitCode !== null || p.child.signalCode !== null).map((p) => p.output())
-      throw new Error(`${what} within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}${dead.length ? `\nexited: ${dead.join('\n')}` : ''}`)
+      throw new Error(
+        `${what} within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}${dead.length ? `\nexited: ${dead.join('\n')}` : ''}`,
+      )
     }
     await new Promise((r) => setTimeout(r, 50))
   }
@@ -184,7 +195,9 @@ function redisCli(args: string[], timeoutMs: number): Promise<void> {
     cli.stdout.on('data', (d: Buffer) => (out += d.toString()))
     cli.stderr.on('data', (d: Buffer) => (out += d.toString()))
     cli.on('error', reject)
-    cli.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli ${args.slice(0, 2).join(' ')} failed (${code}): ${out}`))))
+    cli.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`redis-cli ${args.slice(0, 2).join(' ')} failed (${code}): ${out}`)),
+    )
   })
 }
 
@@ -211,9 +224,26 @@ export async function startRedisCluster(options: { masters?: number } = {}): Pro
       procs.push(
         startProcess(
           [
-            '--port', String(port), '--bind', LOCAL, '--cluster-enabled', 'yes', '--cluster-port', String(bus),
-            '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000',
-            '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
+            '--port',
+            String(port),
+            '--bind',
+            LOCAL,
+            '--cluster-enabled',
+            'yes',
+            '--cluster-port',
+            String(bus),
+            '--cluster-config-file',
+            `nodes-${port}.conf`,
+            '--cluster-node-timeout',
+            '2000',
+            '--dir',
+            dir,
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+            '--loglevel',
+            'warning',
           ],
           dir,
         ),
@@ -251,7 +281,9 @@ export async function startRedisCluster(options: { masters?: number } = {}): Pro
  * Resolves once the sentinels know every replica and the replicas are in
  * sync, so a failover can be triggered at once.
  */
-export async function startRedisSentinel(options: { name?: string; replicas?: number; sentinels?: number } = {}): Promise<RedisSentinelTopology> {
+export async function startRedisSentinel(
+  options: { name?: string; replicas?: number; sentinels?: number } = {},
+): Promise<RedisSentinelTopology> {
   requireRedis()
   const name = options.name ?? 'tokenward-test'
   const replicaCount = options.replicas ?? 1
@@ -261,8 +293,20 @@ export async function startRedisSentinel(options: { name?: string; replicas?: nu
   // repl-diskless-sync-delay 0: a master (and a promoted replica) starts a full
   // sync at once instead of waiting 5 s for more replicas to join it.
   const data = (port: number) => [
-    '--port', String(port), '--bind', LOCAL, '--dir', dir, '--save', '', '--appendonly', 'no',
-    '--repl-diskless-sync-delay', '0', '--loglevel', 'warning',
+    '--port',
+    String(port),
+    '--bind',
+    LOCAL,
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--repl-diskless-sync-delay',
+    '0',
+    '--loglevel',
+    'warning',
   ]
   const sentinelPorts: number[] = []
   const dataProcs = new Map<number, Proc>()
@@ -359,7 +403,9 @@ export async function startRedisSentinel(options: { name?: string; replicas?: nu
           // the others are still being reconfigured; the failover is over (and
           // +switch-master published) once SENTINEL MASTER drops
           // failover_in_progress and carries the new address.
-          const seen = await Promise.all(sentinels.map(async (s) => parseSentinelEntry(await redisCall(s.port, 'SENTINEL', 'MASTER', name))))
+          const seen = await Promise.all(
+            sentinels.map(async (s) => parseSentinelEntry(await redisCall(s.port, 'SENTINEL', 'MASTER', name))),
+          )
           const first = seen[0]!
           const done = seen.every((m) => Number(m.port) !== from.port && m.port === first.port && !m.flags?.includes('failover'))
           if (!done) return undefined

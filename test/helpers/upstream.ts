@@ -13,7 +13,10 @@ export interface TokenPolicy {
 }
 
 /** Why the request's access token is not acceptable under `policy`, or undefined when it is. */
-async function tokenProblem(policy: TokenPolicy & { jwks: ReturnType<typeof createRemoteJWKSet> }, authorization: string | undefined): Promise<string | undefined> {
+async function tokenProblem(
+  policy: TokenPolicy & { jwks: ReturnType<typeof createRemoteJWKSet> },
+  authorization: string | undefined,
+): Promise<string | undefined> {
   const token = /^(?:Bearer|DPoP) (\S+)$/i.exec(authorization ?? '')?.[1]
   if (!token) return 'no access token'
   try {
@@ -75,7 +78,13 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
       bodyBytes += c.length
     })
     req.on('end', async () => {
-      const rec: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes }
+      const rec: RecordedRequest = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        bodyBytes,
+      }
       requests.push(rec)
       const u = new URL(req.url ?? '/', 'http://upstream')
       const auth = req.headers.authorization
@@ -92,7 +101,11 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         return
       }
       if (u.pathname.endsWith('/set-cookie')) {
-        res.writeHead(200, { 'set-cookie': ['__Host-sid=upstream; Path=/; Secure', 'other=1'], 'content-type': 'application/json', 'access-control-allow-origin': '*' })
+        res.writeHead(200, {
+          'set-cookie': ['__Host-sid=upstream; Path=/; Secure', 'other=1'],
+          'content-type': 'application/json',
+          'access-control-allow-origin': '*',
+        })
         res.end('{}')
       } else if (u.pathname.endsWith('/sse')) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
@@ -119,7 +132,14 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         pump()
       } else if (u.pathname.endsWith('/hop-headers')) {
         // Two Connection fields naming hop-by-hop headers (RFC 9110 §7.6.1).
-        res.writeHead(200, [['Connection', 'x-hop-a'], ['Connection', 'x-hop-b, keep-alive'], ['X-Hop-A', '1'], ['X-Hop-B', '2'], ['X-End', '3'], ['Content-Type', 'application/json']])
+        res.writeHead(200, [
+          ['Connection', 'x-hop-a'],
+          ['Connection', 'x-hop-b, keep-alive'],
+          ['X-Hop-A', '1'],
+          ['X-Hop-B', '2'],
+          ['X-End', '3'],
+          ['Content-Type', 'application/json'],
+        ])
         res.end('{}')
       } else if (u.pathname.endsWith('/hangup')) {
         // Reads the request and closes the connection without an answer.
@@ -132,10 +152,16 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         setTimeout(() => res.end('slow'), Number(u.searchParams.get('ms') ?? 1000))
       } else if (u.pathname.endsWith('/dpop-nonce') && !dpopNonce(req.headers.dpop)) {
         // RFC 9449 §9: a resource server may demand a nonce in the proof.
-        res.writeHead(401, { 'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="nonce required"', 'dpop-nonce': 'upstream-nonce-1' })
+        res.writeHead(401, {
+          'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="nonce required"',
+          'dpop-nonce': 'upstream-nonce-1',
+        })
         res.end('{"error":"use_dpop_nonce"}')
       } else if (u.pathname.endsWith('/step-up')) {
-        res.writeHead(401, { 'www-authenticate': 'Bearer error="insufficient_user_authentication", error_description="MFA required", acr_values="urn:example:mfa", max_age=300' })
+        res.writeHead(401, {
+          'www-authenticate':
+            'Bearer error="insufficient_user_authentication", error_description="MFA required", acr_values="urn:example:mfa", max_age=300',
+        })
         res.end('{"error":"insufficient_user_authentication"}')
       } else if (u.pathname.endsWith('/with-headers')) {
         // Answers 200 with each query parameter as a response header (`?cache-control=public`).
@@ -156,7 +182,9 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
   server.on('upgrade', (req, socket) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 })
     const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSet-Cookie: up=1\r\n\r\n`)
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSet-Cookie: up=1\r\n\r\n`,
+    )
     socket.on('data', (d: Buffer) => socket.write(d))
     // An upgraded socket of an http.Server is half-open capable: close it fully
     // when the other side ends, or close() would wait for it forever.

@@ -46,7 +46,9 @@ describe('back-channel logout (OIDC Back-Channel Logout 1.0, security model S52,
     expect((await sessionOf(world.bff, a2.jar))!.data.idpSid).not.toBe(s1.data.idpSid)
     const revocations = world.idp.counts.revocations
     // oidc-provider signs and POSTs the logout token itself, as at the end of an IdP session.
-    const client = (await world.idp.provider.Client.find(CLIENT_ID)) as unknown as { backchannelLogout(sub: string, sid: string): Promise<void> }
+    const client = (await world.idp.provider.Client.find(CLIENT_ID)) as unknown as {
+      backchannelLogout(sub: string, sid: string): Promise<void>
+    }
     await client.backchannelLogout('alice', s1.data.idpSid!)
     expect(await status(a1.jar)).toBe(401)
     expect(await status(a2.jar)).toBe(200)
@@ -83,12 +85,18 @@ describe('back-channel logout (OIDC Back-Channel Logout 1.0, security model S52,
     const now = () => Math.floor(Date.now() / 1000)
     const cases: Array<[string, () => Promise<string>]> = [
       ['a signature by an unknown key', async () => forge({ sub: 'frank' }, { kid: 'other' }, (await generateKeyPair('RS256')).privateKey)],
-      ['alg none', async () => {
-        const t = (await forge({ sub: 'frank' })).split('.')
-        const header = Buffer.from(JSON.stringify({ alg: 'none', typ: 'logout+jwt' })).toString('base64url')
-        return `${header}.${t[1]}.`
-      }],
-      ['HS256 signed with the client secret', async () => forge({ sub: 'frank' }, { alg: 'HS256' }, new TextEncoder().encode(world.clientSecret))],
+      [
+        'alg none',
+        async () => {
+          const t = (await forge({ sub: 'frank' })).split('.')
+          const header = Buffer.from(JSON.stringify({ alg: 'none', typ: 'logout+jwt' })).toString('base64url')
+          return `${header}.${t[1]}.`
+        },
+      ],
+      [
+        'HS256 signed with the client secret',
+        async () => forge({ sub: 'frank' }, { alg: 'HS256' }, new TextEncoder().encode(world.clientSecret)),
+      ],
       ['a wrong typ', () => forge({ sub: 'frank' }, { typ: 'JWT+id' })],
       ['a wrong iss', () => forge({ sub: 'frank', iss: 'https://evil.example' })],
       ['a wrong aud', () => forge({ sub: 'frank', aud: 'someone-else' })],
@@ -141,7 +149,9 @@ describe('back-channel logout (OIDC Back-Channel Logout 1.0, security model S52,
     expect(junk.filter((r) => r.status === 429).length).toBeGreaterThan(0)
     // The IdP's own POST, from the same (flooded) address.
     const s = (await sessionOf(world.bff, h))!
-    const client = (await world.idp.provider.Client.find(CLIENT_ID)) as unknown as { backchannelLogout(sub: string, sid: string): Promise<void> }
+    const client = (await world.idp.provider.Client.find(CLIENT_ID)) as unknown as {
+      backchannelLogout(sub: string, sid: string): Promise<void>
+    }
     await client.backchannelLogout('heidi', s.data.idpSid!)
     expect(await status(h)).toBe(401)
     // And a valid token posted directly, still during the flood.

@@ -101,7 +101,14 @@ interface Outcome {
  * tokenward takes them, until all is sent or tokenward closes the connection
  * (or stops reading for 3 s); then waits up to 5 s for the answer.
  */
-function upload(port: number, path: string, total: number, chunked: boolean, method = 'POST', headers = 'x-csrf: 1\r\ncontent-type: application/octet-stream\r\n'): Promise<Outcome> {
+function upload(
+  port: number,
+  path: string,
+  total: number,
+  chunked: boolean,
+  method = 'POST',
+  headers = 'x-csrf: 1\r\ncontent-type: application/octet-stream\r\n',
+): Promise<Outcome> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
     const piece = Buffer.alloc(MiB, 0x61)
@@ -158,56 +165,128 @@ describe('a 256 MiB request body leaves resident memory flat and is not read pas
   const form = 'content-type: application/x-www-form-urlencoded\r\n'
   const csrf = 'x-csrf: 1\r\n'
   /** `bound`: what tokenward may read of the body (0: refused before reading); `statuses`: acceptable answers. */
-  const cases: Array<{ name: string; method?: string; path: string; headers?: string; chunked: boolean; bound: number; statuses: number[]; proxied?: boolean }> = [
-    { name: 'chunked to a route with maxBodyBytes 64 KiB', path: '/small/upload', chunked: true, bound: 64 * 1024, statuses: [413], proxied: true },
-    { name: 'declared length to a route with maxBodyBytes 64 KiB', path: '/small/upload', chunked: false, bound: 0, statuses: [413], proxied: true },
-    { name: 'chunked to a route with the default 10 MiB', path: '/big/upload', chunked: true, bound: 10 * MiB, statuses: [413], proxied: true },
-    { name: 'declared length to a route with the default 10 MiB', path: '/big/upload', chunked: false, bound: 0, statuses: [413], proxied: true },
-    { name: 'chunked to the back-channel logout (16 KiB)', path: '/auth/backchannel-logout', headers: form, chunked: true, bound: 16 * 1024, statuses: [413] },
-    { name: 'declared length to the back-channel logout', path: '/auth/backchannel-logout', headers: form, chunked: false, bound: 0, statuses: [413] },
+  const cases: Array<{
+    name: string
+    method?: string
+    path: string
+    headers?: string
+    chunked: boolean
+    bound: number
+    statuses: number[]
+    proxied?: boolean
+  }> = [
+    {
+      name: 'chunked to a route with maxBodyBytes 64 KiB',
+      path: '/small/upload',
+      chunked: true,
+      bound: 64 * 1024,
+      statuses: [413],
+      proxied: true,
+    },
+    {
+      name: 'declared length to a route with maxBodyBytes 64 KiB',
+      path: '/small/upload',
+      chunked: false,
+      bound: 0,
+      statuses: [413],
+      proxied: true,
+    },
+    {
+      name: 'chunked to a route with the default 10 MiB',
+      path: '/big/upload',
+      chunked: true,
+      bound: 10 * MiB,
+      statuses: [413],
+      proxied: true,
+    },
+    {
+      name: 'declared length to a route with the default 10 MiB',
+      path: '/big/upload',
+      chunked: false,
+      bound: 0,
+      statuses: [413],
+      proxied: true,
+    },
+    {
+      name: 'chunked to the back-channel logout (16 KiB)',
+      path: '/auth/backchannel-logout',
+      headers: form,
+      chunked: true,
+      bound: 16 * 1024,
+      statuses: [413],
+    },
+    {
+      name: 'declared length to the back-channel logout',
+      path: '/auth/backchannel-logout',
+      headers: form,
+      chunked: false,
+      bound: 0,
+      statuses: [413],
+    },
     // Endpoints that read no body: never read; after the answer at most 1 MiB
     // or 500 ms more are read so the answer can arrive, then the connection closes.
-    { name: 'chunked to POST /auth/logout (reads no body)', path: '/auth/logout', headers: csrf, chunked: true, bound: MiB, statuses: [200] },
-    { name: 'chunked to GET /auth/session (reads no body)', method: 'GET', path: '/auth/session', headers: csrf, chunked: true, bound: MiB, statuses: [400, 401] },
+    {
+      name: 'chunked to POST /auth/logout (reads no body)',
+      path: '/auth/logout',
+      headers: csrf,
+      chunked: true,
+      bound: MiB,
+      statuses: [200],
+    },
+    {
+      name: 'chunked to GET /auth/session (reads no body)',
+      method: 'GET',
+      path: '/auth/session',
+      headers: csrf,
+      chunked: true,
+      bound: MiB,
+      statuses: [400, 401],
+    },
     { name: 'chunked to a path nothing serves', path: '/nothing-here', chunked: true, bound: MiB, statuses: [404] },
     { name: 'declared length to a path nothing serves', path: '/nothing-here', chunked: false, bound: MiB, statuses: [404] },
   ]
   for (const { name, method, path, headers, chunked, bound, statuses, proxied } of cases) {
-    it(name, async () => {
-      const before = memory('VmRSS')
-      const requestsBefore = upstream.requests.length
-      const out = await upload(main.port, path, 256 * MiB, chunked, method, headers)
-      await new Promise((r) => setTimeout(r, 200))
-      const after = memory('VmRSS')
-      const peak = memory('VmHWM')
-      console.info(
-        `${name}: answer ${out.status ?? 'none (closed)'}, client wrote ${(out.written / MiB).toFixed(0)} MiB; ` +
-          `VmRSS ${before.toFixed(0)} -> ${after.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB`,
-      )
-      // The expected refusal, or the connection closed before the answer was read.
-      if (out.status !== undefined) {
-        expect(statuses).toContain(out.status)
-        if (out.status === 413) {
-          expect(out.answer).toContain('"error":"payload_too_large"')
-          expect(out.answer).toMatch(/\r\nconnection: close\r\n/i)
+    it(
+      name,
+      async () => {
+        const before = memory('VmRSS')
+        const requestsBefore = upstream.requests.length
+        const out = await upload(main.port, path, 256 * MiB, chunked, method, headers)
+        await new Promise((r) => setTimeout(r, 200))
+        const after = memory('VmRSS')
+        const peak = memory('VmHWM')
+        console.info(
+          `${name}: answer ${out.status ?? 'none (closed)'}, client wrote ${(out.written / MiB).toFixed(0)} MiB; ` +
+            `VmRSS ${before.toFixed(0)} -> ${after.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB`,
+        )
+        // The expected refusal, or the connection closed before the answer was read.
+        if (out.status !== undefined) {
+          expect(statuses).toContain(out.status)
+          if (out.status === 413) {
+            expect(out.answer).toContain('"error":"payload_too_large"')
+            expect(out.answer).toMatch(/\r\nconnection: close\r\n/i)
+          }
         }
-      }
-      // Reading stopped at the bound: what the client could hand over beyond it
-      // is what the two sockets' buffers hold, never the rest of 256 MiB.
-      expect(out.written).toBeLessThan(bound + 32 * MiB)
-      expect(out.closed).toBe(true)
-      expect(after - before).toBeLessThan(64)
-      expect(peak - before).toBeLessThan(64)
-      // The upstream never received a complete request.
-      if (proxied) expect(upstream.requests.slice(requestsBefore)).toEqual([])
-      // The process lives on.
-      expect((await fetch(`http://127.0.0.1:${main.port}/healthz`)).status).toBe(200)
-    }, 60_000)
+        // Reading stopped at the bound: what the client could hand over beyond it
+        // is what the two sockets' buffers hold, never the rest of 256 MiB.
+        expect(out.written).toBeLessThan(bound + 32 * MiB)
+        expect(out.closed).toBe(true)
+        expect(after - before).toBeLessThan(64)
+        expect(peak - before).toBeLessThan(64)
+        // The upstream never received a complete request.
+        if (proxied) expect(upstream.requests.slice(requestsBefore)).toEqual([])
+        // The process lives on.
+        expect((await fetch(`http://127.0.0.1:${main.port}/healthz`)).status).toBe(200)
+      },
+      60_000,
+    )
   }
 
   it('with tracing on: a declared 256 MiB body is refused without being read', async () => {
     const out = await upload(traced.port, '/small/upload', 256 * MiB, false)
-    console.info(`traced, declared /small/upload: answer ${out.status ?? 'none (closed)'}, client wrote ${(out.written / MiB).toFixed(0)} MiB`)
+    console.info(
+      `traced, declared /small/upload: answer ${out.status ?? 'none (closed)'}, client wrote ${(out.written / MiB).toFixed(0)} MiB`,
+    )
     if (out.status !== undefined) expect(out.answer).toMatch(/\r\nconnection: close\r\n/i)
     expect(out.written).toBeLessThan(32 * MiB)
     expect(out.closed).toBe(true)
@@ -218,22 +297,30 @@ describe('bodies received whole before dispatch are bounded by a process-wide bu
   it('300 clients that send all but the last byte of a 1 MiB body and stall hold the budget (32 MiB), not 300 MiB', async () => {
     const before = memory('VmRSS')
     const sockets = await Promise.all(
-      Array.from({ length: 300 }, (_, i) =>
-        new Promise<ReturnType<typeof connect>>((resolve) => {
-          const socket = connect({ port: main.port, host: '127.0.0.1', localAddress: `127.0.${3 + Math.floor(i / 200)}.${10 + (i % 200)}` })
-          socket.on('error', () => {})
-          socket.on('connect', () => {
-            socket.write(`POST /big/upload HTTP/1.1\r\nhost: 127.0.0.1\r\nx-csrf: 1\r\ncontent-length: ${MiB}\r\n\r\n`)
-            socket.write(Buffer.alloc(MiB - 1, 0x62), () => resolve(socket))
-          })
-        }),
+      Array.from(
+        { length: 300 },
+        (_, i) =>
+          new Promise<ReturnType<typeof connect>>((resolve) => {
+            const socket = connect({
+              port: main.port,
+              host: '127.0.0.1',
+              localAddress: `127.0.${3 + Math.floor(i / 200)}.${10 + (i % 200)}`,
+            })
+            socket.on('error', () => {})
+            socket.on('connect', () => {
+              socket.write(`POST /big/upload HTTP/1.1\r\nhost: 127.0.0.1\r\nx-csrf: 1\r\ncontent-length: ${MiB}\r\n\r\n`)
+              socket.write(Buffer.alloc(MiB - 1, 0x62), () => resolve(socket))
+            })
+          }),
       ),
     )
     await new Promise((r) => setTimeout(r, 1000))
     const held = memory('VmRSS')
     for (const s of sockets) s.destroy()
     await new Promise((r) => setTimeout(r, 500))
-    console.info(`300 stalled 1 MiB bodies: VmRSS ${before.toFixed(0)} -> ${held.toFixed(0)} MiB while held, ${memory('VmRSS').toFixed(0)} MiB after`)
+    console.info(
+      `300 stalled 1 MiB bodies: VmRSS ${before.toFixed(0)} -> ${held.toFixed(0)} MiB while held, ${memory('VmRSS').toFixed(0)} MiB after`,
+    )
     // The budget plus the sockets' and parser's own overhead (about 60 MiB
     // measured on a loaded machine); without the budget this is over 300 MiB.
     expect(held - before).toBeLessThan(128)

@@ -21,7 +21,10 @@ beforeAll(() => {
 }, 120_000)
 afterAll(() => build?.cleanup())
 
-function runAsync(args: string[], env: Record<string, string | undefined>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function runAsync(
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv })
     let stdout = ''
@@ -94,7 +97,10 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
       const prod = { ...world.bff, url }
       expect((await spaFetch(prod, jar, '/auth/session')).status).toBe(200)
       expect((await spaFetch(prod, jar, '/api/echo')).status).toBe(200)
-      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+      const lines = out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
       expect(lines.some((l) => l.msg === 'tokenward listening')).toBe(true)
     } finally {
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
@@ -114,7 +120,10 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
     expect(revoked.status).toBe(0)
     expect(revoked.stdout).toContain(`revoked ${sid} (sub kim); refresh token at the IdP: revoked`)
     expect(world.idp.counts.revocations).toBe(revocations + 1)
-    const audit = revoked.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    const audit = revoked.stderr
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(audit.some((l) => l.audit === true && l.event === 'session_revoked' && l.sid === sid)).toBe(true)
     expect((await spaFetch(world.bff, jar, '/auth/session')).status).toBe(401)
     expect(run(['sessions', 'revoke'], world.bff.env).status).toBe(2)
@@ -172,7 +181,9 @@ describe('OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT)', () => {
       const { jar } = await login(world.bff.url)
       const s = await expireAccessToken(world.bff, jar)
       const browserTrace = '0af7651916cd43dd8448eb211c80319c'
-      const res = await spaFetch({ ...world.bff, url }, jar, '/api/echo', { headers: { traceparent: `00-${browserTrace}-b7ad6b7169203331-01` } })
+      const res = await spaFetch({ ...world.bff, url }, jar, '/api/echo', {
+        headers: { traceparent: `00-${browserTrace}-b7ad6b7169203331-01` },
+      })
       expect(res.status).toBe(200)
       const upstreamTraceparent = String(world.upstream.requests.at(-1)!.headers.traceparent)
       expect(upstreamTraceparent).toMatch(new RegExp(`^00-${browserTrace}-[0-9a-f]{16}-01$`))

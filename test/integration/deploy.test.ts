@@ -28,7 +28,15 @@ type Env = Record<string, string | undefined>
 const configVars = new Set(read('src/config.ts').match(/\bBFF_[A-Z0-9_]+/g))
 
 /** The required variables (docs/configuration.md) (BFF_CLIENT_SECRET: unless private_key_jwt). */
-const REQUIRED = ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_CLIENT_SECRET', 'BFF_ROUTES', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']
+const REQUIRED = [
+  'BFF_PUBLIC_URL',
+  'BFF_ISSUER',
+  'BFF_CLIENT_ID',
+  'BFF_CLIENT_SECRET',
+  'BFF_ROUTES',
+  'BFF_COOKIE_SECRET',
+  'BFF_ENCRYPTION_KEYS',
+]
 
 const bffNames = (text: string): string[] => [...new Set(text.match(/\bBFF_[A-Z0-9_]+/g) ?? [])]
 
@@ -44,15 +52,20 @@ function generatedSecrets(): Record<string, string> {
 // ---------------------------------------------------------------------------
 // Kubernetes objects, as far as these checks look into them
 
-interface Meta { name: string, labels?: Record<string, string> }
-interface Probe { httpGet?: { path: string, port: string | number } }
+interface Meta {
+  name: string
+  labels?: Record<string, string>
+}
+interface Probe {
+  httpGet?: { path: string; port: string | number }
+}
 interface SecurityContext {
   runAsNonRoot?: boolean
   runAsUser?: number
   readOnlyRootFilesystem?: boolean
   allowPrivilegeEscalation?: boolean
   privileged?: boolean
-  capabilities?: { drop?: string[], add?: string[] }
+  capabilities?: { drop?: string[]; add?: string[] }
   seccompProfile?: { type: string }
 }
 interface Container {
@@ -60,13 +73,13 @@ interface Container {
   image: string
   command?: string[]
   args?: string[]
-  ports?: Array<{ name?: string, containerPort: number }>
-  env?: Array<{ name: string, value?: string }>
-  envFrom?: Array<{ configMapRef?: { name: string }, secretRef?: { name: string } }>
+  ports?: Array<{ name?: string; containerPort: number }>
+  env?: Array<{ name: string; value?: string }>
+  envFrom?: Array<{ configMapRef?: { name: string }; secretRef?: { name: string } }>
   livenessProbe?: Probe
   readinessProbe?: Probe
-  lifecycle?: { preStop?: { exec?: { command: string[] }, sleep?: { seconds: number } } }
-  resources?: { requests?: Record<string, unknown>, limits?: Record<string, unknown> }
+  lifecycle?: { preStop?: { exec?: { command: string[] }; sleep?: { seconds: number } } }
+  resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> }
   securityContext?: SecurityContext
 }
 interface Deployment {
@@ -97,7 +110,10 @@ interface K8sObject {
 function parseManifests(text: string, where: string): K8sObject[] {
   const objects: K8sObject[] = []
   for (const doc of parseAllDocuments(text)) {
-    expect(doc.errors.map((e) => e.message), `YAML errors in ${where}`).toEqual([])
+    expect(
+      doc.errors.map((e) => e.message),
+      `YAML errors in ${where}`,
+    ).toEqual([])
     const value = doc.toJS() as K8sObject | null
     if (value === null) continue
     expect(value.apiVersion, `${where}: apiVersion`).toBeTypeOf('string')
@@ -140,7 +156,10 @@ function drainSeconds(): number | undefined {
  * The checks every tokenward Deployment must pass, for deploy/k8s and for the
  * rendered Helm chart alike. Returns the container and its ConfigMap and Secret.
  */
-function checkDeployment(objects: K8sObject[], where: string): { container: Container, configMap: K8sObject, secret: K8sObject | undefined, deployment: Deployment } {
+function checkDeployment(
+  objects: K8sObject[],
+  where: string,
+): { container: Container; configMap: K8sObject; secret: K8sObject | undefined; deployment: Deployment } {
   const deployments = objects.filter((o) => o.kind === 'Deployment') as unknown as Deployment[]
   expect(deployments, `${where}: one Deployment`).toHaveLength(1)
   const deployment = deployments[0]!
@@ -190,15 +209,18 @@ function checkDeployment(objects: K8sObject[], where: string): { container: Cont
   const grace = pod.terminationGracePeriodSeconds ?? 30
   expect(grace, `${where}: terminationGracePeriodSeconds covers the preStop sleep`).toBeGreaterThan(sleep)
   const drain = drainSeconds()
-  if (drain !== undefined) expect(grace, `${where}: terminationGracePeriodSeconds covers preStop + tokenward's ${drain} s drain`).toBeGreaterThan(sleep + drain)
+  if (drain !== undefined)
+    expect(grace, `${where}: terminationGracePeriodSeconds covers preStop + tokenward's ${drain} s drain`).toBeGreaterThan(sleep + drain)
 
   // The env comes from a ConfigMap and a Secret of this set (Secret last, so it wins).
   const configMapName = container.envFrom?.find((e) => e.configMapRef)?.configMapRef?.name
   const secretName = container.envFrom?.find((e) => e.secretRef)?.secretRef?.name
   expect(configMapName, `${where}: envFrom a ConfigMap`).toBeDefined()
   expect(secretName, `${where}: envFrom a Secret`).toBeDefined()
-  expect(container.envFrom!.findIndex((e) => e.secretRef), `${where}: the Secret comes after the ConfigMap`)
-    .toBeGreaterThan(container.envFrom!.findIndex((e) => e.configMapRef))
+  expect(
+    container.envFrom!.findIndex((e) => e.secretRef),
+    `${where}: the Secret comes after the ConfigMap`,
+  ).toBeGreaterThan(container.envFrom!.findIndex((e) => e.configMapRef))
   const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === configMapName)
   expect(configMap, `${where}: the ConfigMap ${configMapName}`).toBeDefined()
   const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name === secretName)
@@ -206,11 +228,14 @@ function checkDeployment(objects: K8sObject[], where: string): { container: Cont
   for (const e of container.env ?? []) expect(configVars.has(e.name) || !e.name.startsWith('BFF_'), `${where}: env ${e.name}`).toBe(true)
 
   // Service and PodDisruptionBudget select these pods.
-  const service = objects.find((o) => o.kind === 'Service') as { spec: { selector: Record<string, string>, ports: Array<{ targetPort: string | number }> } } | undefined
+  const service = objects.find((o) => o.kind === 'Service') as
+    { spec: { selector: Record<string, string>; ports: Array<{ targetPort: string | number }> } } | undefined
   expect(service, `${where}: a Service`).toBeDefined()
   expect(podLabels, `${where}: the Service selects the pods`).toMatchObject(service!.spec.selector)
-  for (const p of service!.spec.ports) expect([port!.name, port!.containerPort], `${where}: the Service's targetPort`).toContain(p.targetPort)
-  const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget') as { spec: { minAvailable: number, selector: { matchLabels: Record<string, string> } } } | undefined
+  for (const p of service!.spec.ports)
+    expect([port!.name, port!.containerPort], `${where}: the Service's targetPort`).toContain(p.targetPort)
+  const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget') as
+    { spec: { minAvailable: number; selector: { matchLabels: Record<string, string> } } } | undefined
   expect(pdb?.spec.minAvailable, `${where}: PodDisruptionBudget minAvailable`).toBe(1)
   expect(podLabels, `${where}: the PodDisruptionBudget selects the pods`).toMatchObject(pdb!.spec.selector.matchLabels)
 
@@ -220,8 +245,14 @@ function checkDeployment(objects: K8sObject[], where: string): { container: Cont
 // ---------------------------------------------------------------------------
 // Dockerfile
 
-interface Instruction { op: string, args: string }
-interface Stage { name: string | undefined, instructions: Instruction[] }
+interface Instruction {
+  op: string
+  args: string
+}
+interface Stage {
+  name: string | undefined
+  instructions: Instruction[]
+}
 
 /** Logical instructions per stage: continuations joined, comments dropped. */
 function parseDockerfile(text: string): Stage[] {
@@ -255,7 +286,7 @@ function parseDockerfile(text: string): Stage[] {
 const ops = (stage: Stage, op: string): string[] => stage.instructions.filter((i) => i.op === op).map((i) => i.args)
 
 /** COPY sources and destination, flags removed. */
-function copies(stage: Stage): Array<{ from: string | undefined, sources: string[], dest: string }> {
+function copies(stage: Stage): Array<{ from: string | undefined; sources: string[]; dest: string }> {
   return ops(stage, 'COPY').map((args) => {
     const words = args.split(/\s+/)
     const from = words.find((w) => w.startsWith('--from='))?.slice('--from='.length)
@@ -269,7 +300,11 @@ function copies(stage: Stage): Array<{ from: string | undefined, sources: string
 describe('container image (deploy/Dockerfile)', () => {
   const stages = parseDockerfile(read('deploy/Dockerfile'))
   const runtime = stages.at(-1)!
-  const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>, bin: Record<string, string>, dependencies: Record<string, string> }
+  const pkg = JSON.parse(read('package.json')) as {
+    scripts: Record<string, string>
+    bin: Record<string, string>
+    dependencies: Record<string, string>
+  }
   const outDir = join(tmp, 'dist')
 
   // The production bundle, built the way the image's `npm run build` builds it
@@ -311,14 +346,20 @@ describe('container image (deploy/Dockerfile)', () => {
     const health = ops(runtime, 'HEALTHCHECK')[0]!
     const argv = JSON.parse(health.slice(health.indexOf('CMD') + 3).trim()) as string[]
     expect(argv[0]).toBe('node')
-    const config = loadConfig({ ...envOf('deploy/k8s/configmap.yaml'), ...generatedSecrets(), BFF_HOST: '127.0.0.1', BFF_LOG_LEVEL: 'silent' })
+    const config = loadConfig({
+      ...envOf('deploy/k8s/configmap.yaml'),
+      ...generatedSecrets(),
+      BFF_HOST: '127.0.0.1',
+      BFF_LOG_LEVEL: 'silent',
+    })
     const server = await startServer(config, { store: 'memory', port: 0 })
     // Asynchronously: the server answers from this very process.
-    const run = (env: Env) => new Promise<number | null>((resolve) => {
-      execFile(process.execPath, argv.slice(1), { env: { PATH: process.env.PATH, ...env }, timeout: 10_000 }, (err) => {
-        resolve(err ? (typeof err.code === 'number' ? err.code : 1) : 0)
+    const run = (env: Env) =>
+      new Promise<number | null>((resolve) => {
+        execFile(process.execPath, argv.slice(1), { env: { PATH: process.env.PATH, ...env }, timeout: 10_000 }, (err) => {
+          resolve(err ? (typeof err.code === 'number' ? err.code : 1) : 0)
+        })
       })
-    })
     try {
       expect(await run({ BFF_PORT: String(server.port) })).toBe(0)
       expect(await run({ PORT: String(server.port) })).toBe(0)
@@ -361,11 +402,14 @@ describe('container image (deploy/Dockerfile)', () => {
     expect(fromBuild!.sources).toEqual([posix.join(workdir, buildConfig.compilerOptions.outDir)])
     expect(posix.normalize(fromBuild!.dest)).toBe(buildConfig.compilerOptions.outDir)
     // The build has the files it needs from the context.
-    const inputs = copies(build!).filter((c) => c.from === undefined).flatMap((c) => c.sources)
-    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'tsconfig.client.json', 'src']) expect(inputs).toContain(f)
+    const inputs = copies(build!)
+      .filter((c) => c.from === undefined)
+      .flatMap((c) => c.sources)
+    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'tsconfig.client.json', 'src'])
+      expect(inputs).toContain(f)
   })
 
-  it('the CMD\'s script exists in the production build', () => {
+  it("the CMD's script exists in the production build", () => {
     const cmd = JSON.parse(ops(runtime, 'CMD').at(-1)!) as string[]
     const script = cmd[1]!
     expect(script.startsWith('dist/')).toBe(true)
@@ -378,8 +422,10 @@ describe('container image (deploy/Dockerfile)', () => {
     const builtins = new Set(builtinModules)
     const deps = new Set(Object.keys(pkg.dependencies))
     const missing = new Set<string>()
-    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.js') ? [join(dir, e.name)] : [])
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.js') ? [join(dir, e.name)] : [],
+      )
     const jsFiles = files(outDir)
     expect(jsFiles.length).toBeGreaterThan(0)
     for (const file of jsFiles) {
@@ -408,12 +454,19 @@ describe('container image (deploy/Dockerfile)', () => {
   })
 
   it('.dockerignore lets in exactly what the Dockerfile copies from the context, and never .env', () => {
-    const lines = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+    const lines = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'))
     // An allowlist: everything out, then the inputs back in.
     expect(lines[0]).toBe('*')
     const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''))
     expect(allowed).not.toContain('.env')
-    const fromContext = stages.flatMap((s) => copies(s).filter((c) => c.from === undefined).flatMap((c) => c.sources))
+    const fromContext = stages.flatMap((s) =>
+      copies(s)
+        .filter((c) => c.from === undefined)
+        .flatMap((c) => c.sources),
+    )
     expect([...new Set(fromContext)].sort()).toEqual([...allowed].sort())
   })
 })
@@ -463,10 +516,12 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
 
   it('an unedited example Secret is refused at startup, naming the secrets to fill in', () => {
     const { configMap, secret } = checkDeployment(objects, 'deploy/k8s')
-    expect(() => loadConfig(envFrom(configMap, secret))).toThrow(/BFF_COOKIE_SECRET[\s\S]*BFF_ENCRYPTION_KEYS|BFF_ENCRYPTION_KEYS[\s\S]*BFF_COOKIE_SECRET/)
+    expect(() => loadConfig(envFrom(configMap, secret))).toThrow(
+      /BFF_COOKIE_SECRET[\s\S]*BFF_ENCRYPTION_KEYS|BFF_ENCRYPTION_KEYS[\s\S]*BFF_COOKIE_SECRET/,
+    )
   })
 
-  it('the ConfigMap\'s BFF_ROUTES is JSON, and with real secrets the pod\'s environment passes loadConfig on the container port', () => {
+  it("the ConfigMap's BFF_ROUTES is JSON, and with real secrets the pod's environment passes loadConfig on the container port", () => {
     const { configMap, secret, container } = checkDeployment(objects, 'deploy/k8s')
     const routes = JSON.parse(String(configMap.data!.BFF_ROUTES)) as unknown
     expect(Array.isArray(routes)).toBe(true)
@@ -505,10 +560,10 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
 
 interface ComposeService {
   image?: string
-  build?: { context?: string, dockerfile?: string, target?: string }
+  build?: { context?: string; dockerfile?: string; target?: string }
   command?: string[] | string
   environment?: Record<string, string | number | boolean | null> | string[]
-  ports?: Array<string | { target: number, published: string | number, host_ip?: string }>
+  ports?: Array<string | { target: number; published: string | number; host_ip?: string }>
   volumes?: string[]
   network_mode?: string
   read_only?: boolean
@@ -530,16 +585,19 @@ function serviceEnv(service: ComposeService): Record<string, string> {
 
 /** Compose's ${VAR}, ${VAR:?msg}, ${VAR:-default} interpolation, from `vars`. */
 function interpolate(value: string, vars: Record<string, string>): string {
-  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([?-])([^}]*))?\}/g, (_m, name: string, op: string | undefined, arg: string | undefined) => {
-    const v = vars[name]
-    if (v) return v
-    if (op === '-') return arg ?? ''
-    throw new Error(`${name} is not set${op === '?' ? `: ${arg}` : ''}`)
-  })
+  return value.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([?-])([^}]*))?\}/g,
+    (_m, name: string, op: string | undefined, arg: string | undefined) => {
+      const v = vars[name]
+      if (v) return v
+      if (op === '-') return arg ?? ''
+      throw new Error(`${name} is not set${op === '?' ? `: ${arg}` : ''}`)
+    },
+  )
 }
 
 /** Host port published for a container port, on a service's `ports`. */
-function published(service: ComposeService, containerPort: number): { host: string | undefined, port: number } | undefined {
+function published(service: ComposeService, containerPort: number): { host: string | undefined; port: number } | undefined {
   for (const p of service.ports ?? []) {
     if (typeof p === 'string') {
       const parts = p.split(':')
@@ -556,7 +614,7 @@ const portOf = (url: URL): number => Number(url.port || (url.protocol === 'https
 
 describe('docker compose demo (docker-compose.yml)', () => {
   const text = read('docker-compose.yml')
-  const compose = parse(text) as { services: Record<string, ComposeService>, volumes?: Record<string, unknown> }
+  const compose = parse(text) as { services: Record<string, ComposeService>; volumes?: Record<string, unknown> }
   const { redis, idp, api, tokenward } = compose.services
   const stageNames = parseDockerfile(read('deploy/Dockerfile')).map((s) => s.name)
   const secrets = generatedSecrets()
@@ -577,12 +635,15 @@ describe('docker compose demo (docker-compose.yml)', () => {
     expect(test).toContain('ping')
   })
 
-  it('tokenward runs the production image read-only; idp and api run the dev image\'s entry scripts', () => {
+  it("tokenward runs the production image read-only; idp and api run the dev image's entry scripts", () => {
     expect(tokenward!.build?.dockerfile).toBe('deploy/Dockerfile')
     expect(tokenward!.build?.target).toBe('runtime')
     expect(tokenward!.read_only).toBe(true)
-    expect(tokenward!.command, 'the image\'s CMD runs').toBeUndefined()
-    for (const [service, script] of [[idp!, 'demo/idp-main.ts'], [api!, 'demo/api-main.ts']] as const) {
+    expect(tokenward!.command, "the image's CMD runs").toBeUndefined()
+    for (const [service, script] of [
+      [idp!, 'demo/idp-main.ts'],
+      [api!, 'demo/api-main.ts'],
+    ] as const) {
       expect(service.build?.dockerfile).toBe('deploy/Dockerfile')
       expect(stageNames).toContain(service.build?.target)
       expect(service.build?.target).toBe('dev')
@@ -604,7 +665,7 @@ describe('docker compose demo (docker-compose.yml)', () => {
     expect(serviceEnv(idp!).DEMO_CLIENT_SECRET).toBe(env.BFF_CLIENT_SECRET)
   })
 
-  it('tokenward\'s environment has every required variable and passes loadConfig', () => {
+  it("tokenward's environment has every required variable and passes loadConfig", () => {
     const env = serviceEnv(tokenward!)
     for (const name of REQUIRED) expect(env[name], name).toBeTruthy()
     const resolved = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(v, secrets)]))
@@ -631,13 +692,13 @@ describe('docker compose demo (docker-compose.yml)', () => {
     expect(Number(idpEnv.DEMO_IDP_PORT)).toBe(portOf(issuer))
     // Published ports land on the container's interface, so the IdP binds all of them.
     expect(idpEnv.DEMO_IDP_HOST).toBe('0.0.0.0')
-    expect(published(idp!, portOf(issuer))?.port, 'the issuer\'s port is published for the browser').toBe(portOf(issuer))
+    expect(published(idp!, portOf(issuer))?.port, "the issuer's port is published for the browser").toBe(portOf(issuer))
 
     // tokenward: the browser opens BFF_PUBLIC_URL, published from the shared namespace.
     expect(config.publicUrl.hostname).toBe('localhost')
     expect(config.port).toBe(portOf(config.publicUrl))
     expect(['0.0.0.0', '::']).toContain(config.host)
-    expect(published(idp!, config.port)?.port, 'tokenward\'s port is published for the browser').toBe(portOf(config.publicUrl))
+    expect(published(idp!, config.port)?.port, "tokenward's port is published for the browser").toBe(portOf(config.publicUrl))
     // The dev IdP's client redirects back to that same origin, and uses tokenward's client id.
     expect(idpEnv.DEMO_PUBLIC_URL).toBe(config.publicOrigin)
     expect(idpEnv.DEMO_CLIENT_ID).toBe(config.clientId)
@@ -746,10 +807,10 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     const v = values as {
       replicaCount: number
       publicUrl: string
-      oidc: { issuer: string, clientId: string }
+      oidc: { issuer: string; clientId: string }
       routes: unknown[]
-      redis: { mode: string, url: string }
-      podDisruptionBudget: { enabled: boolean, minAvailable: number }
+      redis: { mode: string; url: string }
+      podDisruptionBudget: { enabled: boolean; minAvailable: number }
       existingSecret: string
       secrets: Record<string, string>
     }
@@ -777,7 +838,11 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     }
     mkdirSync(tmp, { recursive: true })
     const real = generatedSecrets()
-    const chartSecrets = { clientSecret: real.BFF_CLIENT_SECRET, cookieSecret: real.BFF_COOKIE_SECRET, encryptionKeys: real.BFF_ENCRYPTION_KEYS }
+    const chartSecrets = {
+      clientSecret: real.BFF_CLIENT_SECRET,
+      cookieSecret: real.BFF_COOKIE_SECRET,
+      encryptionKeys: real.BFF_ENCRYPTION_KEYS,
+    }
     const render = (name: string, extra: Record<string, unknown>): K8sObject[] => {
       const file = join(tmp, `values-${name}.json`)
       // JSON is YAML: no escaping trouble with secrets on the command line.
@@ -798,6 +863,13 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     })
     const s = checkDeployment(sentinel, 'helm template (sentinel)')
     const sc = loadConfig(envFrom(s.configMap, s.secret))
-    expect(sc.redis).toMatchObject({ mode: 'sentinel', sentinelName: 'mymaster', nodes: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }] })
+    expect(sc.redis).toMatchObject({
+      mode: 'sentinel',
+      sentinelName: 'mymaster',
+      nodes: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+      ],
+    })
   })
 })

@@ -142,7 +142,8 @@ function render(id: string, s: Spec): string {
 function nodeHeader(headers: Headers, name: string): string | undefined {
   const values = headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v.trim())
   if (values.length === 0) return undefined
-  if (['host', 'authorization', 'content-length', 'content-type', 'user-agent', 'referer', 'proxy-authorization'].includes(name)) return values[0]
+  if (['host', 'authorization', 'content-length', 'content-type', 'user-agent', 'referer', 'proxy-authorization'].includes(name))
+    return values[0]
   return values.join(name === 'cookie' ? '; ' : ', ')
 }
 
@@ -181,19 +182,87 @@ function mayForward(route: RouteSpec | undefined, method: string, headers: Heade
 
 /** Path pieces the contract says escape a prefix (security model S39): requests carrying one are refused. */
 const EVIL_PIECES = [
-  '..', '%2e%2e', '%2E%2e', '.%2e', '%2e.', '.', '%2e', '%2f', '%2F', 'a%2fb', '%5c', '%5C', 'a%5cb', '%00', '%0a', '%0d%0aHost:%20evil',
-  '%zz', '%', '%2', '%c0%ae%c0%ae', '%e0%80%ae', '%ff', '..%2f..%2fadmin', '%2e%2e%2f', 'x%00y',
+  '..',
+  '%2e%2e',
+  '%2E%2e',
+  '.%2e',
+  '%2e.',
+  '.',
+  '%2e',
+  '%2f',
+  '%2F',
+  'a%2fb',
+  '%5c',
+  '%5C',
+  'a%5cb',
+  '%00',
+  '%0a',
+  '%0d%0aHost:%20evil',
+  '%zz',
+  '%',
+  '%2',
+  '%c0%ae%c0%ae',
+  '%e0%80%ae',
+  '%ff',
+  '..%2f..%2fadmin',
+  '%2e%2e%2f',
+  'x%00y',
 ]
 /** Refused only as the first segment after the prefix: it reads as a scheme or an authority. */
 const EVIL_FIRST = ['@evil.com', '%40evil.com', 'http:', 'http:%2f%2fevil.com', 'HTTPS:evil.com', 'javascript:x']
 /** Odd but allowed pieces, forwarded as sent. */
 const ODD_PIECES = [
-  'a', 'orders', '7', 'x.y', '...', 'a..b', '%20', '%41', '%C3%A9', '%EF%BC%8E%EF%BC%8E', '%252e%252e', '%252f', '~user', 'x;y', '..;',
-  'a=b', "it's", '(x)', '*', '!', '$', '+', ',', 'x@y', 'x:y', utf8Bytes('é'), utf8Bytes('．．'), utf8Bytes('ａｐｉ'), utf8Bytes('\u202e'),
-  utf8Bytes('K'), utf8Bytes('İ'), utf8Bytes('a\u0301'), 'A'.repeat(300),
+  'a',
+  'orders',
+  '7',
+  'x.y',
+  '...',
+  'a..b',
+  '%20',
+  '%41',
+  '%C3%A9',
+  '%EF%BC%8E%EF%BC%8E',
+  '%252e%252e',
+  '%252f',
+  '~user',
+  'x;y',
+  '..;',
+  'a=b',
+  "it's",
+  '(x)',
+  '*',
+  '!',
+  '$',
+  '+',
+  ',',
+  'x@y',
+  'x:y',
+  utf8Bytes('é'),
+  utf8Bytes('．．'),
+  utf8Bytes('ａｐｉ'),
+  utf8Bytes('\u202e'),
+  utf8Bytes('K'),
+  utf8Bytes('İ'),
+  utf8Bytes('a\u0301'),
+  'A'.repeat(300),
 ]
 /** Prefix spellings that name no route literally: never forwarded (400 or 404). */
-const EVASIVE_STARTS = ['/%61pi', '/API', '/apix', '/api%2fadmin', '/x/../api', '/./api', '//api', '/%2e/api', '/x/%2e%2e/api', '/%70ub', utf8Bytes('/ａpi'), '/pub%2f', '/api..', '/api;/x']
+const EVASIVE_STARTS = [
+  '/%61pi',
+  '/API',
+  '/apix',
+  '/api%2fadmin',
+  '/x/../api',
+  '/./api',
+  '//api',
+  '/%2e/api',
+  '/x/%2e%2e/api',
+  '/%70ub',
+  utf8Bytes('/ａpi'),
+  '/pub%2f',
+  '/api..',
+  '/api;/x',
+]
 
 function randomPath(): { path: string; evil: boolean } {
   const start = chance(0.8) ? pick(ROUTES).prefix : pick(EVASIVE_STARTS)
@@ -372,11 +441,24 @@ const generators: Array<[number, string, Gen]> = [
         case 4:
           // Whatever Node makes of these, a smuggled credential must not reach the
           // upstream and the tail request (no X-Fuzz, no Host) must not be forwarded.
-          headers.push(['X-Inject', pick(['a\rCookie: x', 'a\nAuthorization: Bearer evil-browser-token', 'a\r\n Cookie: x', 'a\u0000b', 'a\r\n\r\nGET /api/../admin HTTP/1.1'])])
+          headers.push([
+            'X-Inject',
+            pick([
+              'a\rCookie: x',
+              'a\nAuthorization: Bearer evil-browser-token',
+              'a\r\n Cookie: x',
+              'a\u0000b',
+              'a\r\n\r\nGET /api/../admin HTTP/1.1',
+            ]),
+          ])
           mayClose = true
           break
         case 5:
-          headers.push(['Host', pick(['evil.com', 'evil.com:80', hostHeader])], ['X-Forwarded-Host', 'evil.com'], ['Forwarded', 'host=evil.com;proto=https'])
+          headers.push(
+            ['Host', pick(['evil.com', 'evil.com:80', hostHeader])],
+            ['X-Forwarded-Host', 'evil.com'],
+            ['Forwarded', 'host=evil.com;proto=https'],
+          )
           headers.push(['X-Forwarded-For', '6.6.6.6'], ['X-Real-IP', '6.6.6.6'])
           mustNotForward.push('forwarded', 'x-real-ip')
           break
@@ -404,7 +486,12 @@ const generators: Array<[number, string, Gen]> = [
           headers.push(['X-Value', utf8Bytes(pick(['é', '\u202e', '．．', '\ud83d\ude00'])) + '\u00ff'])
           break
         case 12:
-          headers.push(['Upgrade', pick(['websocket', 'h2c', 'foo'])], ['Connection', 'Upgrade'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13'])
+          headers.push(
+            ['Upgrade', pick(['websocket', 'h2c', 'foo'])],
+            ['Connection', 'Upgrade'],
+            ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+            ['Sec-WebSocket-Version', '13'],
+          )
           mayClose = true
           // Not a WebSocket route: the handshake is refused whatever else it carries.
           forwardable = false
@@ -413,7 +500,10 @@ const generators: Array<[number, string, Gen]> = [
           headers.push(['Expect', pick(['100-continue', 'bogus'])])
           mayClose = true
       }
-      const c = routeCase('headers', { method: 'GET', target: `${route.prefix}/h${int(100)}`, headers }, false, { mayClose, mustNotForward })
+      const c = routeCase('headers', { method: 'GET', target: `${route.prefix}/h${int(100)}`, headers }, false, {
+        mayClose,
+        mustNotForward,
+      })
       if (forwardable === false) {
         c.forwardable = false
         c.mustRefuse = true
@@ -427,8 +517,24 @@ const generators: Array<[number, string, Gen]> = [
     () => {
       const route = pick(ROUTES)
       const method = pick([
-        'FOO', 'GETT', 'get', 'Get', 'G\u0000T', 'X'.repeat(200), 'TRACE', 'PROPFIND', 'MKCOL', 'M-SEARCH', 'PURGE', 'QUERY', 'SEARCH', 'LINK', 'PRI',
-        'CONNECT', 'POST', 'DELETE',
+        'FOO',
+        'GETT',
+        'get',
+        'Get',
+        'G\u0000T',
+        'X'.repeat(200),
+        'TRACE',
+        'PROPFIND',
+        'MKCOL',
+        'M-SEARCH',
+        'PURGE',
+        'QUERY',
+        'SEARCH',
+        'LINK',
+        'PRI',
+        'CONNECT',
+        'POST',
+        'DELETE',
       ])
       const known = /^(TRACE|PROPFIND|MKCOL|M-SEARCH|PURGE|QUERY|SEARCH|LINK|POST|DELETE)$/.test(method)
       const target = method === 'CONNECT' ? pick(['evil.com:443', `${route.prefix}/m`]) : `${route.prefix}/m${int(100)}`
@@ -441,13 +547,23 @@ const generators: Array<[number, string, Gen]> = [
     () => {
       const route = pick(ROUTES)
       const variants: Array<() => Spec> = [
-        () => ({ method: 'GET', target: `${route.prefix}/v`, version: pick(['HTTP/1.0', 'HTTP/2.0', 'HTTP/9.9', 'HTTP/1.1x', 'HTTP/1', 'http/1.1', 'HTTP/01.1', '']), headers: spaHeaders() }),
+        () => ({
+          method: 'GET',
+          target: `${route.prefix}/v`,
+          version: pick(['HTTP/1.0', 'HTTP/2.0', 'HTTP/9.9', 'HTTP/1.1x', 'HTTP/1', 'http/1.1', 'HTTP/01.1', '']),
+          headers: spaHeaders(),
+        }),
         () => ({ method: 'GET', target: `http://evil.com${route.prefix}/v`, headers: spaHeaders() }),
         () => ({ method: 'GET', target: `http://${hostHeader}${route.prefix}/v`, headers: spaHeaders() }),
         () => ({ method: 'GET', target: `//evil.com${route.prefix}/v`, headers: spaHeaders() }),
         () => ({ method: 'OPTIONS', target: '*', headers: spaHeaders() }),
         () => ({ method: 'GET', target: `${route.prefix}/v`, host: null, headers: spaHeaders() }),
-        () => ({ method: 'GET', target: `${route.prefix}/v`, host: pick(['a b', 'a/b', '[::1', 'a@b', '', 'evil.com:99999', '..', utf8Bytes('é')]), headers: spaHeaders() }),
+        () => ({
+          method: 'GET',
+          target: `${route.prefix}/v`,
+          host: pick(['a b', 'a/b', '[::1', 'a@b', '', 'evil.com:99999', '..', utf8Bytes('é')]),
+          headers: spaHeaders(),
+        }),
         () => ({ method: 'GET', target: `${route.prefix}/${'a'.repeat(20_000 + int(10_000))}`, headers: spaHeaders() }),
         () => ({ method: 'GET', target: `${route.prefix}/v w`, headers: spaHeaders() }),
         () => ({ method: 'GET', target: `${route.prefix}/v\tw`, headers: spaHeaders() }),
@@ -458,7 +574,11 @@ const generators: Array<[number, string, Gen]> = [
       // HTTP/1.1 framing), whitespace inside the target and targets beyond the
       // header limit are refused by the parser. An odd Host header changes
       // nothing about routing, so those stay as the oracle says.
-      if ((spec.version !== undefined && !['HTTP/1.0', 'HTTP/2.0'].includes(spec.version)) || /[ \t]/.test(spec.target) || spec.target.length > 16_000) {
+      if (
+        (spec.version !== undefined && !['HTTP/1.0', 'HTTP/2.0'].includes(spec.version)) ||
+        /[ \t]/.test(spec.target) ||
+        spec.target.length > 16_000
+      ) {
         c.forwardable = false
         c.mustRefuse = literalRoute(spec.target) !== undefined
       }
@@ -531,13 +651,24 @@ const generators: Array<[number, string, Gen]> = [
           break
         case 8:
           headers.push(['Transfer-Encoding', 'chunked'])
-          body = pick(['10\r\nshort', '5\r\nhello\r\n', 'zz\r\nhello\r\n0\r\n\r\n', '5;ext="a\r\nhello\r\n0\r\n\r\n', '-5\r\nhello\r\n0\r\n\r\n'])
+          body = pick([
+            '10\r\nshort',
+            '5\r\nhello\r\n',
+            'zz\r\nhello\r\n0\r\n\r\n',
+            '5;ext="a\r\nhello\r\n0\r\n\r\n',
+            '-5\r\nhello\r\n0\r\n\r\n',
+          ])
           halfClose = true
           forwardable = false
           break
         case 9:
           // Headers cut off mid-way, then the client goes away.
-          return { ...routeCase('framing', { method: 'GET', target, headers, cut: true }), halfClose: true, mayClose: true, forwardable: false }
+          return {
+            ...routeCase('framing', { method: 'GET', target, headers, cut: true }),
+            halfClose: true,
+            mayClose: true,
+            forwardable: false,
+          }
         case 10:
           headers.push(['Transfer-Encoding', 'chunked'])
           body = '5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n'
@@ -580,11 +711,38 @@ const generators: Array<[number, string, Gen]> = [
         () => ({ method: 'GET', target: `/healthz${pick(['?x=%zz', '/', '%00', '/../api/x'])}`, headers: [] }),
         () => ({ method: 'GET', target: '/metrics', headers: [] }),
         () => ({ method: 'GET', target: '/auth/session', headers: spaHeaders() }),
-        () => ({ method: 'GET', target: `/auth/login?returnTo=${pick(['//evil.com', '/\\evil.com', '%2f%2fevil.com', '/x/../%2f%2fevil.com', 'https://evil.com', utf8Bytes('/é')])}`, headers: [] }),
-        () => ({ method: 'GET', target: `/auth/callback?${pick(['code=x&state=y', 'error=access_denied&error_description=%3Cscript%3E', 'iss=%zz', ''])}`, headers: [] }),
-        () => ({ method: 'POST', target: '/auth/backchannel-logout', headers: [['Content-Type', 'application/x-www-form-urlencoded'], ['Content-Length', '17']], body: 'logout_token=a.b.' }),
-        () => ({ method: 'GET', target: pick(['/', '/nope', '/auth', '/auth/', '/auth/../api/x', '/api/../auth/session', '/.env', '/%2e%2e/etc/passwd']), headers: spaHeaders() }),
-        () => ({ method: 'POST', target: '/auth/logout', headers: [['X-CSRF', '1'], ['Content-Length', '0']] }),
+        () => ({
+          method: 'GET',
+          target: `/auth/login?returnTo=${pick(['//evil.com', '/\\evil.com', '%2f%2fevil.com', '/x/../%2f%2fevil.com', 'https://evil.com', utf8Bytes('/é')])}`,
+          headers: [],
+        }),
+        () => ({
+          method: 'GET',
+          target: `/auth/callback?${pick(['code=x&state=y', 'error=access_denied&error_description=%3Cscript%3E', 'iss=%zz', ''])}`,
+          headers: [],
+        }),
+        () => ({
+          method: 'POST',
+          target: '/auth/backchannel-logout',
+          headers: [
+            ['Content-Type', 'application/x-www-form-urlencoded'],
+            ['Content-Length', '17'],
+          ],
+          body: 'logout_token=a.b.',
+        }),
+        () => ({
+          method: 'GET',
+          target: pick(['/', '/nope', '/auth', '/auth/', '/auth/../api/x', '/api/../auth/session', '/.env', '/%2e%2e/etc/passwd']),
+          headers: spaHeaders(),
+        }),
+        () => ({
+          method: 'POST',
+          target: '/auth/logout',
+          headers: [
+            ['X-CSRF', '1'],
+            ['Content-Length', '0'],
+          ],
+        }),
       ]
       const spec = pick(variants)()
       return routeCase('endpoints', spec)
@@ -698,13 +856,16 @@ function checkForwarded(rec: RecordedRequest, byId: Map<string, Case>, outcomes:
   if (/%2f|%5c/i.test(path)) return `${where}: encoded slash or backslash forwarded`
   if (rec.headers.cookie !== undefined) return `${where}: Cookie forwarded`
   const auth = rec.headers.authorization
-  if (route.token === 'none' ? auth !== undefined : !/^(Bearer|DPoP) [^\s]+$/.test(String(auth))) return `${where}: Authorization is ${String(auth)}`
+  if (route.token === 'none' ? auth !== undefined : !/^(Bearer|DPoP) [^\s]+$/.test(String(auth)))
+    return `${where}: Authorization is ${String(auth)}`
   if (JSON.stringify(rec.headers).includes('evil-browser-token')) return `${where}: a browser credential was forwarded`
-  if (rec.headers['x-forwarded-host'] !== new URL(publicOrigin).host) return `${where}: X-Forwarded-Host ${String(rec.headers['x-forwarded-host'])}`
+  if (rec.headers['x-forwarded-host'] !== new URL(publicOrigin).host)
+    return `${where}: X-Forwarded-Host ${String(rec.headers['x-forwarded-host'])}`
   if (rec.headers['x-forwarded-for'] === '6.6.6.6') return `${where}: the browser's X-Forwarded-For was passed through`
   for (const h of c.mustNotForward) if (rec.headers[h] !== undefined) return `${where}: ${h} was forwarded`
   // tokenward's own client sets Connection for its hop; the browser's list never travels on.
-  if (!/^(keep-alive|close)?$/i.test(String(rec.headers.connection ?? ''))) return `${where}: Connection ${String(rec.headers.connection)} forwarded`
+  if (!/^(keep-alive|close)?$/i.test(String(rec.headers.connection ?? '')))
+    return `${where}: Connection ${String(rec.headers.connection)} forwarded`
   return undefined
 }
 
@@ -717,65 +878,81 @@ function heapAfterGc(): number {
 }
 
 describe(`HTTP fuzzing over raw sockets (issue 9; seed ${SEED})`, () => {
-  it('every malformed or hostile request gets a 4xx (or a clean close), never a 5xx, a hang or a forwarded refusal', { timeout: 60_000 }, async () => {
-    // Errors outside the structured log (the adapter's console.error) count as failures too.
-    const consoleErrors = vi.spyOn(console, 'error')
-    const failures: string[] = []
-    const stats = new Map<string, number>()
-    const byId = new Map<string, Case>()
-    let forwarded = 0
-    let sent = 0
-    let heapBaseline = 0
-    const started = performance.now()
+  it(
+    'every malformed or hostile request gets a 4xx (or a clean close), never a 5xx, a hang or a forwarded refusal',
+    { timeout: 60_000 },
+    async () => {
+      // Errors outside the structured log (the adapter's console.error) count as failures too.
+      const consoleErrors = vi.spyOn(console, 'error')
+      const failures: string[] = []
+      const stats = new Map<string, number>()
+      const byId = new Map<string, Case>()
+      let forwarded = 0
+      let sent = 0
+      let heapBaseline = 0
+      const started = performance.now()
 
-    for (let batch = 0; batch < BATCHES; batch++) {
-      const cases = Array.from({ length: PER_BATCH }, (_, i) => nextCase(`${batch}-${i}`))
-      byId.clear()
-      for (const c of cases) byId.set(c.id, c)
-      const outcomes = await runAll(cases)
-      sent += cases.length
-      for (const c of cases) {
-        const o = outcomes.get(c.id)!
-        const key = `${c.kind} ${o.timedOut ? 'timeout' : (o.status ?? 'closed')}`
-        stats.set(key, (stats.get(key) ?? 0) + 1)
-        const problem = checkOutcome(c, o)
-        if (problem) failures.push(`${problem}: ${describeCase(c)}`)
+      for (let batch = 0; batch < BATCHES; batch++) {
+        const cases = Array.from({ length: PER_BATCH }, (_, i) => nextCase(`${batch}-${i}`))
+        byId.clear()
+        for (const c of cases) byId.set(c.id, c)
+        const outcomes = await runAll(cases)
+        sent += cases.length
+        for (const c of cases) {
+          const o = outcomes.get(c.id)!
+          const key = `${c.kind} ${o.timedOut ? 'timeout' : (o.status ?? 'closed')}`
+          stats.set(key, (stats.get(key) ?? 0) + 1)
+          const problem = checkOutcome(c, o)
+          if (problem) failures.push(`${problem}: ${describeCase(c)}`)
+        }
+        // Let answers already on their way upstream land before they are checked.
+        await new Promise((r) => setTimeout(r, 100))
+        for (const rec of world.upstream.requests.splice(0)) {
+          forwarded++
+          const problem = checkForwarded(rec, byId, outcomes)
+          const c = byId.get(String(rec.headers['x-fuzz']))
+          if (problem) failures.push(c && !problem.includes(describeCase(c)) ? `${problem}; sent ${describeCase(c)}` : problem)
+        }
+        for (const line of world.bff.logs.splice(0)) {
+          const entry = JSON.parse(line) as { level?: number; msg?: string }
+          if ((entry.level ?? 0) >= 50) failures.push(`error logged: ${line.slice(0, 300)}`)
+        }
+        // The first batch warms caches, pools and JIT: measure growth from after it.
+        if (batch === 0) heapBaseline = heapAfterGc()
       }
-      // Let answers already on their way upstream land before they are checked.
-      await new Promise((r) => setTimeout(r, 100))
-      for (const rec of world.upstream.requests.splice(0)) {
-        forwarded++
-        const problem = checkForwarded(rec, byId, outcomes)
-        const c = byId.get(String(rec.headers['x-fuzz']))
-        if (problem) failures.push(c && !problem.includes(describeCase(c)) ? `${problem}; sent ${describeCase(c)}` : problem)
-      }
-      for (const line of world.bff.logs.splice(0)) {
-        const entry = JSON.parse(line) as { level?: number; msg?: string }
-        if ((entry.level ?? 0) >= 50) failures.push(`error logged: ${line.slice(0, 300)}`)
-      }
-      // The first batch warms caches, pools and JIT: measure growth from after it.
-      if (batch === 0) heapBaseline = heapAfterGc()
-    }
-    for (const call of consoleErrors.mock.calls) failures.push(`console.error: ${String(call[0]).slice(0, 200)}`)
-    consoleErrors.mockRestore()
-    const heapGrowth = heapAfterGc() - heapBaseline
-    const seconds = (performance.now() - started) / 1000
+      for (const call of consoleErrors.mock.calls) failures.push(`console.error: ${String(call[0]).slice(0, 200)}`)
+      consoleErrors.mockRestore()
+      const heapGrowth = heapAfterGc() - heapBaseline
+      const seconds = (performance.now() - started) / 1000
 
-    // eslint-disable-next-line no-console
-    console.log(
-      `fuzz seed ${SEED}: ${sent} requests in ${seconds.toFixed(1)} s, ${forwarded} forwarded, heap growth ${(heapGrowth / 1024 / 1024).toFixed(1)} MiB\n` +
-        [...stats.entries()].sort().map(([k, n]) => `  ${k}: ${n}`).join('\n'),
-    )
-    expect(failures.slice(0, 25), `seed ${SEED}, ${failures.length} failures (replay with FUZZ_SEED=${SEED})`).toEqual([])
-    // The run must have exercised both sides, or it proves little.
-    expect(forwarded).toBeGreaterThan(sent / 10)
-    expect([...stats.keys()].some((k) => / 4\d\d$/.test(k))).toBe(true)
-    expect(heapGrowth, `heap grew by ${heapGrowth} bytes (seed ${SEED})`).toBeLessThan(HEAP_BUDGET_BYTES)
+      // eslint-disable-next-line no-console
+      console.log(
+        `fuzz seed ${SEED}: ${sent} requests in ${seconds.toFixed(1)} s, ${forwarded} forwarded, heap growth ${(heapGrowth / 1024 / 1024).toFixed(1)} MiB\n` +
+          [...stats.entries()]
+            .sort()
+            .map(([k, n]) => `  ${k}: ${n}`)
+            .join('\n'),
+      )
+      expect(failures.slice(0, 25), `seed ${SEED}, ${failures.length} failures (replay with FUZZ_SEED=${SEED})`).toEqual([])
+      // The run must have exercised both sides, or it proves little.
+      expect(forwarded).toBeGreaterThan(sent / 10)
+      expect([...stats.keys()].some((k) => / 4\d\d$/.test(k))).toBe(true)
+      expect(heapGrowth, `heap grew by ${heapGrowth} bytes (seed ${SEED})`).toBeLessThan(HEAP_BUDGET_BYTES)
 
-    // Still alive and serving.
-    const health = await send({ id: 'health', kind: 'health', bytes: Buffer.from(`GET /healthz HTTP/1.1\r\nHost: ${hostHeader}\r\n\r\n`), halfClose: false, mayClose: false, forwardable: false, mustNotForward: [], mustRefuse: false })
-    expect(health.status).toBe(200)
-  })
+      // Still alive and serving.
+      const health = await send({
+        id: 'health',
+        kind: 'health',
+        bytes: Buffer.from(`GET /healthz HTTP/1.1\r\nHost: ${hostHeader}\r\n\r\n`),
+        halfClose: false,
+        mayClose: false,
+        forwardable: false,
+        mustNotForward: [],
+        mustRefuse: false,
+      })
+      expect(health.status).toBe(200)
+    },
+  )
 
   // Regression (was a bug): a request body sent chunked on GET, DELETE or OPTIONS is
   // written raw onto the upstream connection. outboundHeaders drops the
@@ -794,11 +971,22 @@ describe(`HTTP fuzzing over raw sockets (issue 9; seed ${SEED})`, () => {
         `${method} /pub/s HTTP/1.1\r\nHost: ${hostHeader}\r\nX-CSRF: 1\r\nX-Fuzz: carrier\r\nTransfer-Encoding: chunked\r\n\r\n${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`,
         'latin1',
       )
-      const o = await send({ id: 'carrier', kind: 'smuggle', bytes, halfClose: false, mayClose: false, forwardable: true, mustNotForward: [], mustRefuse: false })
+      const o = await send({
+        id: 'carrier',
+        kind: 'smuggle',
+        bytes,
+        halfClose: false,
+        mayClose: false,
+        forwardable: true,
+        mustNotForward: [],
+        mustRefuse: false,
+      })
       expect(o.status).toBeLessThan(500)
     }
     await new Promise((r) => setTimeout(r, 200))
-    const escaped = world.upstream.requests.filter((r) => !r.url.startsWith('/public/')).map((r) => `${r.method} ${r.url} x-forwarded-for=${String(r.headers['x-forwarded-for'])}`)
+    const escaped = world.upstream.requests
+      .filter((r) => !r.url.startsWith('/public/'))
+      .map((r) => `${r.method} ${r.url} x-forwarded-for=${String(r.headers['x-forwarded-for'])}`)
     world.upstream.requests.splice(0)
     expect(escaped).toEqual([])
   })
@@ -819,12 +1007,22 @@ describe(`HTTP fuzzing over raw sockets (issue 9; seed ${SEED})`, () => {
       world.upstream.requests.splice(0)
       const many = Array.from({ length: n }, (_, i) => `X-Rep: ${i % 10}\r\n`).join('')
       const bytes = Buffer.from(`GET /pub/many HTTP/1.1\r\nHost: ${hostHeader}\r\nX-CSRF: 1\r\nX-Fuzz: many\r\n${many}\r\n`, 'latin1')
-      const o = await send({ id: 'many', kind: 'many', bytes, halfClose: false, mayClose: false, forwardable: true, mustNotForward: [], mustRefuse: false })
+      const o = await send({
+        id: 'many',
+        kind: 'many',
+        bytes,
+        halfClose: false,
+        mayClose: false,
+        forwardable: true,
+        mustNotForward: [],
+        mustRefuse: false,
+      })
       expect(o.status).toBeLessThan(500)
       await new Promise((r) => setTimeout(r, 20))
       // Refusing the request (431, or the upstream's 400) is as good as forwarding it whole.
       for (const r of world.upstream.requests.splice(0)) {
-        for (const h of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']) if (r.headers[h] === undefined) missing.push(`${n} fields: ${h}`)
+        for (const h of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id'])
+          if (r.headers[h] === undefined) missing.push(`${n} fields: ${h}`)
       }
     }
     expect(missing).toEqual([])

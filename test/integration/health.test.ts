@@ -23,7 +23,12 @@ describe('health, readiness and the rest of the surface', () => {
   it('/readyz is 503 naming the IdP while its metadata cannot be loaded; /healthz stays 200', async () => {
     let dead: TestBff | undefined
     try {
-      dead = await startBff({ issuer: `http://127.0.0.1:${await freePort()}`, redisUrl: inject('redisUrl'), clientId: 'x', clientSecret: 'y' })
+      dead = await startBff({
+        issuer: `http://127.0.0.1:${await freePort()}`,
+        redisUrl: inject('redisUrl'),
+        clientId: 'x',
+        clientSecret: 'y',
+      })
       expect((await fetch(`${dead.url}/healthz`)).status).toBe(200)
       const r = await fetch(`${dead.url}/readyz`)
       expect(r.status).toBe(503)

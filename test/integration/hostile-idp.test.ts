@@ -6,7 +6,15 @@
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest'
 import { auditEvents, startBff, type TestBff } from '../helpers/bff.js'
-import { loginThrough, startHostileIdp, type Claims, type HostileIdp, type HostileLogin, type Scenario, type TokenMutators } from '../helpers/hostile-idp.js'
+import {
+  loginThrough,
+  startHostileIdp,
+  type Claims,
+  type HostileIdp,
+  type HostileLogin,
+  type Scenario,
+  type TokenMutators,
+} from '../helpers/hostile-idp.js'
 import type { CookieJar } from '../helpers/login.js'
 import { sessionOf, spaFetch } from '../helpers/session.js'
 import { startEchoUpstream, type EchoUpstream } from '../helpers/upstream.js'
@@ -379,7 +387,10 @@ describe('discovery (security model S5)', () => {
   it('discovery that advertises none and HS256: alg none and HS256 ID tokens are still refused (alg pinned, #7)', async () => {
     const liar = await providerWith((doc) => ({ ...doc, id_token_signing_alg_values_supported: ['none', 'HS256', 'RS256'] }))
     const bff = await tokenwardFor(liar)
-    for (const token of [{ signer: { kind: 'none' } }, { signer: { kind: 'hs256', secret: liar.clientSecret } }] satisfies TokenMutators[]) {
+    for (const token of [
+      { signer: { kind: 'none' } },
+      { signer: { kind: 'hs256', secret: liar.clientSecret } },
+    ] satisfies TokenMutators[]) {
       const before = await sessionKeys(bff)
       const r = await loginThrough(liar, bff.url, { scenario: { token } })
       await expectNoSession(bff, r, before, 400)
@@ -469,7 +480,9 @@ describe('ID token signatures and the JWKS (security model S10)', () => {
     for (let i = 0; i < 10; i++) await refused({ token: { signer: { kind: 'key', key: forgers[i % 3]! } } })
     const keys = await sessionKeys(bff)
     const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => loginThrough(jwksIdp, bff.url, { scenario: { token: { signer: { kind: 'key', key: forgers[i % 3]! } } } })),
+      Array.from({ length: 20 }, (_, i) =>
+        loginThrough(jwksIdp, bff.url, { scenario: { token: { signer: { kind: 'key', key: forgers[i % 3]! } } } }),
+      ),
     )
     for (const r of results) await expectNoSession(bff, r, keys, 400)
     expect(jwksIdp.counts.jwks).toBe(before)
@@ -494,7 +507,9 @@ describe('ID token signatures and the JWKS (security model S10)', () => {
       const before = jwksIdp.counts.jwks
       const keys = await sessionKeys(bff)
       const results = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => loginThrough(jwksIdp, bff.url, { scenario: { token: { signer: { kind: 'key', key: forgers[i % 3]! } } } })),
+        Array.from({ length: 20 }, (_, i) =>
+          loginThrough(jwksIdp, bff.url, { scenario: { token: { signer: { kind: 'key', key: forgers[i % 3]! } } } }),
+        ),
       )
       for (const r of results) await expectNoSession(bff, r, keys, 400)
       expect(jwksIdp.counts.jwks - before, 'JWKS requests for 20 logins').toBeLessThanOrEqual(1)
@@ -609,7 +624,9 @@ describe('refresh responses (security model S12, S36)', () => {
     expect(r.grant!.refreshTokensPresented.length).toBe(refreshes + 1)
     await expectEnded(jar, res, forwarded)
     // Security reviewers see why the session ended.
-    expect(auditEvents(bff.logs).some((e) => e.sid === sid && (e.event === 'refresh_token_rejected' || e.event === 'refresh_failed'))).toBe(true)
+    expect(auditEvents(bff.logs).some((e) => e.sid === sid && (e.event === 'refresh_token_rejected' || e.event === 'refresh_failed'))).toBe(
+      true,
+    )
   })
 
   it('no refresh token in the response: the old one is kept and presented at the next refresh', async () => {

@@ -61,7 +61,8 @@ describe('limits with clear errors (issue 9)', () => {
       BFF_TRUSTED_PROXIES: '127.0.0.1, ::1',
       BFF_ROUTES: JSON.stringify([{ prefix: '/open', upstream: world.upstream.url, token: 'none' }]),
     })
-    const from = (client: string, path = '/auth/login') => fetch(`${behind.url}${path}`, { redirect: 'manual', headers: { 'x-forwarded-for': `6.6.6.6, ${client}` } })
+    const from = (client: string, path = '/auth/login') =>
+      fetch(`${behind.url}${path}`, { redirect: 'manual', headers: { 'x-forwarded-for': `6.6.6.6, ${client}` } })
     const flood = await Promise.all(Array.from({ length: 310 }, () => from('198.51.100.1')))
     expect(flood.filter((r) => r.status === 429).length).toBe(10)
     // Another client behind the same proxy is not locked out by the first one's flood.
@@ -70,7 +71,11 @@ describe('limits with clear errors (issue 9)', () => {
     await fetch(`${behind.url}/open/who`, { headers: { 'x-csrf': '1', 'x-forwarded-for': '6.6.6.6, 198.51.100.7' } })
     expect(world.upstream.requests.at(-1)!.headers['x-forwarded-for']).toBe('198.51.100.7, 127.0.0.1')
     // Without trust, the same headers mean nothing: all of them are one peer.
-    const untrusted = await Promise.all(Array.from({ length: 301 }, (_, i) => fetch(`${world.bff.url}/auth/login`, { redirect: 'manual', headers: { 'x-forwarded-for': `198.51.100.${i % 200}` } })))
+    const untrusted = await Promise.all(
+      Array.from({ length: 301 }, (_, i) =>
+        fetch(`${world.bff.url}/auth/login`, { redirect: 'manual', headers: { 'x-forwarded-for': `198.51.100.${i % 200}` } }),
+      ),
+    )
     expect(untrusted.some((r) => r.status === 429)).toBe(true)
   })
 
@@ -83,7 +88,16 @@ describe('limits with clear errors (issue 9)', () => {
     const oidc = {
       async refreshTokenGrant() {
         await gate
-        return { accessToken: 'new', tokenType: 'Bearer', expiresIn: 300, refreshToken: undefined, refreshTokenExpiresIn: undefined, scope: undefined, idToken: undefined, idClaims: undefined }
+        return {
+          accessToken: 'new',
+          tokenType: 'Bearer',
+          expiresIn: 300,
+          refreshToken: undefined,
+          refreshTokenExpiresIn: undefined,
+          scope: undefined,
+          idToken: undefined,
+          idClaims: undefined,
+        }
       },
       async revokeRefreshToken() {
         return true
@@ -96,8 +110,15 @@ describe('limits with clear errors (issue 9)', () => {
     const expired = async () =>
       (
         await sessions.create({
-          sub: 'u', iss: 'i', aud: ['a'], claims: {}, createdAt: Date.now(), accessToken: 'old', tokenType: 'Bearer',
-          accessTokenExpiresAt: Date.now() - 1, refreshToken: 'rt',
+          sub: 'u',
+          iss: 'i',
+          aud: ['a'],
+          claims: {},
+          createdAt: Date.now(),
+          accessToken: 'old',
+          tokenType: 'Bearer',
+          accessTokenExpiresAt: Date.now() - 1,
+          refreshToken: 'rt',
         })
       ).session
     const pending = await Promise.all([1, 2, 3].map(async () => expired()))

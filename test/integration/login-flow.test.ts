@@ -50,7 +50,10 @@ describe('login, session and logout round trip', () => {
 
     // The transaction cookie is Lax and short-lived (security model S15).
     const login1 = result.exchanges.find((e) => e.url.startsWith(`${bff.url}/auth/login`))!
-    const tx = login1.headers.getSetCookie().map(parseSetCookie).find((c) => c.name === '__Host-tokenward-tx')!
+    const tx = login1.headers
+      .getSetCookie()
+      .map(parseSetCookie)
+      .find((c) => c.name === '__Host-tokenward-tx')!
     expect(tx.attrs.get('samesite')).toBe('Lax')
     expect(tx.attrs.get('httponly')).toBe(true)
     expect(tx.attrs.get('secure')).toBe(true)
@@ -161,7 +164,10 @@ describe('login, session and logout round trip', () => {
     expect(before).toBeDefined()
     // What the browser sends on a cross-site navigation: no Strict cookie, Fetch Metadata.
     const url = `${bff.url}/auth/logout`
-    const res = await fetch(url, { redirect: 'manual', headers: { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' } })
+    const res = await fetch(url, {
+      redirect: 'manual',
+      headers: { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' },
+    })
     expect(res.status).toBe(302)
     expect(res.headers.getSetCookie().filter((l) => l.startsWith(`${cookieName}=`))).toEqual([])
     // The browser applies whatever came back to its jar, then goes on using the app.

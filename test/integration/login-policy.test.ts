@@ -70,7 +70,10 @@ async function loginWith(world: World, query: string, username: string): Promise
 
 async function expectNoSession(world: World, r: { jar: CookieJar; callback: Response }, check: RegExp): Promise<void> {
   expect(r.callback.status).toBe(400)
-  expect(await r.callback.json()).toMatchObject({ error: 'invalid_request', message: expect.stringMatching(/did not meet the required authentication/) })
+  expect(await r.callback.json()).toMatchObject({
+    error: 'invalid_request',
+    message: expect.stringMatching(/did not meet the required authentication/),
+  })
   expect(r.callback.headers.getSetCookie().some((l) => l.startsWith(`${world.bff.config.cookie.name}=`))).toBe(false)
   expect(r.jar.get(world.bff.config.cookie.name)).toBeUndefined()
   expect((await spaFetch(world.bff, r.jar, '/auth/session')).status).toBe(401)

@@ -26,14 +26,22 @@ beforeAll(async () => {
 afterAll(() => world?.close())
 
 /** A raw HTTP request, so the test controls the exact request target and headers. */
-function raw(path: string, headers: Record<string, string> = {}, method = 'GET', body?: Buffer): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function raw(
+  path: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+  body?: Buffer,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   const url = new URL(world.bff.url)
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', ...headers } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
-    })
+    const req = request(
+      { host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
+      },
+    )
     req.on('error', reject)
     req.end(body)
   })
@@ -105,7 +113,7 @@ describe('forwarding (docs/endpoints.md, security model S42, S44)', () => {
     expect(JSON.parse(anon.body)).toMatchObject({ error: 'login_required' })
   })
 
-  it('token mode client: tokenward\'s own client-credentials token, cached, with or without a user session', async () => {
+  it("token mode client: tokenward's own client-credentials token, cached, with or without a user session", async () => {
     const userToken = (await sessionOf(world.bff, jar))!.data.accessToken
     const before = world.idp.counts.tokenRequests
     const anon = await raw('/svc/a', { cookie: '' })
@@ -192,7 +200,12 @@ describe('refusals: nothing is forwarded', () => {
     'a form post with %s from a sibling site (same-site: even a Strict cookie arrives) is refused: it cannot carry X-CSRF',
     async (type) => {
       const n = world.upstream.requests.length
-      const res = await raw('/api/echo', { 'x-csrf': '', 'content-type': type, 'sec-fetch-site': 'same-site', origin: 'https://other.127.0.0.1.example' }, 'POST', Buffer.from('a=1'))
+      const res = await raw(
+        '/api/echo',
+        { 'x-csrf': '', 'content-type': type, 'sec-fetch-site': 'same-site', origin: 'https://other.127.0.0.1.example' },
+        'POST',
+        Buffer.from('a=1'),
+      )
       expect(res.status).toBe(403)
       // Without Fetch Metadata and Origin (an old browser), the missing header alone refuses it.
       const old = await raw('/api/echo', { 'x-csrf': '', 'content-type': type }, 'POST', Buffer.from('a=1'))
@@ -220,10 +233,19 @@ describe('refusals: nothing is forwarded', () => {
     expect((await raw('/small/upload', { 'content-type': 'application/json' }, 'POST', Buffer.alloc(2048))).status).toBe(413)
     const chunked = await new Promise<number>((resolve, reject) => {
       const url = new URL(world.bff.url)
-      const req = request({ host: url.hostname, port: url.port, path: '/small/upload', method: 'POST', headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', 'transfer-encoding': 'chunked' } }, (res) => {
-        res.resume()
-        resolve(res.statusCode ?? 0)
-      })
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: '/small/upload',
+          method: 'POST',
+          headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', 'transfer-encoding': 'chunked' },
+        },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        },
+      )
       req.on('error', reject)
       for (let i = 0; i < 4; i++) req.write(Buffer.alloc(512))
       req.end()
@@ -268,7 +290,12 @@ describe('streaming', () => {
     expect(head.status).toBe(200)
     expect(head.body).toBe('')
     const body = Buffer.alloc(5000, 120)
-    const up = await raw('/api/echo', { 'content-type': 'application/octet-stream', expect: '100-continue', 'content-length': String(body.length) }, 'POST', body)
+    const up = await raw(
+      '/api/echo',
+      { 'content-type': 'application/octet-stream', expect: '100-continue', 'content-length': String(body.length) },
+      'POST',
+      body,
+    )
     expect(up.status).toBe(200)
     expect(last().bodyBytes).toBe(5000)
     // tokenward's own server answered the Expect; the upstream gets a plain request.
@@ -288,13 +315,16 @@ describe('streaming', () => {
   it('an upstream body that breaks off midway is not passed off as complete', async () => {
     const url = new URL(world.bff.url)
     const outcome = await new Promise<string>((resolve) => {
-      const req = request({ host: url.hostname, port: url.port, path: '/api/broken', headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1' } }, (res) => {
-        let bytes = 0
-        res.on('data', (c: Buffer) => (bytes += c.length))
-        res.on('end', () => resolve(res.complete ? `complete with ${bytes} bytes` : `incomplete at ${bytes} bytes`))
-        res.on('error', () => resolve(`cut off at ${bytes} bytes`))
-        res.on('aborted', () => resolve(`aborted at ${bytes} bytes`))
-      })
+      const req = request(
+        { host: url.hostname, port: url.port, path: '/api/broken', headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1' } },
+        (res) => {
+          let bytes = 0
+          res.on('data', (c: Buffer) => (bytes += c.length))
+          res.on('end', () => resolve(res.complete ? `complete with ${bytes} bytes` : `incomplete at ${bytes} bytes`))
+          res.on('error', () => resolve(`cut off at ${bytes} bytes`))
+          res.on('aborted', () => resolve(`aborted at ${bytes} bytes`))
+        },
+      )
       req.on('error', () => resolve('connection error'))
       req.end()
     })
@@ -312,10 +342,24 @@ describe('streaming', () => {
     expect(got).toBe(size)
     const up = await new Promise<number>((resolve, reject) => {
       const url = new URL(world.bff.url)
-      const req = request({ host: url.hostname, port: url.port, path: '/api/upload', method: 'POST', headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', 'content-type': 'application/octet-stream', 'content-length': String(10 * 1024 * 1024) } }, (res) => {
-        res.resume()
-        resolve(res.statusCode ?? 0)
-      })
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: '/api/upload',
+          method: 'POST',
+          headers: {
+            cookie: jar.header(world.bff.url),
+            'x-csrf': '1',
+            'content-type': 'application/octet-stream',
+            'content-length': String(10 * 1024 * 1024),
+          },
+        },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        },
+      )
       req.on('error', reject)
       const chunk = Buffer.alloc(64 * 1024, 1)
       let left = 10 * 1024 * 1024

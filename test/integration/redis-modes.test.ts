@@ -18,8 +18,6 @@ import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { openEvents } from '../helpers/sse.js'
 import { startWorld, type World } from '../helpers/world.js'
 
-
-
 function metric(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `))
   return line === undefined ? undefined : Number(line.slice(series.length + 1))
@@ -43,7 +41,11 @@ function lightLoad(bffs: readonly TestBff[], jar: CookieJar) {
   const done = (async () => {
     const pending: Array<Promise<void>> = []
     for (let i = 0; running; i++) {
-      for (const [bff, path] of [[bffs[i % bffs.length]!, '/api/echo'], [bffs[(i + 1) % bffs.length]!, '/auth/session'], [bffs[0]!, '/api/echo']] as const) {
+      for (const [bff, path] of [
+        [bffs[i % bffs.length]!, '/api/echo'],
+        [bffs[(i + 1) % bffs.length]!, '/auth/session'],
+        [bffs[0]!, '/api/echo'],
+      ] as const) {
         pending.push(
           spaFetch(bff, jar, path).then(
             async (res) => {
@@ -204,7 +206,9 @@ function sharedFlows(
     expect((await spaFetch(world.bff, x.jar, '/auth/logout', { method: 'POST' })).status).toBe(200)
     await other.server.deps.terminator.end((await sessionOf(other, y.jar))!, 'backchannel_logout')
     expect(await revokeSessions(world.bff.config, { sid: (await sessionOf(world.bff, z.jar))!.sid }, () => {})).toBe(0)
-    const reasons = await Promise.all(streams.map(async (st) => JSON.parse((await st.waitFor('session_ended', 1500)).data) as { reason: string }))
+    const reasons = await Promise.all(
+      streams.map(async (st) => JSON.parse((await st.waitFor('session_ended', 1500)).data) as { reason: string }),
+    )
     expect(reasons).toEqual([{ reason: 'logout' }, { reason: 'backchannel_logout' }, { reason: 'session_revoked' }])
     for (const st of streams) {
       await st.done
@@ -294,7 +298,9 @@ describe('BFF_REDIS_MODE=sentinel (1 master, 2 replicas, 1 sentinel)', () => {
     const demotedAfter = await topology.waitForDemotion(from)
     expect(await until(() => load.healthyFor(1500), 10_000)).toBe(true)
     const { samples, failures, windowMs } = await load.stop()
-    console.info(`SENTINEL FAILOVER: switch ${tookMs} ms, old master demoted ${demotedAfter} ms later; ${samples.length} requests, ${failures.length} failed over ${windowMs} ms`)
+    console.info(
+      `SENTINEL FAILOVER: switch ${tookMs} ms, old master demoted ${demotedAfter} ms later; ${samples.length} requests, ${failures.length} failed over ${windowMs} ms`,
+    )
     // No 401: the session was never lost; the only acceptable failure is the bounded 503.
     for (const f of failures) expect(f).toMatchObject({ status: 503, error: 'session_store_unavailable' })
     expect(windowMs).toBeLessThan(15_000)

@@ -169,7 +169,9 @@ describe('RedisStore when Redis goes away (security model S66)', () => {
 
     // Several calls at once, still bounded.
     const started = Date.now()
-    const results = await Promise.allSettled(Array.from({ length: 10 }, () => store.records.read('before', { slideMs: 0, now: Date.now() })))
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, () => store.records.read('before', { slideMs: 0, now: Date.now() })),
+    )
     expect(Date.now() - started).toBeLessThan(3_000)
     for (const r of results) {
       expect(r.status).toBe('rejected')

@@ -63,7 +63,9 @@ describe('the refresh lease holder killed mid-refresh (security model S33, S35)'
       expect(world.idp.counts.tokenRequests).toBe(before.tokenRequests + 1)
       expect(world.idp.counts.invalidGrants).toBe(before.invalidGrants)
       expect(await sessionOf(world.bff, jar)).toBeNull()
-      expect(auditEvents(world.bff.logs).some((e) => e.event === 'refresh_failed' && e.reason === 'a previous refresh was interrupted')).toBe(true)
+      expect(
+        auditEvents(world.bff.logs).some((e) => e.event === 'refresh_failed' && e.reason === 'a previous refresh was interrupted'),
+      ).toBe(true)
     } finally {
       world.idp.setTokenEndpointDelay(0)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')

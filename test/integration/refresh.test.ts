@@ -66,7 +66,9 @@ describe('refresh: exactly one per session, whatever the concurrency (security m
     await expireAccessToken(world.bff, jar)
     world.idp.setTokenEndpointDelay(6500) // the lease is 5 s
     const c0 = counts()
-    const results = await Promise.all([world.bff, other].flatMap((bff) => Array.from({ length: 10 }, () => spaFetch(bff, jar, '/api/echo'))))
+    const results = await Promise.all(
+      [world.bff, other].flatMap((bff) => Array.from({ length: 10 }, () => spaFetch(bff, jar, '/api/echo'))),
+    )
     expect(results.every((r) => r.status === 200)).toBe(true)
     expect(counts().refresh - c0.refresh).toBe(1)
     expect(counts().invalid - c0.invalid).toBe(0)
@@ -156,7 +158,11 @@ describe('fatal and transient refresh errors (security model S35, S36)', () => {
     const fresh = (await sessionOf(world.bff, jar))!.data.accessToken
     world.upstream.rejectToken(fresh)
     const m = world.upstream.requests.length
-    const post = await spaFetch(world.bff, jar, '/api/echo', { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } })
+    const post = await spaFetch(world.bff, jar, '/api/echo', {
+      method: 'POST',
+      body: '{"a":1}',
+      headers: { 'content-type': 'application/json' },
+    })
     expect(post.status).toBe(401)
     expect(post.headers.get('www-authenticate')).toContain('invalid_token')
     expect(world.upstream.requests.length - m).toBe(1)

@@ -28,11 +28,14 @@ afterAll(() => world?.close())
 function send(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   const url = new URL(world.bff.url)
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', ...headers } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
-    })
+    const req = request(
+      { host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
+      },
+    )
     req.on('error', reject)
     req.end()
   })

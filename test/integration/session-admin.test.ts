@@ -163,7 +163,8 @@ describe('revocation when the IdP is down (security model S51)', () => {
     // logged it: wait for both.
     const revokedLogged = () => world.bff.logs.some((l) => l.includes('refresh token revoked after retry'))
     const deadline = Date.now() + 8000
-    while ((world.idp.counts.revocations === before || !revokedLogged()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    while ((world.idp.counts.revocations === before || !revokedLogged()) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100))
     expect(world.idp.counts.revocations).toBe(before + 1)
     expect(revokedLogged()).toBe(true)
   })

@@ -93,7 +93,7 @@ describe('session cache (BFF_SESSION_CACHE_MS, default 1000 ms)', () => {
     }
   })
 
-  it('any change to the session key by anyone (an operator\'s DEL, a swapped entry) is seen by the next request', async () => {
+  it("any change to the session key by anyone (an operator's DEL, a swapped entry) is seen by the next request", async () => {
     for (let i = 0; i < 15; i++) {
       const { jar } = await login(world.bff.url)
       expect((await spaFetch(world.bff, jar, '/api/echo')).status).toBe(200)

@@ -57,7 +57,13 @@ async function serve(): Promise<{ child: ChildProcessWithoutNullStreams; url: st
   child.stderr.on('data', (d: Buffer) => (out += d.toString()))
   const url = `http://127.0.0.1:${port}`
   for (let i = 0; i < 100; i++) {
-    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) break
+    if (
+      await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break
     if (child.exitCode !== null) throw new Error(`tokenward serve exited with ${child.exitCode}: ${out}`)
     await sleep(100)
   }
@@ -125,7 +131,11 @@ describe('tokenward serve on SIGTERM (security model S69)', () => {
 
     const slowMs = 2500
     const seen = world.upstream.requests.length
-    const slow = spaFetch(bff, jar, `/api/slow?ms=${slowMs}`).then(async (res) => ({ status: res.status, body: await res.text(), at: Date.now() }))
+    const slow = spaFetch(bff, jar, `/api/slow?ms=${slowMs}`).then(async (res) => ({
+      status: res.status,
+      body: await res.text(),
+      at: Date.now(),
+    }))
     // Only a request the upstream already holds is truly in flight.
     for (let i = 0; i < 100 && !world.upstream.requests.slice(seen).some((r) => r.url.startsWith('/slow')); i++) await sleep(10)
     expect(world.upstream.requests.slice(seen).some((r) => r.url === `/slow?ms=${slowMs}`)).toBe(true)
@@ -160,15 +170,21 @@ describe('tokenward serve on SIGTERM (security model S69)', () => {
     expect(r.at).toBeGreaterThan(refusedAt!)
 
     run = { sigterm, drainedAt: r.at, exited, output: prod.output }
-    const lines = prod.output().trim().split('\n').flatMap((l) => {
-      try {
-        return [JSON.parse(l) as Record<string, unknown>]
-      } catch {
-        return []
-      }
-    })
+    const lines = prod
+      .output()
+      .trim()
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Record<string, unknown>]
+        } catch {
+          return []
+        }
+      })
     expect(lines.some((l) => l.msg === 'shutting down' && l.signal === 'SIGTERM')).toBe(true)
-    console.info(`SIGTERM: refused after ${refusedAt! - sigterm} ms, stream ended after ${stream.endedAt()! - sigterm} ms, in-flight request done after ${r.at - sigterm} ms`)
+    console.info(
+      `SIGTERM: refused after ${refusedAt! - sigterm} ms, stream ended after ${stream.endedAt()! - sigterm} ms, in-flight request done after ${r.at - sigterm} ms`,
+    )
   }, 20_000)
 
   // Regression: close() used to sweep idle keep-alive connections only once, so a

@@ -96,7 +96,14 @@ function trickle(path: string, o: TrickleOptions): Trickler {
 /** Opens `n` trickling uploads and waits until each is connected and tokenward had time to act on it. */
 async function openMany(n: number, path: string, o: (i: number) => TrickleOptions): Promise<Trickler[]> {
   const all = Array.from({ length: n }, (_, i) => trickle(path, o(i)))
-  await Promise.all(all.map((t) => new Promise<void>((resolve) => (t.socket.readyState === 'open' ? resolve() : t.socket.once('connect', () => resolve()).once('close', () => resolve())))))
+  await Promise.all(
+    all.map(
+      (t) =>
+        new Promise<void>((resolve) =>
+          t.socket.readyState === 'open' ? resolve() : t.socket.once('connect', () => resolve()).once('close', () => resolve()),
+        ),
+    ),
+  )
   await sleep(1500)
   return all
 }
@@ -129,7 +136,9 @@ describe('slow uploads cannot starve an upstream connection pool', () => {
       const get = await timedUserGet()
       const held = await world.upstream.connections()
       const seen = statuses(all)
-      console.info(`one address: user GET ${get.status} in ${get.ms.toFixed(0)} ms; upstream connections ${held}; uploads ${JSON.stringify(seen)}`)
+      console.info(
+        `one address: user GET ${get.status} in ${get.ms.toFixed(0)} ms; upstream connections ${held}; uploads ${JSON.stringify(seen)}`,
+      )
       expect(get.status).toBe(200)
       expect(get.ms).toBeLessThan(1000)
       // Bodies up to 1 MiB are received before a connection is taken, and one
@@ -148,11 +157,17 @@ describe('slow uploads cannot starve an upstream connection pool', () => {
   }, 30_000)
 
   it('520 clients from 65 addresses trickling 4 MB bodies (streamed): the user GET still answers at once', async () => {
-    const all = await openMany(520, '/open/upload', (i) => ({ declared: 4_000_000, everyMs: 1000, localAddress: `127.0.1.${10 + (i % 65)}` }))
+    const all = await openMany(520, '/open/upload', (i) => ({
+      declared: 4_000_000,
+      everyMs: 1000,
+      localAddress: `127.0.1.${10 + (i % 65)}`,
+    }))
     try {
       const get = await timedUserGet()
       const held = await world.upstream.connections()
-      console.info(`65 addresses: user GET ${get.status} in ${get.ms.toFixed(0)} ms; upstream connections ${held}; uploads ${JSON.stringify(statuses(all))}`)
+      console.info(
+        `65 addresses: user GET ${get.status} in ${get.ms.toFixed(0)} ms; upstream connections ${held}; uploads ${JSON.stringify(statuses(all))}`,
+      )
       expect(get.status).toBe(200)
       expect(get.ms).toBeLessThan(1000)
       // Streamed uploads may take a quarter of the pool at most.
@@ -217,7 +232,10 @@ describe('slow uploads cannot starve an upstream connection pool', () => {
   it('after the attacks every streaming slot is free again: a full share streams, one more is refused', async () => {
     await sleep(500)
     // 8 from the address of the first attack, 8 from each of 15 of the second's: 128, the upstream's whole share.
-    const all = await openMany(128, '/open/upload', (i) => ({ everyMs: 500, localAddress: i < 8 ? '127.0.0.1' : `127.0.1.${10 + Math.floor((i - 8) / 8)}` }))
+    const all = await openMany(128, '/open/upload', (i) => ({
+      everyMs: 500,
+      localAddress: i < 8 ? '127.0.0.1' : `127.0.1.${10 + Math.floor((i - 8) / 8)}`,
+    }))
     try {
       expect(statuses(all)).toEqual({ open: 128 })
       const extra = trickle('/open/upload', { everyMs: 500, localAddress: '127.0.2.3' })
@@ -230,7 +248,12 @@ describe('slow uploads cannot starve an upstream connection pool', () => {
   })
 
   it('uploads within the bounds still arrive whole: buffered, streamed and chunked', async () => {
-    for (const [size, chunked] of [[1000, false], [900_000, false], [3_000_000, false], [3_000_000, true]] as const) {
+    for (const [size, chunked] of [
+      [1000, false],
+      [900_000, false],
+      [3_000_000, false],
+      [3_000_000, true],
+    ] as const) {
       const body = Buffer.alloc(size, 7)
       const stream = chunked ? new Blob([body]).stream() : undefined
       const res = await spaFetch(world.bff, jar, '/open/echo', {

@@ -46,7 +46,10 @@ describe('soak: 60 s of traffic through faults (issue 9)', () => {
 
     expect(report.interrupted).toBe(false)
     for (const kind of FAULT_KINDS) expect(report.faultCounts[kind], `${kind} ran\n${why}`).toBeGreaterThanOrEqual(1)
-    expect(report.faults.filter((f) => f.error), why).toEqual([])
+    expect(
+      report.faults.filter((f) => f.error),
+      why,
+    ).toEqual([])
 
     expect(report.sessions.lost, why).toBe(0)
     expect(report.refresh.invalidGrants, why).toBe(0)

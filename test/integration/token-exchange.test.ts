@@ -1,5 +1,15 @@
 import { createHash } from 'node:crypto'
-import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from 'jose'
+import {
+  calculateJwkThumbprint,
+  decodeJwt,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  SignJWT,
+  type JWK,
+  type JWTPayload,
+} from 'jose'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startDevIdp, TOKEN_EXCHANGE_GRANT } from '../../demo/idp.js'
 import { exchangeKey } from '../../src/tokens/exchange.js'
@@ -83,7 +93,13 @@ describe('issue 8: per-route token exchange (RFC 8693)', () => {
 
     // The IdP exchanged the session's own token (the subject, §2.1): its jti.
     const event = world.idp.events.filter((e) => e.name === 'token_exchange').at(-1)!
-    expect(event.detail).toMatchObject({ clientId: CLIENT_ID, accountId: 'carol', audience: API_B, subjectJti: decodeJwt(own).jti, tokenType: 'Bearer' })
+    expect(event.detail).toMatchObject({
+      clientId: CLIENT_ID,
+      accountId: 'carol',
+      audience: API_B,
+      subjectJti: decodeJwt(own).jti,
+      tokenType: 'Bearer',
+    })
     // The subject token went to the IdP only: upstream B never saw it, in any header.
     for (const r of upstreamB.requests.slice(seen)) expect(containsAny(r.rawHeaders.join('\n'), [own])).toBeUndefined()
 
@@ -231,7 +247,9 @@ describe('issue 8: per-route token exchange (RFC 8693)', () => {
     // Logged for the operator with the IdP's error code, never a token.
     const line = world.bff.logs.filter((l) => l.includes('token exchange refused')).at(-1)!
     expect(line).toContain('invalid_target')
-    expect(containsAny(world.bff.logs.join('\n'), [s.data.accessToken, s.data.refreshToken!, bearer(upstreamB.requests.at(-1)!)])).toBeUndefined()
+    expect(
+      containsAny(world.bff.logs.join('\n'), [s.data.accessToken, s.data.refreshToken!, bearer(upstreamB.requests.at(-1)!)]),
+    ).toBeUndefined()
   })
 
   it('the IdP unreachable during an exchange: 503 idp_unavailable with Retry-After, as for a refresh; the session is kept', async () => {
@@ -261,7 +279,11 @@ describe('issue 8 with DPoP (RFC 9449): the exchanged token is bound to tokenwar
     thumbprint = await calculateJwkThumbprint(await exportJWK(publicKey))
     dpopWorld = await startWorld({
       idp: { resource: API, tokenExchange: { targets: { [API_B]: ['b.read'] } } },
-      env: { BFF_DPOP: 'true', BFF_DPOP_KEY: JSON.stringify(await exportJWK(privateKey)), BFF_SCOPES: 'openid profile email offline_access api' },
+      env: {
+        BFF_DPOP: 'true',
+        BFF_DPOP_KEY: JSON.stringify(await exportJWK(privateKey)),
+        BFF_SCOPES: 'openid profile email offline_access api',
+      },
       routes: [{ prefix: '/b', upstream: '{upstream}', token: 'user', tokenExchange: { audience: API_B } }],
     })
     dpopWorld.upstream.verifyTokens({ issuer: dpopWorld.idp.issuer, jwksUri: dpopWorld.idp.provider.urlFor('jwks'), audience: API_B })
@@ -280,7 +302,11 @@ describe('issue 8 with DPoP (RFC 9449): the exchanged token is bound to tokenwar
     expect(decodeJwt(token!)).toMatchObject({ aud: API_B, cnf: { jkt: thumbprint } })
     const proof = String(got.headers.dpop)
     expect(await calculateJwkThumbprint((decodeProtectedHeader(proof) as { jwk: JWK }).jwk)).toBe(thumbprint)
-    expect(decodeJwt(proof)).toMatchObject({ htm: 'GET', htu: `${dpopWorld.upstream.url}/echo`, ath: createHash('sha256').update(token!).digest('base64url') })
+    expect(decodeJwt(proof)).toMatchObject({
+      htm: 'GET',
+      htu: `${dpopWorld.upstream.url}/echo`,
+      ath: createHash('sha256').update(token!).digest('base64url'),
+    })
     expect(dpopWorld.idp.events.filter((e) => e.name === 'token_exchange').at(-1)!.detail).toMatchObject({ tokenType: 'DPoP' })
   })
 })
@@ -288,14 +314,23 @@ describe('issue 8 with DPoP (RFC 9449): the exchanged token is bound to tokenwar
 describe('issue 8: the dev IdP’s token-exchange grant (RFC 8693 §2.2) validates the subject token for real', () => {
   const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
 
-  async function exchange(params: Record<string, string>, secret = world.clientSecret): Promise<{ status: number; body: Record<string, unknown> }> {
+  async function exchange(
+    params: Record<string, string>,
+    secret = world.clientSecret,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
     const res = await fetch(world.idp.provider.urlFor('token'), {
       method: 'POST',
       headers: {
         authorization: `Basic ${Buffer.from(`${encodeURIComponent(CLIENT_ID)}:${encodeURIComponent(secret)}`).toString('base64')}`,
         'content-type': 'application/x-www-form-urlencoded',
       },
-      body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token_type: ACCESS_TOKEN_TYPE, requested_token_type: ACCESS_TOKEN_TYPE, audience: API_B, ...params }),
+      body: new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token_type: ACCESS_TOKEN_TYPE,
+        requested_token_type: ACCESS_TOKEN_TYPE,
+        audience: API_B,
+        ...params,
+      }),
     })
     return { status: res.status, body: (await res.json()) as Record<string, unknown> }
   }
@@ -318,7 +353,10 @@ describe('issue 8: the dev IdP’s token-exchange grant (RFC 8693 §2.2) validat
     // Re-signing with the IdP's key keeps a token valid: the forgeries below differ in exactly one way.
     expect((await exchange({ subject_token: await forge(real, {}) })).status).toBe(200)
 
-    const other = { ...(await exportJWK((await generateKeyPair('RS256', { extractable: true })).privateKey)), kid: world.idp.signingKey.kid }
+    const other = {
+      ...(await exportJWK((await generateKeyPair('RS256', { extractable: true })).privateKey)),
+      kid: world.idp.signingKey.kid,
+    }
     const [head, , sig] = real.split('.')
     const refusals: Record<string, string> = {
       expired: await forge(real, { exp: Math.floor(Date.now() / 1000) - 5 }),
@@ -332,7 +370,10 @@ describe('issue 8: the dev IdP’s token-exchange grant (RFC 8693 §2.2) validat
       const r = await exchange({ subject_token: subject })
       expect({ why, status: r.status, error: r.body.error }).toEqual({ why, status: 400, error: 'invalid_request' })
     }
-    expect(await exchange({ subject_token: real, subject_token_type: 'urn:ietf:params:oauth:token-type:id_token' })).toMatchObject({ status: 400, body: { error: 'invalid_request' } })
+    expect(await exchange({ subject_token: real, subject_token_type: 'urn:ietf:params:oauth:token-type:id_token' })).toMatchObject({
+      status: 400,
+      body: { error: 'invalid_request' },
+    })
     // §2.2.2: invalid_target for an audience the IdP does not serve; invalid_scope beyond what it grants there.
     expect(await exchange({ subject_token: real, audience: UNKNOWN })).toMatchObject({ status: 400, body: { error: 'invalid_target' } })
     expect(await exchange({ subject_token: real, scope: 'b.admin' })).toMatchObject({ status: 400, body: { error: 'invalid_scope' } })
@@ -343,13 +384,18 @@ describe('issue 8: the dev IdP’s token-exchange grant (RFC 8693 §2.2) validat
   it('is opt-in: a dev IdP without tokenExchange neither advertises nor accepts the grant', async () => {
     const meta = (await (await fetch(`${world.idp.issuer}/.well-known/openid-configuration`)).json()) as { grant_types_supported: string[] }
     expect(meta.grant_types_supported).toContain(TOKEN_EXCHANGE_GRANT)
-    const plain = await startDevIdp({ clients: [{ client_id: 'c', client_secret: 'secret-secret-secret', redirect_uris: ['http://127.0.0.1:1/cb'] }] })
+    const plain = await startDevIdp({
+      clients: [{ client_id: 'c', client_secret: 'secret-secret-secret', redirect_uris: ['http://127.0.0.1:1/cb'] }],
+    })
     try {
       const m = (await (await fetch(`${plain.issuer}/.well-known/openid-configuration`)).json()) as { grant_types_supported: string[] }
       expect(m.grant_types_supported).not.toContain(TOKEN_EXCHANGE_GRANT)
       const res = await fetch(plain.provider.urlFor('token'), {
         method: 'POST',
-        headers: { authorization: `Basic ${Buffer.from('c:secret-secret-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        headers: {
+          authorization: `Basic ${Buffer.from('c:secret-secret-secret').toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
         body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: 'x', subject_token_type: ACCESS_TOKEN_TYPE }),
       })
       expect(res.status).toBe(400)

@@ -7,7 +7,9 @@ const resolve = clientAddressResolver(TRUSTED)
 
 const octet = fc.integer({ min: 0, max: 255 })
 const trustedV4 = fc.tuple(octet, octet, octet).map(([a, b, c]) => `10.${a}.${b}.${c}`)
-const trustedV6 = fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 7, maxLength: 7 }).map((g) => `fd00:${g.map((n) => n.toString(16)).join(':')}`)
+const trustedV6 = fc
+  .array(fc.integer({ min: 0, max: 0xffff }), { minLength: 7, maxLength: 7 })
+  .map((g) => `fd00:${g.map((n) => n.toString(16)).join(':')}`)
 const trustedHop = fc.oneof(trustedV4, trustedV6, fc.constant('192.0.2.7'))
 /** Public-looking IPv4 addresses outside every trusted range. */
 const untrusted = fc.tuple(fc.integer({ min: 11, max: 99 }), octet, octet, octet).map((p) => p.join('.'))
@@ -57,7 +59,10 @@ describe('client address behind trusted proxies (BFF_TRUSTED_PROXIES)', () => {
   })
 
   it('a hop that is no address stops the walk at the nearest trusted hop', () => {
-    expect(resolve('10.0.0.1', { 'x-forwarded-for': '203.0.113.5, unknown, 10.0.0.2' })).toEqual({ client: '10.0.0.2', forwardedFor: '10.0.0.2, 10.0.0.1' })
+    expect(resolve('10.0.0.1', { 'x-forwarded-for': '203.0.113.5, unknown, 10.0.0.2' })).toEqual({
+      client: '10.0.0.2',
+      forwardedFor: '10.0.0.2, 10.0.0.1',
+    })
     expect(resolve('10.0.0.1', {})).toEqual({ client: '10.0.0.1', forwardedFor: '10.0.0.1' })
   })
 

@@ -24,14 +24,33 @@ const KEY_MATERIAL = key()
  * accepted and the checks after the schema run too), next to arbitrary text.
  */
 const NEAR: Record<string, readonly string[]> = {
-  BFF_PUBLIC_URL: ['http://localhost:3000', 'https://app.example.com', 'https://app.example.com/', 'https://app.example.com/x', 'http://10.0.0.1', 'https://[::1]:8443', 'ftp://x', 'localhost:3000', 'https://app.example.com?x#y', 'http://a b'],
+  BFF_PUBLIC_URL: [
+    'http://localhost:3000',
+    'https://app.example.com',
+    'https://app.example.com/',
+    'https://app.example.com/x',
+    'http://10.0.0.1',
+    'https://[::1]:8443',
+    'ftp://x',
+    'localhost:3000',
+    'https://app.example.com?x#y',
+    'http://a b',
+  ],
   BFF_ISSUER: ['https://idp.example.com', 'http://127.0.0.1:4000', 'https://idp.example.com/realms/x', 'idp', 'javascript:alert(1)'],
   BFF_CLIENT_ID: ['tokenward', 'x', ' '],
   BFF_CLIENT_SECRET: [CLIENT_SECRET, 'x'],
   BFF_CLIENT_AUTH: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'client_secret_jwt', 'none'],
   BFF_CLIENT_PRIVATE_KEY: ['{"kty":"EC"}', '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n-----END PRIVATE KEY-----'],
   BFF_SCOPES: ['openid', 'openid profile email offline_access', 'profile', '  openid  ', 'openid\topenid'],
-  BFF_AUTH_PARAMS: ['prompt=consent', 'acr_values=a b&ui_locales=de', 'state=x', 'redirect_uri=https://evil.com', '&&=&', '%zz=1', 'scope=admin'],
+  BFF_AUTH_PARAMS: [
+    'prompt=consent',
+    'acr_values=a b&ui_locales=de',
+    'state=x',
+    'redirect_uri=https://evil.com',
+    '&&=&',
+    '%zz=1',
+    'scope=admin',
+  ],
   BFF_PAR: ['auto', 'always', 'never', 'sometimes'],
   BFF_DPOP: ['false', 'true', 'maybe'],
   BFF_DPOP_KEY: ['{"kty":"EC","crv":"P-256"}', 'not a key'],
@@ -45,10 +64,30 @@ const NEAR: Record<string, readonly string[]> = {
     '[{"prefix":"api","upstream":"ftp://a","token":"bogus","extra":1}]',
     '[{"prefix":"/a/../b","upstream":"https://u:p@a/?q#f","token":"user"}]',
     '[{"prefix":"/a","upstream":"https://a","token":"user","timeoutMs":-1,"maxBodyBytes":1.5,"methods":[]}]',
-    '[]', '{}', 'null', '"x"', '[1]', '[null]', '[{"__proto__":{"prefix":"/x"}}]', '[', 'not json', '1e999', '[{"prefix":"/a","upstream":"https://a","token":"user","websocket":"yes"}]',
+    '[]',
+    '{}',
+    'null',
+    '"x"',
+    '[1]',
+    '[null]',
+    '[{"__proto__":{"prefix":"/x"}}]',
+    '[',
+    'not json',
+    '1e999',
+    '[{"prefix":"/a","upstream":"https://a","token":"user","websocket":"yes"}]',
   ],
   BFF_COOKIE_SECRET: [COOKIE_SECRET, `${COOKIE_SECRET},${'o'.repeat(32)}`, 'short', ',', ` ${COOKIE_SECRET} , `, `${COOKIE_SECRET},short`],
-  BFF_ENCRYPTION_KEYS: [`k1:${KEY_MATERIAL}`, `k1:${key()},k2:${key()}`, `k1:${key()},k1:${key()}`, 'k1:AAAA', `k1:${randomBytes(32).toString('base64url')}`, ':', ',', 'k 1:x', `${'k'.repeat(40)}:${key()}`],
+  BFF_ENCRYPTION_KEYS: [
+    `k1:${KEY_MATERIAL}`,
+    `k1:${key()},k2:${key()}`,
+    `k1:${key()},k1:${key()}`,
+    'k1:AAAA',
+    `k1:${randomBytes(32).toString('base64url')}`,
+    ':',
+    ',',
+    'k 1:x',
+    `${'k'.repeat(40)}:${key()}`,
+  ],
   BFF_REDIS_URL: ['redis://127.0.0.1:6379', 'rediss://r.internal:6380/2', 'http://redis', 'redis://', 'redis://a b'],
   BFF_REDIS_PREFIX: ['tokenward:', '', '*', '\u0000'],
   BFF_REDIS_MODE: ['standalone', 'sentinel', 'cluster', 'Cluster'],
@@ -74,7 +113,10 @@ const VARIABLES = Object.keys(NEAR)
 const arbitraryText = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.string({ unit: fc.constantFrom('[', ']', '{', '}', '"', ':', ',', '/', 'a', '1', '%', '\\', ' ', 'https://', 'redis://', 'k1'), maxLength: 30 }),
+  fc.string({
+    unit: fc.constantFrom('[', ']', '{', '}', '"', ':', ',', '/', 'a', '1', '%', '\\', ' ', 'https://', 'redis://', 'k1'),
+    maxLength: 30,
+  }),
 )
 
 function valueFor(name: string): fc.Arbitrary<string | undefined> {
@@ -87,9 +129,19 @@ function valueFor(name: string): fc.Arbitrary<string | undefined> {
 }
 
 /** Each variable independently unset, empty, near-valid or arbitrary: almost always refused. */
-const environment = fc.record(Object.fromEntries(VARIABLES.map((name) => [name, valueFor(name)])) as Record<string, fc.Arbitrary<string | undefined>>)
+const environment = fc.record(
+  Object.fromEntries(VARIABLES.map((name) => [name, valueFor(name)])) as Record<string, fc.Arbitrary<string | undefined>>,
+)
 
-const REQUIRED = ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_CLIENT_SECRET', 'BFF_ROUTES', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']
+const REQUIRED = [
+  'BFF_PUBLIC_URL',
+  'BFF_ISSUER',
+  'BFF_CLIENT_ID',
+  'BFF_CLIENT_SECRET',
+  'BFF_ROUTES',
+  'BFF_COOKIE_SECRET',
+  'BFF_ENCRYPTION_KEYS',
+]
 
 /**
  * A valid environment (required variables set, optional ones set to their first,
@@ -99,7 +151,11 @@ const REQUIRED = ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_CLIENT_S
  */
 const likelyValid = fc
   .tuple(
-    fc.record(Object.fromEntries(VARIABLES.map((name) => [name, REQUIRED.includes(name) ? fc.constant(NEAR[name]![0]) : fc.constantFrom(undefined, NEAR[name]![0])])) as Record<string, fc.Arbitrary<string | undefined>>),
+    fc.record(
+      Object.fromEntries(
+        VARIABLES.map((name) => [name, REQUIRED.includes(name) ? fc.constant(NEAR[name]![0]) : fc.constantFrom(undefined, NEAR[name]![0])]),
+      ) as Record<string, fc.Arbitrary<string | undefined>>,
+    ),
     fc.subarray(VARIABLES, { maxLength: 4 }).chain((names) => fc.tuple(fc.constant(names), fc.tuple(...names.map(valueFor)))),
   )
   .map(([base, [names, values]]) => {
@@ -196,13 +252,17 @@ describe('loadConfig over arbitrary environments', () => {
         const outcome = load(env)
         if (!('config' in outcome)) return
         const c = outcome.config
-        for (const n of [c.session.idleTimeout, c.session.maxAge, c.refreshSkew, c.idTokenMaxAge]) expect(Number.isSafeInteger(n), String(n)).toBe(true)
+        for (const n of [c.session.idleTimeout, c.session.maxAge, c.refreshSkew, c.idTokenMaxAge])
+          expect(Number.isSafeInteger(n), String(n)).toBe(true)
         for (const node of c.redis.nodes) expect(node.port, `${node.host}:${node.port}`).toBeLessThanOrEqual(65535)
       }),
       {
         numRuns: runs(5_000),
         ...replay,
-        examples: [[{ ...likelyValidExample(), BFF_SESSION_MAX_AGE: '9'.repeat(400) }], [{ ...likelyValidExample(), BFF_REDIS_MODE: 'cluster', BFF_REDIS_NODES: 'a:99999' }]],
+        examples: [
+          [{ ...likelyValidExample(), BFF_SESSION_MAX_AGE: '9'.repeat(400) }],
+          [{ ...likelyValidExample(), BFF_REDIS_MODE: 'cluster', BFF_REDIS_NODES: 'a:99999' }],
+        ],
       },
     )
   })

@@ -28,15 +28,69 @@ function nodeContext(cookie: string | undefined): Context<AppEnv> {
 /** Names that merely look like `name`: longer, shorter, other case, padded. */
 function lookalike(name: string): fc.Arbitrary<string> {
   return fc.constantFrom(
-    `${name}x`, `x${name}`, `${name}-tx`, `_${name}`, `${name}_`, name.toLowerCase(), name.toUpperCase(), name.slice(0, -1),
-    name.slice(1), `${name} `, `${name}\t`, `"${name}"`, `%${Buffer.from(name[0]!).toString('hex')}${name.slice(1)}`,
-    name.replace('-', '_'), `${name}.`, `${name}[]`,
+    `${name}x`,
+    `x${name}`,
+    `${name}-tx`,
+    `_${name}`,
+    `${name}_`,
+    name.toLowerCase(),
+    name.toUpperCase(),
+    name.slice(0, -1),
+    name.slice(1),
+    `${name} `,
+    `${name}\t`,
+    `"${name}"`,
+    `%${Buffer.from(name[0]!).toString('hex')}${name.slice(1)}`,
+    name.replace('-', '_'),
+    `${name}.`,
+    `${name}[]`,
   )
 }
 
 const VALUE_UNITS = [
-  'a', 'Z', '0', '-', '_', '.', '~', '!', '#', '$', '%', '&', "'", '(', ')', '*', '+', '/', ':', '<', '=', '>', '?', '@', '[', ']',
-  '^', '`', '{', '|', '}', ',', ' ', '"', '\\', 'é', 'ÿ', '%3B', '%20', 'Fe26.2*', '~2', '__Host-tokenward=', 'tokenward=',
+  'a',
+  'Z',
+  '0',
+  '-',
+  '_',
+  '.',
+  '~',
+  '!',
+  '#',
+  '$',
+  '%',
+  '&',
+  "'",
+  '(',
+  ')',
+  '*',
+  '+',
+  '/',
+  ':',
+  '<',
+  '=',
+  '>',
+  '?',
+  '@',
+  '[',
+  ']',
+  '^',
+  '`',
+  '{',
+  '|',
+  '}',
+  ',',
+  ' ',
+  '"',
+  '\\',
+  'é',
+  'ÿ',
+  '%3B',
+  '%20',
+  'Fe26.2*',
+  '~2',
+  '__Host-tokenward=',
+  'tokenward=',
 ]
 
 /** A cookie value as sent, and the value a reader must return for it. */
@@ -59,13 +113,18 @@ function pairs(name: string): fc.Arbitrary<Pair[]> {
   const pair: fc.Arbitrary<Pair> = fc.oneof(
     { weight: 8, arbitrary: fc.tuple(cookieName, cookieValue).map(([n, v]): Pair => ({ kind: 'cookie', name: n, ...v })) },
     // Pairs without `=`, empty pairs and stray text.
-    { weight: 1, arbitrary: fc.constantFrom('', ' ', name, `${name} `, 'x', '=', '==x', `=${name}=evil`).map((text): Pair => ({ kind: 'junk', text })) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom('', ' ', name, `${name} `, 'x', '=', '==x', `=${name}=evil`).map((text): Pair => ({ kind: 'junk', text })),
+    },
   )
   return fc.array(pair, { maxLength: 8 })
 }
 
 function render(list: readonly Pair[], separators: readonly string[]): string {
-  return list.map((p, i) => `${i === 0 ? '' : separators[i % separators.length]}${p.kind === 'cookie' ? `${p.name}=${p.sent}` : p.text}`).join('')
+  return list
+    .map((p, i) => `${i === 0 ? '' : separators[i % separators.length]}${p.kind === 'cookie' ? `${p.name}=${p.sent}` : p.text}`)
+    .join('')
 }
 
 /** The brief's rule: the value of the first pair called exactly `name` (leading separator spaces aside). */
@@ -74,9 +133,11 @@ function expectedValue(list: readonly Pair[], name: string): string | undefined 
   return undefined
 }
 
-const header = fc.constantFrom(...NAMES).chain((name) =>
-  fc.tuple(fc.constant(name), pairs(name), fc.array(fc.constantFrom('; ', ';', ';  ', ' ; '), { minLength: 1, maxLength: 3 })),
-)
+const header = fc
+  .constantFrom(...NAMES)
+  .chain((name) =>
+    fc.tuple(fc.constant(name), pairs(name), fc.array(fc.constantFrom('; ', ';', ';  ', ' ; '), { minLength: 1, maxLength: 3 })),
+  )
 
 describe('readCookie over hostile Cookie headers (security model S18)', () => {
   it('returns exactly the first pair named N, never a lookalike name or text inside a value', () => {
@@ -95,7 +156,10 @@ describe('readCookie over hostile Cookie headers (security model S18)', () => {
   })
 
   it('never throws on arbitrary header text and returns a piece of it without a separator', () => {
-    const text = fc.oneof(fc.string({ unit: 'binary', maxLength: 60 }), fc.string({ unit: fc.constantFrom('__Host-tokenward', '=', ';', ' ', '"', 'a', '\t'), maxLength: 20 }))
+    const text = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 60 }),
+      fc.string({ unit: fc.constantFrom('__Host-tokenward', '=', ';', ' ', '"', 'a', '\t'), maxLength: 20 }),
+    )
     fc.assert(
       fc.property(fc.constantFrom(...NAMES), text, (name, raw) => {
         const v = readCookie(nodeContext(raw), name)
@@ -156,7 +220,11 @@ describe('CookieSealer.unseal over forged and damaged seals', () => {
     fc.record({ op: fc.constant('flip' as const), at: fc.nat(), to: fc.constantFrom(...CHARS) }),
     fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }),
     fc.record({ op: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 8 }) }),
-    fc.record({ op: fc.constant('insert' as const), at: fc.nat(), text: fc.string({ unit: fc.constantFrom(...CHARS), minLength: 1, maxLength: 6 }) }),
+    fc.record({
+      op: fc.constant('insert' as const),
+      at: fc.nat(),
+      text: fc.string({ unit: fc.constantFrom(...CHARS), minLength: 1, maxLength: 6 }),
+    }),
     fc.record({ op: fc.constant('swapParts' as const), a: fc.nat(7), b: fc.nat(7) }),
     fc.constant({ op: 'case' as const }),
   )
@@ -211,7 +279,9 @@ describe('CookieSealer.unseal over forged and damaged seals', () => {
     const text = fc.oneof(
       fc.string({ unit: 'binary', maxLength: 80 }),
       fc.string({ unit: fc.constantFrom(...CHARS), maxLength: 300 }).map((s) => `Fe26.2*${s}`),
-      fc.array(fc.string({ unit: fc.constantFrom(...CHARS), maxLength: 50 }), { minLength: 7, maxLength: 9 }).map((p) => `Fe26.2*${p.join('*')}~2`),
+      fc
+        .array(fc.string({ unit: fc.constantFrom(...CHARS), maxLength: 50 }), { minLength: 7, maxLength: 9 })
+        .map((p) => `Fe26.2*${p.join('*')}~2`),
       fc.constantFrom('', 'Fe26.2*', 'Fe26.2**********~2', `Fe26.2*${'A'.repeat(3000)}`, foreign, `${foreign}~2`),
     )
     await fc.assert(

@@ -16,17 +16,72 @@ const replay = {
 }
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy credentials of §11.7 and HTTP/2's upgrade settings. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'http2-settings']
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'http2-settings',
+]
 /** Fields tokenward itself sets for the next hop: naming them in the browser's Connection does not remove tokenward's own. */
 const OWN = new Set(['host', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'dpop'])
 
 const NAMES = [
-  'Cookie', 'cookie', 'COOKIE', 'Authorization', 'authorization', 'AUTHORIZATION', 'Connection', 'connection', 'Keep-Alive', 'TE', 'Trailer',
-  'Transfer-Encoding', 'Upgrade', 'Proxy-Authorization', 'Proxy-Connection', 'Proxy-Authenticate', 'HTTP2-Settings', 'Host', 'Forwarded',
-  'X-Forwarded-For', 'X-Forwarded-Host', 'X-Forwarded-Proto', 'X-Forwarded-Port', 'X-Real-IP', 'X-Request-Id', 'X-CSRF', 'Content-Length',
-  'Content-Type', 'Accept', 'Accept-Language', 'X-Custom', 'X-Secret', 'x-secret', 'X-Api-Key', 'traceparent', 'Proxy-Foo', 'Proxy',
-  'constructor', 'Constructor', '__proto__', 'toString', 'hasOwnProperty', 'length', 'DPoP',
-  'X-HTTP-Method-Override', 'x-http-method', 'X-Method-Override', 'X-Original-URL', 'x-rewrite-url', 'X-HTTP-METHOD',
+  'Cookie',
+  'cookie',
+  'COOKIE',
+  'Authorization',
+  'authorization',
+  'AUTHORIZATION',
+  'Connection',
+  'connection',
+  'Keep-Alive',
+  'TE',
+  'Trailer',
+  'Transfer-Encoding',
+  'Upgrade',
+  'Proxy-Authorization',
+  'Proxy-Connection',
+  'Proxy-Authenticate',
+  'HTTP2-Settings',
+  'Host',
+  'Forwarded',
+  'X-Forwarded-For',
+  'X-Forwarded-Host',
+  'X-Forwarded-Proto',
+  'X-Forwarded-Port',
+  'X-Real-IP',
+  'X-Request-Id',
+  'X-CSRF',
+  'Content-Length',
+  'Content-Type',
+  'Accept',
+  'Accept-Language',
+  'X-Custom',
+  'X-Secret',
+  'x-secret',
+  'X-Api-Key',
+  'traceparent',
+  'Proxy-Foo',
+  'Proxy',
+  'constructor',
+  'Constructor',
+  '__proto__',
+  'toString',
+  'hasOwnProperty',
+  'length',
+  'DPoP',
+  'X-HTTP-Method-Override',
+  'x-http-method',
+  'X-Method-Override',
+  'X-Original-URL',
+  'x-rewrite-url',
+  'X-HTTP-METHOD',
 ]
 
 /** Method and URL overrides (issue 13 item 4): honoured by some frameworks, they would bypass the route's `methods` and prefix. */
@@ -38,9 +93,12 @@ const headerName = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...NAMES) },
 /** Connection values: the usual ones, and lists naming any field, in any case, with stray commas and spaces. */
 const connectionValue = fc.oneof(
   fc.constantFrom('close', 'keep-alive', 'Keep-Alive', 'Upgrade', 'upgrade, keep-alive'),
-  fc
-    .array(fc.tuple(headerName, fc.constantFrom(',', ', ', ' ,', ',,', ' , '), fc.boolean()), { minLength: 1, maxLength: 5 })
-    .map((items) => items.map(([n, sep, upper]) => `${upper ? n.toUpperCase() : n.toLowerCase()}${sep}`).join('').replace(/[ ,]+$/, '')),
+  fc.array(fc.tuple(headerName, fc.constantFrom(',', ', ', ' ,', ',,', ' , '), fc.boolean()), { minLength: 1, maxLength: 5 }).map((items) =>
+    items
+      .map(([n, sep, upper]) => `${upper ? n.toUpperCase() : n.toLowerCase()}${sep}`)
+      .join('')
+      .replace(/[ ,]+$/, ''),
+  ),
 )
 
 const VALUE_UNITS = ['a', 'Z', '0', ' ', ',', ';', '=', '"', 'Bearer ', 'browser-token', 'close', 'x-secret', 'cookie', '\t', 'é', 'ÿ']
@@ -128,13 +186,15 @@ function violations(out: OutgoingHttpHeaders, o: ForwardOptions, raw: readonly s
     if (own(h) !== undefined) found.push(`hop-by-hop ${h} is forwarded`)
   }
   // A body is always framed: a length or chunked, never raw bytes after the headers.
-  if (o.hasBody && own('content-length') === undefined && own('transfer-encoding') !== 'chunked') found.push('a body is sent without framing')
+  if (o.hasBody && own('content-length') === undefined && own('transfer-encoding') !== 'chunked')
+    found.push('a body is sent without framing')
   for (const h of listedIn(raw)) {
     if (OWN.has(h) || (o.traceHeaders && h in o.traceHeaders)) continue
     if (h === 'transfer-encoding' && o.hasBody && own(h) === 'chunked' && own('content-length') === undefined) continue // tokenward's own framing
     if (keys.includes(h)) found.push(`${h} is named in Connection but forwarded`)
   }
-  for (const h of ['forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', ...OVERRIDES]) if (own(h) !== undefined) found.push(`${h} is passed through`)
+  for (const h of ['forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', ...OVERRIDES])
+    if (own(h) !== undefined) found.push(`${h} is passed through`)
   // A browser's DPoP proof is never passed on; tokenward's own replaces it when the token is bound.
   if (own('dpop') !== o.dpopProof) found.push(`dpop is ${JSON.stringify(own('dpop'))}`)
   const expected: Record<string, unknown> = {
@@ -146,7 +206,8 @@ function violations(out: OutgoingHttpHeaders, o: ForwardOptions, raw: readonly s
   }
   if (o.traceHeaders) expected.traceparent = o.traceHeaders.traceparent
   if (!o.hasBody) expected['content-length'] = undefined
-  for (const [h, v] of Object.entries(expected)) if (own(h) !== v) found.push(`${h} is ${JSON.stringify(own(h))}, expected ${JSON.stringify(v)}`)
+  for (const [h, v] of Object.entries(expected))
+    if (own(h) !== v) found.push(`${h} is ${JSON.stringify(own(h))}, expected ${JSON.stringify(v)}`)
   return found
 }
 
@@ -169,7 +230,11 @@ describe('outboundHeaders over arbitrary request headers (security model S42)', 
         const out = outboundHeaders(optionsFor(incomingWith(raw), extra))
         for (const k of Object.keys(out)) expect(k.startsWith('proxy'), k).toBe(false)
       }),
-      { numRuns: runs(20_000), ...replay, examples: [[['Proxy-Foo', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }]] },
+      {
+        numRuns: runs(20_000),
+        ...replay,
+        examples: [[['Proxy-Foo', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }]],
+      },
     )
   })
 
@@ -189,14 +254,26 @@ describe('outboundHeaders over arbitrary request headers (security model S42)', 
         for (let i = 0; i < raw.length; i += 2) {
           const name = raw[i]!.toLowerCase()
           if (OWN.has(name) || HOP_BY_HOP.includes(name) || listed.has(name)) continue
-          if (['cookie', 'forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', 'traceparent', 'tracestate', 'dpop', ...OVERRIDES].includes(name)) continue
+          if (
+            ['cookie', 'forwarded', 'x-forwarded-port', 'x-real-ip', 'x-csrf', 'traceparent', 'tracestate', 'dpop', ...OVERRIDES].includes(
+              name,
+            )
+          )
+            continue
           if (name.startsWith('proxy')) continue // Proxy-* and httpoxy's Proxy (security model S42)
           if (name === 'content-length' && !o.hasBody) continue
           sent.set(name, [...(sent.get(name) ?? []), raw[i + 1]!])
         }
-        for (const [name, values] of sent) expect(Object.hasOwn(out, name) ? out[name] : undefined, name).toEqual(values.length === 1 ? values[0] : values)
+        for (const [name, values] of sent)
+          expect(Object.hasOwn(out, name) ? out[name] : undefined, name).toEqual(values.length === 1 ? values[0] : values)
       }),
-      { numRuns: runs(20_000), ...replay, examples: [[['constructor', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }]] },
+      {
+        numRuns: runs(20_000),
+        ...replay,
+        examples: [
+          [['constructor', 'x'], { authorization: undefined, forwardedFor: undefined, hasBody: false, trace: false, dpop: false }],
+        ],
+      },
     )
   })
 })
@@ -237,7 +314,9 @@ describe('outboundHeaders on requests parsed by a real Node server', () => {
       socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')))
       socket.on('data', () => socket.destroy())
       socket.on('close', () => resolve(got))
-      socket.on('error', (err) => (['ECONNRESET', 'EPIPE'].includes((err as NodeJS.ErrnoException).code ?? '') ? resolve(got) : reject(err)))
+      socket.on('error', (err) =>
+        ['ECONNRESET', 'EPIPE'].includes((err as NodeJS.ErrnoException).code ?? '') ? resolve(got) : reject(err),
+      )
       socket.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'))
     })
   }

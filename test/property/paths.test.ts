@@ -78,17 +78,131 @@ const encodedWord = fc
 
 /** Pieces that have broken path handling somewhere: dot segments in every spelling, separators, controls, authority-looking text. */
 const TOKENS = [
-  '', '.', '..', '...', '%2e', '%2E', '.%2e', '%2e.', '%2e%2e', '%2E%2E', '%252e%252e', '..%00', '..;', '.;', ';',
-  '%2f', '%2F', '%5c', '%5C', '\\', '%252f', '..%2f', '..%5c', '%2f..', '//', '%00', '%0a', '%0d%0a', '%09', '\t', '\n', '\u0000',
-  '%', '%z', '%zz', '%2', '%%32%65', '%c0%ae', '%c0%af', '%e0%80%ae', '%c1%9c', '%u002e', '%ff', '%C3%A9', 'é',
-  '．', '．．', '%EF%BC%8E', '%EF%BC%8E%EF%BC%8E', '。', '／', '＼', '%EF%BC%8F',
-  '@', '@evil.com', '%40evil.com', 'evil.com', ':', 'http:', 'HTTPS:', 'http://evil.com', 'http:%2f%2fevil.com', 'javascript:x', 'a:b',
-  '?', '#', '%3f', '%23', ' ', '%20', '+', '~', 'a', 'orders', '7', 'admin', 'api', 'API',
+  '',
+  '.',
+  '..',
+  '...',
+  '%2e',
+  '%2E',
+  '.%2e',
+  '%2e.',
+  '%2e%2e',
+  '%2E%2E',
+  '%252e%252e',
+  '..%00',
+  '..;',
+  '.;',
+  ';',
+  '%2f',
+  '%2F',
+  '%5c',
+  '%5C',
+  '\\',
+  '%252f',
+  '..%2f',
+  '..%5c',
+  '%2f..',
+  '//',
+  '%00',
+  '%0a',
+  '%0d%0a',
+  '%09',
+  '\t',
+  '\n',
+  '\u0000',
+  '%',
+  '%z',
+  '%zz',
+  '%2',
+  '%%32%65',
+  '%c0%ae',
+  '%c0%af',
+  '%e0%80%ae',
+  '%c1%9c',
+  '%u002e',
+  '%ff',
+  '%C3%A9',
+  'é',
+  '．',
+  '．．',
+  '%EF%BC%8E',
+  '%EF%BC%8E%EF%BC%8E',
+  '。',
+  '／',
+  '＼',
+  '%EF%BC%8F',
+  '@',
+  '@evil.com',
+  '%40evil.com',
+  'evil.com',
+  ':',
+  'http:',
+  'HTTPS:',
+  'http://evil.com',
+  'http:%2f%2fevil.com',
+  'javascript:x',
+  'a:b',
+  '?',
+  '#',
+  '%3f',
+  '%23',
+  ' ',
+  '%20',
+  '+',
+  '~',
+  'a',
+  'orders',
+  '7',
+  'admin',
+  'api',
+  'API',
   // Spellings of `admin` that case-insensitive, `;`-dropping or NFKC-applying upstreams route as `admin`.
-  'ADMIN', 'Admin', 'aDmIn', 'admin;', 'admin;x=1', 'ADMIN;v=2', 'admin%3b', '%41DMIN', 'ａｄｍｉｎ', 'adm%C4%B1n', 'admı n', 'admın', 'ADMİN', ';', ';x', 'a；b',
+  'ADMIN',
+  'Admin',
+  'aDmIn',
+  'admin;',
+  'admin;x=1',
+  'ADMIN;v=2',
+  'admin%3b',
+  '%41DMIN',
+  'ａｄｍｉｎ',
+  'adm%C4%B1n',
+  'admı n',
+  'admın',
+  'ADMİN',
+  ';',
+  ';x',
+  'a；b',
 ]
 
-const UNITS = ['.', '/', '\\', '%', '%2e', '%2E', '%2f', '%5c', '%25', '%00', '%0a', '@', ':', ';', '?', '#', '．', '%EF%BC%8E', 'a', 'A', '1', '~', ' ', 'é', '\u0000', '\u007f']
+const UNITS = [
+  '.',
+  '/',
+  '\\',
+  '%',
+  '%2e',
+  '%2E',
+  '%2f',
+  '%5c',
+  '%25',
+  '%00',
+  '%0a',
+  '@',
+  ':',
+  ';',
+  '?',
+  '#',
+  '．',
+  '%EF%BC%8E',
+  'a',
+  'A',
+  '1',
+  '~',
+  ' ',
+  'é',
+  '\u0000',
+  '\u007f',
+]
 
 const piece = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...TOKENS) },
@@ -106,7 +220,12 @@ const PREFIXES = ['/api', '/api/admin', '/pub', '/files', '/a.b', '/v1/u@x', '/~
 /** A route prefix with some of its characters (never its slashes) percent-encoded. */
 const encodedPrefix = fc
   .tuple(fc.constantFrom(...PREFIXES), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 10 }))
-  .map(([p, mask]) => p.split('/').map((seg, i) => encodeSome(seg, mask.slice(i))).join('/'))
+  .map(([p, mask]) =>
+    p
+      .split('/')
+      .map((seg, i) => encodeSome(seg, mask.slice(i)))
+      .join('/'),
+  )
 
 /** The start of a target: route prefixes as sent, and spellings that reach them only after normalisation. */
 const start = fc.oneof(
@@ -115,10 +234,43 @@ const start = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      '', '/', '/API', '/apix', '/api%2fadmin', '/%61pi', '/%61%70%69', '/x/..', '/.', '/%2e', '//', '/\\', '/%2e%2e', '/api/x/..',
-      '/api/%2e%2e', '/./api', '/x/%2e%2e/api', '/ａpi', '/api/．．', '/auth', '/healthz', '/v1/u%40x', '/%7eme', '/a%2eb',
-      '/api/ADMIN', '/API/admin', '/api/Admin', '/api/admin;', '/api/admin;x=1', '/api/;/admin', '/api/;x', '/svc/admin', '/svc/ADMIN',
-      '/svc/Admin', '/svc/admin;v=3', '/svc/Admin;v=2;w', '/SVC/Admin;v=2',
+      '',
+      '/',
+      '/API',
+      '/apix',
+      '/api%2fadmin',
+      '/%61pi',
+      '/%61%70%69',
+      '/x/..',
+      '/.',
+      '/%2e',
+      '//',
+      '/\\',
+      '/%2e%2e',
+      '/api/x/..',
+      '/api/%2e%2e',
+      '/./api',
+      '/x/%2e%2e/api',
+      '/ａpi',
+      '/api/．．',
+      '/auth',
+      '/healthz',
+      '/v1/u%40x',
+      '/%7eme',
+      '/a%2eb',
+      '/api/ADMIN',
+      '/API/admin',
+      '/api/Admin',
+      '/api/admin;',
+      '/api/admin;x=1',
+      '/api/;/admin',
+      '/api/;x',
+      '/svc/admin',
+      '/svc/ADMIN',
+      '/svc/Admin',
+      '/svc/admin;v=3',
+      '/svc/Admin;v=2;w',
+      '/SVC/Admin;v=2',
     ),
   },
   { weight: 2, arbitrary: encodedWord.map((w) => `/${w}`) },
@@ -127,12 +279,22 @@ const start = fc.oneof(
 
 const query = fc.oneof(
   { weight: 4, arbitrary: fc.constant('') },
-  { weight: 3, arbitrary: fc.string({ unit: fc.constantFrom('a', '=', '&', '%', '%zz', '/', '..', '#', '?', ' ', '\u0000', 'é'), maxLength: 12 }).map((q) => `?${q}`) },
+  {
+    weight: 3,
+    arbitrary: fc
+      .string({ unit: fc.constantFrom('a', '=', '&', '%', '%zz', '/', '..', '#', '?', ' ', '\u0000', 'é'), maxLength: 12 })
+      .map((q) => `?${q}`),
+  },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 8 }).map((q) => `?${q}`) },
 )
 
 const rawTarget = fc.oneof(
-  { weight: 8, arbitrary: fc.tuple(start, fc.array(fc.tuple(separator, piece), { maxLength: 6 }), query).map(([s, rest, q]) => `${s}${rest.map(([sep, p]) => `${sep}${p}`).join('')}${q}`) },
+  {
+    weight: 8,
+    arbitrary: fc
+      .tuple(start, fc.array(fc.tuple(separator, piece), { maxLength: 6 }), query)
+      .map(([s, rest, q]) => `${s}${rest.map(([sep, p]) => `${sep}${p}`).join('')}${q}`),
+  },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }).map((s) => `/api/${s}`) },
   { weight: 1, arbitrary: fc.string({ unit: 'binary-ascii', maxLength: 40 }).map((s) => `/${s}`) },
 )
@@ -163,7 +325,11 @@ function basePathOf(route: RouteConfig): string {
 
 /** The segments after the upstream base path, each decoded once. */
 function remainderSegments(m: Extract<RouteMatch, { kind: 'route' }>): string[] {
-  return m.target.pathname.slice(basePathOf(m.route).length).split('/').slice(1).map((s) => decodeURIComponent(s))
+  return m.target.pathname
+    .slice(basePathOf(m.route).length)
+    .split('/')
+    .slice(1)
+    .map((s) => decodeURIComponent(s))
 }
 
 const RUNS = runs(20_000)
@@ -290,7 +456,10 @@ describe('mapRequest over adversarial targets (security model S39)', () => {
         const under = routes.filter((r) => r !== findRoute(routes, pathOf(raw)) && startsWithSegments(segments, folded(r.prefix)!))
         if (m.kind === 'route') {
           routed++
-          expect(under.filter((r) => r.prefix.length > m.route.prefix.length).map((r) => r.prefix), raw).toEqual([])
+          expect(
+            under.filter((r) => r.prefix.length > m.route.prefix.length).map((r) => r.prefix),
+            raw,
+          ).toEqual([])
         } else if (m.kind === 'refused' && under.length > 0) refused++
       }),
       {
@@ -336,7 +505,10 @@ function folded(rawPath: string): string[] | undefined {
 
 /** Whether `path` starts with `prefix`, segment by segment, ignoring case the way Java's equalsIgnoreCase does (upper or lower). */
 function startsWithSegments(path: readonly string[], prefix: readonly string[]): boolean {
-  return prefix.length <= path.length && prefix.every((p, i) => p.toUpperCase() === path[i]!.toUpperCase() || p.toLowerCase() === path[i]!.toLowerCase())
+  return (
+    prefix.length <= path.length &&
+    prefix.every((p, i) => p.toUpperCase() === path[i]!.toUpperCase() || p.toLowerCase() === path[i]!.toLowerCase())
+  )
 }
 
 // Hardening beyond the letter of the contract: upstream servers that treat
@@ -348,7 +520,7 @@ describe('the plain-path fast path', () => {
 
   // Plain API paths, the ones the fast path takes, mixed with everything above.
   const plainPiece = fc.oneof(
-    fc.string({ unit: fc.constantFrom(...'abcXYZ019-_~!$&\'()*+,='.split('')), minLength: 1, maxLength: 8 }),
+    fc.string({ unit: fc.constantFrom(..."abcXYZ019-_~!$&'()*+,=".split('')), minLength: 1, maxLength: 8 }),
     // Nested routes in other letter cases: the fast path must fold them as the careful one does.
     fc.constantFrom('admin', 'ADMIN', 'Admin', 'aDMIN', 'svc', 'SVC'),
   )

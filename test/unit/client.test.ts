@@ -9,7 +9,14 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { BffRequestError, createBff, type BffOptions, type EventSourceLike, type LocationLike, type SessionEndedEvent } from '../../src/client/index.js'
+import {
+  BffRequestError,
+  createBff,
+  type BffOptions,
+  type EventSourceLike,
+  type LocationLike,
+  type SessionEndedEvent,
+} from '../../src/client/index.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const DEMO_COPY = join(root, 'demo/spa/client.js')
@@ -179,13 +186,20 @@ describe('fetch', () => {
     expect(location.assigned).toEqual([])
   })
 
-  it('passes an upstream\'s own 401 and other errors through without a login', async () => {
+  it("passes an upstream's own 401 and other errors through without a login", async () => {
     const onLoginRequired = vi.fn()
-    const { bff } = client({
-      'GET /api/upstream': () => new Response('{"error":"invalid_token"}', { status: 401, headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' } }),
-      'GET /api/text': () => new Response('login_required', { status: 401 }),
-      'GET /api/forbidden': () => json(403, { error: 'csrf_failed', message: 'no' }),
-    }, { onLoginRequired })
+    const { bff } = client(
+      {
+        'GET /api/upstream': () =>
+          new Response('{"error":"invalid_token"}', {
+            status: 401,
+            headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' },
+          }),
+        'GET /api/text': () => new Response('login_required', { status: 401 }),
+        'GET /api/forbidden': () => json(403, { error: 'csrf_failed', message: 'no' }),
+      },
+      { onLoginRequired },
+    )
     expect((await bff.fetch('/api/upstream')).status).toBe(401)
     expect((await bff.fetch('/api/text')).status).toBe(401)
     expect((await bff.fetch('/api/forbidden')).status).toBe(403)
@@ -194,10 +208,13 @@ describe('fetch', () => {
   })
 
   it('leaves fetch URLs alone but puts the /auth endpoints under basePath', async () => {
-    const { bff, calls } = client({
-      'GET /api/a': () => json(401, LOGIN_REQUIRED),
-      'GET /bff/auth/session': () => json(200, SESSION),
-    }, { basePath: '/bff/' })
+    const { bff, calls } = client(
+      {
+        'GET /api/a': () => json(401, LOGIN_REQUIRED),
+        'GET /bff/auth/session': () => json(200, SESSION),
+      },
+      { basePath: '/bff/' },
+    )
     await bff.fetch('/api/a')
     await bff.session()
     bff.onSessionEnded(() => {})
@@ -232,10 +249,17 @@ describe('session', () => {
   })
 
   it('throws a BffRequestError with the code and Retry-After for other answers', async () => {
-    const { bff } = client({ 'GET /auth/session': () => json(503, { error: 'session_store_unavailable', message: 'Try again.' }, { 'retry-after': '2' }) })
+    const { bff } = client({
+      'GET /auth/session': () => json(503, { error: 'session_store_unavailable', message: 'Try again.' }, { 'retry-after': '2' }),
+    })
     const err = await bff.session().catch((e: unknown) => e)
     expect(err).toBeInstanceOf(BffRequestError)
-    expect(err).toMatchObject({ status: 503, code: 'session_store_unavailable', retryAfter: 2, message: 'tokenward answered 503 session_store_unavailable: Try again.' })
+    expect(err).toMatchObject({
+      status: 503,
+      code: 'session_store_unavailable',
+      retryAfter: 2,
+      message: 'tokenward answered 503 session_store_unavailable: Try again.',
+    })
   })
 
   it.each([
@@ -310,7 +334,7 @@ describe('onSessionEnded', () => {
     stream!.emit('session_ended', JSON.stringify({ reason: 'logout' }))
   })
 
-  it('leaves a dropped connection to the browser\'s own reconnect', () => {
+  it("leaves a dropped connection to the browser's own reconnect", () => {
     const { bff, calls } = client({})
     const ended = vi.fn()
     bff.onSessionEnded(ended)
@@ -373,7 +397,7 @@ describe('onSessionEnded', () => {
     expect(FakeEventSource.instances).toHaveLength(1)
   })
 
-  it('does not tell this tab\'s subscribers about its own logout, which navigates to the IdP instead', async () => {
+  it("does not tell this tab's subscribers about its own logout, which navigates to the IdP instead", async () => {
     const redirectTo = 'https://idp.example/session/end'
     let stream: FakeEventSource | undefined
     const { bff } = client({
@@ -426,8 +450,13 @@ describe('packaging', () => {
   })
 
   it('exports tokenward/client from what tsconfig.client.json builds, and the server build leaves it out', async () => {
-    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { exports: Record<string, unknown>, scripts: Record<string, string> }
-    const clientConfig = JSON.parse(await readFile(join(root, 'tsconfig.client.json'), 'utf8')) as { compilerOptions: { outDir: string, declaration: boolean } }
+    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
+      exports: Record<string, unknown>
+      scripts: Record<string, string>
+    }
+    const clientConfig = JSON.parse(await readFile(join(root, 'tsconfig.client.json'), 'utf8')) as {
+      compilerOptions: { outDir: string; declaration: boolean }
+    }
     const serverConfig = JSON.parse(await readFile(join(root, 'tsconfig.build.json'), 'utf8')) as { exclude?: string[] }
     const out = `./${clientConfig.compilerOptions.outDir}`
     expect(pkg.exports['./client']).toEqual({ types: `${out}/index.d.ts`, default: `${out}/index.js` })
@@ -443,7 +472,7 @@ describe('packaging', () => {
       const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
       const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.client.json', '--outDir', out], { cwd: root, encoding: 'utf8' })
       expect(r.status, `${r.stdout}${r.stderr}`).toBe(0)
-      const expected = DEMO_HEADER + await readFile(join(out, 'index.js'), 'utf8')
+      const expected = DEMO_HEADER + (await readFile(join(out, 'index.js'), 'utf8'))
       if (process.env.TOKENWARD_UPDATE_CLIENT === '1') await writeFile(DEMO_COPY, expected)
       const copy = await readFile(DEMO_COPY, 'utf8').catch(() => '(missing)')
       expect(copy === expected, 'demo/spa/client.js is stale: TOKENWARD_UPDATE_CLIENT=1 npx vitest run test/unit/client.test.ts').toBe(true)

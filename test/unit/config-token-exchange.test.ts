@@ -45,7 +45,9 @@ describe('issue 8: BFF_ROUTES tokenExchange (RFC 8693 §2.1)', () => {
   })
 
   it('needs an audience or a resource (RFC 8693 §2.1 names the target with them)', () => {
-    expect(problems([route({ tokenExchange: {} })])).toEqual(['BFF_ROUTES[0].tokenExchange needs an audience or a resource (RFC 8693 §2.1), or both'])
+    expect(problems([route({ tokenExchange: {} })])).toEqual([
+      'BFF_ROUTES[0].tokenExchange needs an audience or a resource (RFC 8693 §2.1), or both',
+    ])
     expect(problems([route({ tokenExchange: { scopes: ['b.read'] } })])).toEqual([
       'BFF_ROUTES[0].tokenExchange needs an audience or a resource (RFC 8693 §2.1), or both',
     ])

@@ -31,8 +31,19 @@ describe('loadConfig', () => {
 
   it('reports every missing required variable at once, by name', () => {
     const p = problems({})
-    for (const name of ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_CLIENT_SECRET', 'BFF_ROUTES', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS']) {
-      expect(p.some((m) => m.startsWith(name)), `${name} in ${JSON.stringify(p)}`).toBe(true)
+    for (const name of [
+      'BFF_PUBLIC_URL',
+      'BFF_ISSUER',
+      'BFF_CLIENT_ID',
+      'BFF_CLIENT_SECRET',
+      'BFF_ROUTES',
+      'BFF_COOKIE_SECRET',
+      'BFF_ENCRYPTION_KEYS',
+    ]) {
+      expect(
+        p.some((m) => m.startsWith(name)),
+        `${name} in ${JSON.stringify(p)}`,
+      ).toBe(true)
     }
   })
 
@@ -65,7 +76,11 @@ describe('loadConfig', () => {
       'BFF_PORT',
       'BFF_CLIENT_AUTH',
     ]
-    for (const name of expected) expect(p.some((m) => m.startsWith(name)), `${name} in ${JSON.stringify(p)}`).toBe(true)
+    for (const name of expected)
+      expect(
+        p.some((m) => m.startsWith(name)),
+        `${name} in ${JSON.stringify(p)}`,
+      ).toBe(true)
   })
 
   it('refuses plain http issuer, upstream and public origin without BFF_ALLOW_HTTP', () => {
@@ -84,11 +99,15 @@ describe('loadConfig', () => {
 
   it('validates keyrings and cookie-secret lists', () => {
     const k = (n: number) => Buffer.alloc(32, n).toString('base64')
-    const c = loadConfig(testEnv({ BFF_ENCRYPTION_KEYS: `new:${k(1)}, old:${k(2)}`, BFF_COOKIE_SECRET: `${'a'.repeat(32)},${'b'.repeat(40)}` }))
+    const c = loadConfig(
+      testEnv({ BFF_ENCRYPTION_KEYS: `new:${k(1)}, old:${k(2)}`, BFF_COOKIE_SECRET: `${'a'.repeat(32)},${'b'.repeat(40)}` }),
+    )
     expect(c.encryptionKeys.map((e) => e.id)).toEqual(['new', 'old'])
     expect(c.cookieSecrets).toHaveLength(2)
     expect(problems(testEnv({ BFF_ENCRYPTION_KEYS: `a:${k(1)},a:${k(2)}` }))).toEqual(['BFF_ENCRYPTION_KEYS has the key id a twice'])
-    expect(problems(testEnv({ BFF_COOKIE_SECRET: `${'a'.repeat(32)},short` }))).toEqual(['BFF_COOKIE_SECRET entry 2 must be at least 32 characters'])
+    expect(problems(testEnv({ BFF_COOKIE_SECRET: `${'a'.repeat(32)},short` }))).toEqual([
+      'BFF_COOKIE_SECRET entry 2 must be at least 32 characters',
+    ])
   })
 
   it('refuses routes that shadow tokenward paths or repeat, and accepts the client token mode', () => {
@@ -108,12 +127,16 @@ describe('loadConfig', () => {
       'BFF_ROUTES[2].prefix /api is listed twice',
       'BFF_ROUTES[4].upstream must not carry a query, fragment or credentials',
     ])
-    const routes = loadConfig(testEnv({ BFF_ROUTES: JSON.stringify([{ prefix: '/svc', upstream: 'http://c', token: 'client', scopes: ['api:read'] }]) })).routes
+    const routes = loadConfig(
+      testEnv({ BFF_ROUTES: JSON.stringify([{ prefix: '/svc', upstream: 'http://c', token: 'client', scopes: ['api:read'] }]) }),
+    ).routes
     expect(routes[0]).toMatchObject({ token: 'client', scopes: ['api:read'] })
   })
 
   it('requires the secret for secret-based client auth and a key for private_key_jwt', () => {
-    expect(problems(testEnv({ BFF_CLIENT_SECRET: undefined }))).toEqual(['BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=client_secret_basic'])
+    expect(problems(testEnv({ BFF_CLIENT_SECRET: undefined }))).toEqual([
+      'BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=client_secret_basic',
+    ])
     expect(problems(testEnv({ BFF_CLIENT_SECRET: undefined, BFF_CLIENT_AUTH: 'private_key_jwt' }))).toEqual([
       'BFF_CLIENT_PRIVATE_KEY is required when BFF_CLIENT_AUTH=private_key_jwt',
     ])
@@ -153,7 +176,9 @@ describe('keys are validated at startup, not at first use', () => {
     ])
     expect(problems(testEnv({ ...base, BFF_CLIENT_PRIVATE_KEY: pem }))).toEqual([])
     expect(problems(testEnv({ ...base, BFF_CLIENT_PRIVATE_KEY: jwk }))).toEqual([])
-    expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: '{"kty":"EC"}' }))).toEqual(['BFF_DPOP_KEY must be a private P-256 (EC) key, as a JWK or PKCS#8 PEM'])
+    expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: '{"kty":"EC"}' }))).toEqual([
+      'BFF_DPOP_KEY must be a private P-256 (EC) key, as a JWK or PKCS#8 PEM',
+    ])
     expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: rsa.export({ format: 'pem', type: 'pkcs8' }).toString() }))).toHaveLength(1)
     expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: jwk }))).toEqual([])
   })

@@ -148,7 +148,9 @@ describe('serializeCookie and clearCookie', () => {
     expect(config.cookie.sameSite).toBe('Lax')
     const header = serializeCookie(config, config.cookie.name, 'v', { maxAge: 10, sameSite: config.cookie.sameSite })
     expect(header).toBe('__Host-tokenward=v; Path=/; Max-Age=10; HttpOnly; Secure; SameSite=Lax')
-    expect(clearCookie(config, config.cookie.name, config.cookie.sameSite)).toBe('__Host-tokenward=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax')
+    expect(clearCookie(config, config.cookie.name, config.cookie.sameSite)).toBe(
+      '__Host-tokenward=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax',
+    )
   })
 
   it('the login-transaction cookie is SameSite=Lax and __Host- by default', () => {

@@ -42,7 +42,9 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   routes.set('/503-json', (_req, res) => res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"server_error"}'))
   routes.set('/502-html', (_req, res) => res.writeHead(502, { 'content-type': 'text/html' }).end('<html>Bad Gateway</html>'))
-  routes.set('/400-unavailable', (_req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}'))
+  routes.set('/400-unavailable', (_req, res) =>
+    res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}'),
+  )
   routes.set('/400', (_req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_grant"}'))
   routes.set('/not-json', (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"access_token": '))
   routes.set('/never', () => {}) // accepts, never answers
@@ -75,7 +77,8 @@ async function failure(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a failure')
 }
 
-const refresh = (endpoint: string | undefined, timeout?: number) => failure(oidc.refreshTokenGrant(configurationFor(endpoint, timeout), 'rt'))
+const refresh = (endpoint: string | undefined, timeout?: number) =>
+  failure(oidc.refreshTokenGrant(configurationFor(endpoint, timeout), 'rt'))
 
 describe('outages: network failures, timeouts, 5xx', () => {
   it('a refused connection (a closed port): undici TypeError "fetch failed" with ECONNREFUSED', async () => {
@@ -167,7 +170,13 @@ describe('revocation at logout retries only outages', () => {
         throw err
       },
     }
-    const terminator = new SessionTerminator({ sessions, events: store.events, oidc: idp as unknown as OidcClient, logger, retryDelaysMs: [60_000] })
+    const terminator = new SessionTerminator({
+      sessions,
+      events: store.events,
+      oidc: idp as unknown as OidcClient,
+      logger,
+      retryDelaysMs: [60_000],
+    })
     const { session } = await sessions.create({
       sub: 'alice',
       iss: base,

@@ -4,7 +4,13 @@
 // test/integration/login-policy.test.ts.
 import { describe, expect, it } from 'vitest'
 import { BffError } from '../../src/errors.js'
-import { AUTH_TIME_SKEW_SECONDS, authParamsProblems, authenticationShortfall, effectiveAuthParams, type EffectiveAuthParams } from '../../src/oidc/login-policy.js'
+import {
+  AUTH_TIME_SKEW_SECONDS,
+  authParamsProblems,
+  authenticationShortfall,
+  effectiveAuthParams,
+  type EffectiveAuthParams,
+} from '../../src/oidc/login-policy.js'
 
 const FLOOR: Array<[string, string]> = [
   ['acr_values', 'urn:example:mfa urn:example:hwk'],
@@ -53,7 +59,10 @@ describe('effectiveAuthParams: configured values are a floor', () => {
 
   it('acr_values: a non-empty subset of the configured list narrows it; anything else is refused', () => {
     expect(ok(effectiveAuthParams(FLOOR, { acr_values: 'urn:example:hwk' })).asked.acrValues).toEqual(['urn:example:hwk'])
-    expect(ok(effectiveAuthParams(FLOOR, { acr_values: 'urn:example:hwk urn:example:mfa' })).asked.acrValues).toEqual(['urn:example:hwk', 'urn:example:mfa'])
+    expect(ok(effectiveAuthParams(FLOOR, { acr_values: 'urn:example:hwk urn:example:mfa' })).asked.acrValues).toEqual([
+      'urn:example:hwk',
+      'urn:example:mfa',
+    ])
     refused(effectiveAuthParams(FLOOR, { acr_values: 'urn:example:mfa urn:example:pwd' }))
     refused(effectiveAuthParams(FLOOR, { acr_values: '' }))
     // Nothing configured: the request's values, as a step-up asks them.
@@ -78,7 +87,15 @@ describe('effectiveAuthParams: configured values are a floor', () => {
   })
 
   it('malformed request values are refused', () => {
-    for (const bad of [{ prompt: 'bogus' }, { prompt: 'none login' }, { prompt: 'login login' }, { max_age: '-1' }, { max_age: '1e3' }, { acr_values: '"quoted"' }, { acr_values: 'a'.repeat(600) }]) {
+    for (const bad of [
+      { prompt: 'bogus' },
+      { prompt: 'none login' },
+      { prompt: 'login login' },
+      { max_age: '-1' },
+      { max_age: '1e3' },
+      { acr_values: '"quoted"' },
+      { acr_values: 'a'.repeat(600) },
+    ]) {
       refused(effectiveAuthParams([], bad))
     }
   })
@@ -99,7 +116,12 @@ describe('authParamsProblems: a malformed floor is a configuration error', () =>
     expect(authParamsProblems([['max_age', 'soon']])).toHaveLength(1)
     expect(authParamsProblems([['prompt', 'login none']])).toHaveLength(1)
     expect(authParamsProblems([['acr_values', '']])).toHaveLength(1)
-    expect(authParamsProblems([['max_age', '1'], ['max_age', '2']])).toHaveLength(1)
+    expect(
+      authParamsProblems([
+        ['max_age', '1'],
+        ['max_age', '2'],
+      ]),
+    ).toHaveLength(1)
   })
 })
 

@@ -55,7 +55,10 @@ describe('mapRequest', () => {
   })
 
   it('works for the https upstream of the contract example', () => {
-    const routes = routesOf([{ prefix: '/api', upstream: 'https://api.internal/v1', token: 'user' }], { BFF_ALLOW_HTTP: 'false', BFF_ISSUER: 'https://idp.example.com' })
+    const routes = routesOf([{ prefix: '/api', upstream: 'https://api.internal/v1', token: 'user' }], {
+      BFF_ALLOW_HTTP: 'false',
+      BFF_ISSUER: 'https://idp.example.com',
+    })
     expect(target(mapRequest(routes, '/api/orders/7?x=1'))).toBe('https://api.internal/v1/orders/7?x=1')
   })
 
@@ -143,7 +146,26 @@ describe('mapRequest', () => {
   })
 
   it('security model S39: over many generated paths, a route target never leaves the upstream', () => {
-    const pieces = ['..', '%2e%2e', '%2E%2e', '.%2e', '%2f', '%2F', '@x', 'a', '', '%5c', '.', '%2e', 'b%2Fc', 'http:', '\\', '%00', '%zz', '%252e%252e']
+    const pieces = [
+      '..',
+      '%2e%2e',
+      '%2E%2e',
+      '.%2e',
+      '%2f',
+      '%2F',
+      '@x',
+      'a',
+      '',
+      '%5c',
+      '.',
+      '%2e',
+      'b%2Fc',
+      'http:',
+      '\\',
+      '%00',
+      '%zz',
+      '%252e%252e',
+    ]
     const configs = [
       { routes: api, upstream: new URL('http://api.internal/v1') },
       { routes: nested, upstream: new URL('http://api.internal/v1') },
@@ -167,7 +189,9 @@ describe('mapRequest', () => {
               const base = m.route.upstream
               expect(m.target.origin, raw).toBe(base.origin)
               const basePath = base.pathname.replace(/\/$/, '')
-              expect(m.target.pathname === basePath || m.target.pathname.startsWith(`${basePath}/`), `${raw} -> ${m.target.href}`).toBe(true)
+              expect(m.target.pathname === basePath || m.target.pathname.startsWith(`${basePath}/`), `${raw} -> ${m.target.href}`).toBe(
+                true,
+              )
               if (m.route.prefix === '/api') {
                 expect(m.target.origin, raw).toBe(upstream.origin)
                 expect(m.target.pathname.startsWith(upstream.pathname), raw).toBe(true)
@@ -289,7 +313,9 @@ describe('route prefixes that an upstream cannot tell apart (configuration error
   const r = (prefix: string) => ({ prefix, upstream: 'http://api.internal', token: 'user' })
 
   it('refuses two prefixes that differ only in letter case or `;` parameters', () => {
-    expect(problems([r('/api'), r('/API')])).toEqual(['BFF_ROUTES[1].prefix /API is the same path as /api once letters are case-folded and ";" parameters removed'])
+    expect(problems([r('/api'), r('/API')])).toEqual([
+      'BFF_ROUTES[1].prefix /API is the same path as /api once letters are case-folded and ";" parameters removed',
+    ])
     expect(problems([r('/api/admin'), r('/api/Admin;v=2')])).toEqual([
       'BFF_ROUTES[1].prefix /api/Admin;v=2 is the same path as /api/admin once letters are case-folded and ";" parameters removed',
     ])

@@ -63,7 +63,16 @@ function setup() {
   const idp = new FakeIdp()
   const terminator = new SessionTerminator({ sessions, events: store.events, oidc: idp as unknown as OidcClient, logger })
   const lease = new RefreshLease({ leases: store.leases, leaseMs: 300, logger })
-  const tokens = new TokenService({ config, sessions, oidc: idp as unknown as OidcClient, logger, terminator, lease, now: Date.now, lockWaitMs: 2000 })
+  const tokens = new TokenService({
+    config,
+    sessions,
+    oidc: idp as unknown as OidcClient,
+    logger,
+    terminator,
+    lease,
+    now: Date.now,
+    lockWaitMs: 2000,
+  })
   const data = (over: Partial<SessionData> = {}): SessionData => ({
     sub: 'alice',
     iss: 'https://idp.example',
@@ -141,7 +150,8 @@ describe('TokenService', () => {
   it('invalid_grant ends the session with refresh_token_rejected (security model S35, S36)', async () => {
     const { sessions, tokens, idp, data, events } = setup()
     const { session } = await sessions.create(data())
-    idp.next = () => new oidc.ResponseBodyError('invalid_grant', { cause: { error: 'invalid_grant' }, response: new Response(null, { status: 400 }) })
+    idp.next = () =>
+      new oidc.ResponseBodyError('invalid_grant', { cause: { error: 'invalid_grant' }, response: new Response(null, { status: 400 }) })
     await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'login_required', status: 401 })
     expect(await sessions.loadBySid(session.sid, { slide: false })).toBeNull()
     expect(events().some((e) => e.event === 'refresh_token_rejected')).toBe(true)
@@ -190,7 +200,10 @@ describe('TokenService', () => {
   it('a refreshed ID token whose azp is our client id is accepted', async () => {
     const { config, sessions, tokens, idp, data } = setup()
     const { session } = await sessions.create(data())
-    idp.next = () => token({ idClaims: { iss: 'https://idp.example', sub: 'alice', aud: ['tokenward'], azp: config.clientId, iat: 1, exp: 2 } as oidc.IDToken })
+    idp.next = () =>
+      token({
+        idClaims: { iss: 'https://idp.example', sub: 'alice', aud: ['tokenward'], azp: config.clientId, iat: 1, exp: 2 } as oidc.IDToken,
+      })
     expect((await tokens.accessToken(session)).token).not.toBe('at-old')
   })
 
@@ -199,10 +212,15 @@ describe('TokenService', () => {
   it('a bug during the refresh is a 500 server_error, logged at error level; the session is kept', async () => {
     const { sessions, tokens, idp, data } = setup()
     const { session } = await sessions.create(data())
-    const bad = await oidc.refreshTokenGrant(new oidc.Configuration({ issuer: 'https://idp.example', token_endpoint: 'https://idp.example/token' }, 'c', 's'), '').then(
-      () => undefined,
-      (err: unknown) => err,
-    )
+    const bad = await oidc
+      .refreshTokenGrant(
+        new oidc.Configuration({ issuer: 'https://idp.example', token_endpoint: 'https://idp.example/token' }, 'c', 's'),
+        '',
+      )
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      )
     expect(bad).toBeInstanceOf(TypeError)
     idp.next = () => bad as Error
     await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'server_error', status: 500 })

@@ -34,7 +34,11 @@ describe('upgradeSessionData', () => {
   })
 
   it('where both shapes hold the same target, the current one wins', () => {
-    const both = { ...base, audienceTokens: { [exchangeKey(target)]: kept('old') }, exchangedTokens: { [exchangeKey(target)]: kept('new') } }
+    const both = {
+      ...base,
+      audienceTokens: { [exchangeKey(target)]: kept('old') },
+      exchangedTokens: { [exchangeKey(target)]: kept('new') },
+    }
     expect(upgradeSessionData(both).exchangedTokens).toEqual({ [exchangeKey(target)]: kept('new') })
   })
 })
@@ -46,7 +50,11 @@ describe('a session written by the previous release', () => {
       const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }])
       const manager = () => new SessionManager({ store, keyring, idleTimeoutMs: 60_000, maxAgeMs: 3_600_000 })
       // The previous release's instance wrote it (the entry's sealed JSON has the old shape) ...
-      const old = { ...base, createdAt: Date.now(), audienceTokens: { [audienceKey]: kept('aud'), [exchangeKey(target)]: kept('exchanged') } }
+      const old = {
+        ...base,
+        createdAt: Date.now(),
+        audienceTokens: { [audienceKey]: kept('aud'), [exchangeKey(target)]: kept('exchanged') },
+      }
       const { session } = await manager().create(old)
       // ... and this release's instance reads it.
       const sessions = manager()

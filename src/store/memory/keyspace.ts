@@ -38,7 +38,9 @@ export class MemoryKeyspace {
 
   sweep(): void {
     const now = this.now()
-    for (const map of [this.sessions, this.transactions, this.locks, this.journals, this.indexes, this.once] as Array<Map<string, Item<unknown>>>) {
+    for (const map of [this.sessions, this.transactions, this.locks, this.journals, this.indexes, this.once] as Array<
+      Map<string, Item<unknown>>
+    >) {
       for (const [k, v] of map) if (v.expiresAt <= now) map.delete(k)
     }
   }

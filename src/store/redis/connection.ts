@@ -39,10 +39,13 @@ export function redisOptions(): RedisOptions {
 export function createRedisClient(config: Config['redis']): Client {
   const options = redisOptions()
   if (config.mode === 'cluster') {
-    return new Cluster(config.nodes.map((n) => ({ host: n.host, port: n.port })), {
-      redisOptions: options,
-      enableOfflineQueue: false,
-    })
+    return new Cluster(
+      config.nodes.map((n) => ({ host: n.host, port: n.port })),
+      {
+        redisOptions: options,
+        enableOfflineQueue: false,
+      },
+    )
   }
   if (config.mode === 'sentinel') {
     const url = new URL(config.url)

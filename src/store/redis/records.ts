@@ -34,7 +34,9 @@ export class RedisSessionRecords implements SessionRecords {
   async delete(sid: string): Promise<boolean> {
     const { keys } = this.#c
     // Sent together without waiting in between; the session key's result is the answer.
-    const [deleted] = await this.#c.run((redis) => Promise.all([redis.del(keys.session(sid)), redis.del(keys.lock(sid)), redis.del(keys.journal(sid))]))
+    const [deleted] = await this.#c.run((redis) =>
+      Promise.all([redis.del(keys.session(sid)), redis.del(keys.lock(sid)), redis.del(keys.journal(sid))]),
+    )
     return deleted > 0
   }
 
