@@ -7,6 +7,7 @@ import { requestHeaders } from './http/headers.js'
 import { mapRequest } from './proxy/paths.js'
 import { serverSpan, tracingEnabled } from './tracing.js'
 import { authRoutes } from './routes/auth.js'
+import { sessionRoutes } from './routes/session.js'
 import { backchannelRoutes } from './routes/backchannel.js'
 import { eventRoutes } from './routes/events.js'
 import { healthRoutes } from './routes/health.js'
@@ -45,6 +46,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   })
 
   app.route('/auth', authRoutes(deps))
+  app.route('/auth', sessionRoutes(deps))
   app.route('/auth', backchannelRoutes(deps))
   app.route('/auth', eventRoutes(deps))
   app.route('/', healthRoutes(deps))

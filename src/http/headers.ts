@@ -56,3 +56,9 @@ export function wantsHtml(c: Context<AppEnv>): boolean {
   const accept = c.req.header('accept') ?? ''
   return accept.includes('text/html') && !accept.startsWith('application/json')
 }
+
+/** Answers that name a user or a session are never stored by any cache (RFC 9111 §5.2.2.5). */
+export function noStore(c: Context<AppEnv>): void {
+  c.header('cache-control', 'no-store')
+  c.header('pragma', 'no-cache')
+}

@@ -1,17 +1,16 @@
 import { Hono, type Context } from 'hono'
 import * as oidc from 'openid-client'
 import { BffError, IdpUnavailableError } from '../errors.js'
-import { auditFor, clientIp, requester } from '../http/audit.js'
+import { auditFor } from '../http/audit.js'
 import { errorResponse } from '../http/error-response.js'
-import { header, readCookie, wantsHtml } from '../http/headers.js'
-import { checkCsrf } from '../middleware/csrf.js'
+import { noStore, readCookie, wantsHtml } from '../http/headers.js'
 import { RateLimiter, rateLimit } from '../middleware/rate-limit.js'
-import { currentSession, sessionHandle } from '../middleware/session.js'
+import { sessionHandle } from '../middleware/session.js'
 import { classifyIdpError, describe, idpBug } from '../oidc/idp-errors.js'
 import { authenticationShortfall, effectiveAuthParams, type RequestedLoginParams } from '../oidc/login-policy.js'
 import { safeReturnTo } from '../return-to.js'
-import { clearCookie, serializeCookie } from '../session/cookie.js'
-import { newHandle, type Session, type SessionData } from '../session/sessions.js'
+import { serializeCookie } from '../session/cookie.js'
+import { newHandle, type SessionData } from '../session/sessions.js'
 import { TRANSACTION_TTL_SECONDS } from '../session/transactions.js'
 import type { AppEnv, Deps } from '../types.js'
 import { errorPage } from './pages.js'
@@ -40,7 +39,7 @@ function withQuery(path: string, name: string, value: string): string {
 /** ID token claims that only serve the protocol; the SPA gets the rest. */
 const PROTOCOL_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid', 'jti'])
 
-/** Login, callback, session info and logout. */
+/** Login and callback: the authorization code flow (RFC 9700 §2.1.1, OIDC Core §3.1). */
 export function authRoutes(deps: Deps): Hono<AppEnv> {
   const { config } = deps
   const app = new Hono<AppEnv>()
@@ -49,11 +48,6 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
   const tooMany = 'Too many sign-in attempts from this address; try again shortly.'
   app.use('/login', rateLimit(new RateLimiter({ limit: 300, windowMs: 60_000 }), tooMany))
   app.use('/callback', rateLimit(new RateLimiter({ limit: 300, windowMs: 60_000 }), tooMany))
-
-  const noStore = (c: Ctx) => {
-    c.header('cache-control', 'no-store')
-    c.header('pragma', 'no-cache')
-  }
 
   /** A failed login: 400, no session, no cookie; the IdP's text is never reflected (RFC 6749 §4.1.2.1). */
   const loginFailed = (c: Ctx, err: BffError) => {
@@ -261,74 +255,6 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     // 303 to the app: the code leaves the address bar and the Referer (RFC 9700 §4.2.4).
     c.header('referrer-policy', 'no-referrer')
     return c.redirect(tx.returnTo, 303)
-  })
-
-  app.get('/session', async (c) => {
-    checkCsrf(c, deps)
-    noStore(c)
-    // `?slide=false` lets the SPA poll without keeping an idle session alive.
-    const session = await currentSession(c, deps, { slide: c.req.query('slide') !== 'false' })
-    if (!session) {
-      return c.json({ authenticated: false, error: 'login_required', message: 'No active session.' }, 401)
-    }
-    return c.json({
-      authenticated: true,
-      sub: session.data.sub,
-      claims: session.data.claims,
-      sid: session.sid,
-      expiresAt: Math.floor(session.absExp / 1000),
-      idleExpiresAt: Math.floor(session.idleExp / 1000),
-    })
-  })
-
-  /** Ends the session everywhere and answers where the browser goes next. */
-  const endSession = async (c: Ctx, session: Session): Promise<string> => {
-    await deps.terminator.end(session, 'logout', { audit: requester(clientIp(c), header(c, 'user-agent')) })
-    return (
-      deps.oidc.endSessionUrl({ postLogoutRedirectUri: config.postLogoutRedirect, idTokenHint: session.data.idToken }) ??
-      config.postLogoutRedirect
-    )
-  }
-
-  const clearSessionCookie = (c: Ctx) => {
-    c.header('set-cookie', clearCookie(config, config.cookie.name, config.cookie.sameSite), { append: true })
-    // Proxied answers are `private` (never in a shared cache), but the browser's
-    // own cache may keep them: the next person to sign in on this browser must
-    // not be served the last one's (W3C Clear Site Data §3.1, "cache").
-    c.header('clear-site-data', '"cache"')
-    noStore(c)
-  }
-
-  app.post('/logout', async (c) => {
-    checkCsrf(c, deps)
-    const session = await currentSession(c, deps, { slide: false })
-    const redirectTo = session ? await endSession(c, session) : config.postLogoutRedirect
-    clearSessionCookie(c)
-    return c.json({ redirectTo })
-  })
-
-  // Plain navigation logout: the `sid` only the app can read from /auth/session
-  // keeps a cross-site link from logging the user out (security model S30).
-  app.get('/logout', async (c) => {
-    const session = await currentSession(c, deps, { slide: false })
-    if (!session) {
-      // A cross-site navigation arrives without the SameSite=Strict cookie and
-      // lands here: deleting the cookie would log the user out from any page,
-      // with nothing revoked and no audit. Only a same-origin request (Fetch
-      // Metadata, `Sec-Fetch-Site`) may clear a stale cookie. Without the header
-      // (an old browser) the cookie is kept: that is safe, since it names no
-      // live session (every request treats it as none) and the next login
-      // replaces it.
-      if (header(c, 'sec-fetch-site') === 'same-origin') clearSessionCookie(c)
-      else noStore(c)
-      return c.redirect(config.postLogoutRedirect, 302)
-    }
-    if (c.req.query('sid') !== session.sid) {
-      throw new BffError('invalid_request', 'Logout needs the sid of the current session.', { logDetail: 'logout sid mismatch' })
-    }
-    const redirectTo = await endSession(c, session)
-    clearSessionCookie(c)
-    return c.redirect(redirectTo, 302)
   })
 
   return app

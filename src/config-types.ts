@@ -1,0 +1,114 @@
+/** The validated configuration (loadConfig in config.ts builds it once at startup). */
+
+export type TokenMode = 'user' | 'optional' | 'none' | 'client'
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'
+
+export interface RouteConfig {
+  /** Normalised: starts with `/`, no trailing slash. */
+  readonly prefix: string
+  /**
+   * The prefix as route matching compares paths once normalised: each segment
+   * without `;` parameters, NFKC, case-folded (normaliseSegment in
+   * src/proxy/paths.ts). Unique among the routes.
+   */
+  readonly matchPrefix: string
+  /**
+   * The matchPrefix of every other route that lies under this one; empty for
+   * most routes. Only a route with nested ones can be reached by a path that
+   * normalises onto another route, so only those pay for the check.
+   */
+  readonly nestedPrefixes: readonly string[]
+  readonly upstream: URL
+  readonly token: TokenMode
+  /** Upper-case allowlist; undefined allows every method. */
+  readonly methods: readonly string[] | undefined
+  readonly scopes: readonly string[] | undefined
+  readonly resource: string | undefined
+  readonly timeoutMs: number
+  readonly maxBodyBytes: number
+  /** Whether WebSocket upgrades are proxied on this route. */
+  readonly websocket: boolean
+  /**
+   * RFC 8693 token exchange: the session's access token is swapped at the IdP
+   * for one meant for this upstream, which then sees only that token. Only on
+   * `user` and `optional` routes, and never with the route's own `resource` or `scopes`.
+   */
+  readonly tokenExchange: TokenExchangeConfig | undefined
+}
+
+/** The target of a route's token exchange (RFC 8693 §2.1); at least one of `audience` and `resource`. */
+export interface TokenExchangeConfig {
+  /** RFC 8693 §2.1 `audience`: the logical name of the upstream, as the IdP knows it. */
+  readonly audience: string | undefined
+  /** RFC 8693 §2.1 and RFC 8707 `resource`: the upstream's absolute URI. */
+  readonly resource: string | undefined
+  /** RFC 8693 §2.1 `scope` of the requested token; omitted, the IdP decides. */
+  readonly scopes: readonly string[] | undefined
+}
+
+export interface EncryptionKey {
+  readonly id: string
+  readonly key: Buffer
+}
+
+export interface Config {
+  readonly publicUrl: URL
+  readonly publicOrigin: string
+  readonly redirectUri: string
+  readonly issuer: string
+  readonly clientId: string
+  readonly clientSecret: string | undefined
+  readonly clientAuth: ClientAuthMethod
+  readonly clientPrivateKey: string | undefined
+  readonly scopes: readonly string[]
+  readonly authParams: ReadonlyArray<readonly [string, string]>
+  /** Pushed Authorization Requests (RFC 9126): when the IdP advertises them, always, or never. */
+  readonly par: 'auto' | 'always' | 'never'
+  /** DPoP (RFC 9449): sender-constrained tokens; the key PEM/JWK, or undefined for a per-process key. */
+  readonly dpop: { readonly enabled: boolean; readonly key: string | undefined }
+  readonly routes: readonly RouteConfig[]
+  /** Addresses and CIDRs of the proxies in front, whose forwarding headers are believed (client-address.ts). */
+  readonly trustedProxies: readonly string[]
+  /** First seals, all unseal. */
+  readonly cookieSecrets: readonly string[]
+  /** First encrypts, all decrypt. */
+  readonly encryptionKeys: readonly EncryptionKey[]
+  readonly redis: {
+    readonly url: string
+    readonly prefix: string
+    readonly mode: 'standalone' | 'sentinel' | 'cluster'
+    readonly nodes: ReadonlyArray<{ host: string; port: number }>
+    readonly sentinelName: string | undefined
+  }
+  readonly session: {
+    /** Seconds. */
+    readonly idleTimeout: number
+    /** Seconds. */
+    readonly maxAge: number
+    /**
+     * Milliseconds an instance may answer from a session it read from Redis
+     * without reading it again (0: every request reads Redis). Only used where
+     * Redis announces changes to what was read (CLIENT TRACKING; not Cluster).
+     */
+    readonly cacheMs: number
+  }
+  /** Seconds. */
+  readonly refreshSkew: number
+  /** Seconds: oldest acceptable ID token `iat` at the callback. */
+  readonly idTokenMaxAge: number
+  readonly allowHttp: boolean
+  readonly host: string
+  readonly port: number
+  readonly postLogoutRedirect: string
+  readonly logoutIdTokenHint: boolean
+  readonly cookie: {
+    readonly name: string
+    readonly transactionName: string
+    readonly secure: boolean
+    readonly sameSite: 'Strict' | 'Lax'
+  }
+  readonly staticDir: string | undefined
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Problems worth a startup warning (not errors). */
+  readonly warnings: readonly string[]
+}
