@@ -81,7 +81,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   server.requestTimeout = 300_000
   server.keepAliveTimeout = 65_000
   server.on('clientError', answerClientError)
-  server.on('upgrade', proxy.upgrade)
+  server.on('upgrade', (req, socket, head) => proxy.upgrade(req, socket, head))
   server.listen(options.port ?? config.port, config.host)
   await once(server, 'listening')
   const port = (server.address() as AddressInfo).port
