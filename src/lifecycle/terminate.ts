@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js'
 import { audit, type AuditEvent } from '../log.js'
-import { type OidcClient } from '../oidc/client.js'
+import type { OidcClient } from '../oidc/client.js'
 import { classifyIdpError, describe } from '../oidc/idp-errors.js'
 import type { Session, SessionManager } from '../session/sessions.js'
 import type { SessionEventBus } from '../store/types.js'

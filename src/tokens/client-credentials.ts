@@ -1,6 +1,6 @@
 import { IdpUnavailableError } from '../errors.js'
 import type { Logger } from '../log.js'
-import { type OidcClient } from '../oidc/client.js'
+import type { OidcClient } from '../oidc/client.js'
 import { classifyIdpError, describe, idpBug } from '../oidc/idp-errors.js'
 import { SingleFlight } from '../single-flight.js'
 
