@@ -28,7 +28,7 @@ function cannon(
         connections: options.connections,
         ...limit,
       },
-      (err: unknown, result) => (err ? reject(err) : resolve(result)),
+      (err: Error | null, result) => (err ? reject(err) : resolve(result)),
     )
     if (onResponse) instance.on('response', (_client, _status, bytes, ms) => onResponse(ms, bytes))
   })

@@ -7,14 +7,14 @@
 export class SingleFlight<K, V> {
   readonly #flights = new Map<K, Promise<V>>()
   readonly #limit: number
-  readonly #full: () => unknown
+  readonly #full: () => Error
 
   /**
    * `limit`: at most this many different keys in flight at once; a call for a
    * new key beyond it is rejected with `full()` at once rather than joining a
    * pile-up. Callers joining a flight already under way are never refused.
    */
-  constructor(options: { limit?: number; full?: () => unknown } = {}) {
+  constructor(options: { limit?: number; full?: () => Error } = {}) {
     this.#limit = options.limit ?? Infinity
     this.#full = options.full ?? (() => new Error('too many calls in flight'))
   }
@@ -28,6 +28,7 @@ export class SingleFlight<K, V> {
     try {
       p = start()
     } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- start's own throw, passed on unchanged as an async function would
       return Promise.reject(err)
     }
     this.#flights.set(key, p)

@@ -237,6 +237,7 @@ export function withBody<T>(o: ForwardOptions, dispatch: (body: Buffer | UploadB
   try {
     return dispatch(streamedBody(o))
   } catch (err) {
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- dispatch's own throw, passed on unchanged as an async function would
     return Promise.reject(err)
   }
 }
