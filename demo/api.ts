@@ -37,7 +37,7 @@ export async function startDemoApi(options: DemoApiOptions): Promise<DemoApi> {
   const verify = tokenVerifier(options.issuer, options.audience)
   const app = new Hono<Env>()
 
-  app.use('*', async (c, next) => {
+  app.use(async (c, next) => {
     c.header('Cache-Control', 'no-store')
     // RFC 6750 §2.1: the Authorization header only, never query or body.
     const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(c.req.header('authorization') ?? '')

@@ -65,7 +65,8 @@ export function readBoundedBody(incoming: IncomingMessage, max: number, timeoutM
 export async function readBoundedText(incoming: IncomingMessage | undefined, request: Request, max: number): Promise<string> {
   if (incoming) return (await readBoundedBody(incoming, max)).toString('utf8')
   if (Number(request.headers.get('content-length') ?? 0) > max) throw tooLarge(max)
-  const reader = request.body?.getReader()
+  // A Fetch request body streams bytes (Uint8Array chunks); the types leave them untyped.
+  const reader = (request.body as ReadableStream<Uint8Array> | null)?.getReader()
   if (!reader) return ''
   const chunks: Uint8Array[] = []
   let bytes = 0
