@@ -44,9 +44,10 @@ function cachedCount(count: () => Promise<number | undefined>): () => Promise<nu
 export function createDeps(config: Config, options: DepsOptions): Deps {
   const now = options.now ?? Date.now
   const { logger } = options
-  let store: Store | undefined
-  const metrics = new Metrics({ activeSessions: cachedCount(() => store!.records.count()) })
-  store = typeof options.store === 'object' ? options.store : createStore(config, options.store ?? 'redis', metrics)
+  // The store reports to the metrics, and the metrics count the store's sessions:
+  // that count is read when the metrics are scraped, after `store` is set below.
+  const metrics = new Metrics({ activeSessions: cachedCount(() => store.records.count()) })
+  const store: Store = typeof options.store === 'object' ? options.store : createStore(config, options.store ?? 'redis', metrics)
   const keyring = new Keyring(config.encryptionKeys)
   const sessions = new SessionManager({
     store,
