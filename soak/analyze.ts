@@ -46,6 +46,21 @@ export interface AnalysisInput {
 
 type Attribution = FaultKind | 'none'
 
+/** Memory of one incarnation of an instance, in MiB, as the report lists it. */
+interface MemoryRow {
+  instance: string
+  incarnation: number
+  pid: number
+  livedS: number
+  end: NonNullable<Incarnation['end']> | 'running'
+  startMiB: number
+  afterWarmupMiB: number | null
+  endMiB: number
+  peakMiB: number
+  growthPct: number | null
+  growthAfterWarmupPct: number | null
+}
+
 interface Window {
   view: 'instance' | 'session'
   who: string
@@ -254,7 +269,7 @@ export function analyze(x: AnalysisInput) {
   for (const a of x.audits) inc(auditCounts, a.event)
 
   // --- memory: per incarnation, at traffic start (or its own start), after the warm-up, at the end
-  const memory: Array<Record<string, unknown>> = []
+  const memory: MemoryRow[] = []
   for (const [name, incs] of Object.entries(x.incarnations)) {
     for (const i of incs) {
       const samples = x.memory.filter((m) => m.instance === name && m.incarnation === i.n)
@@ -503,13 +518,13 @@ export function summary(r: SoakReport): string {
       ['memory', 'pid', 'lived s', 'start MiB', 'after warm-up', 'end MiB', 'growth %', 'after warm-up %'],
       r.memory.map((m) => [
         `${m.instance}#${m.incarnation} (${m.end})`,
-        m.pid as number,
-        m.livedS as number,
-        m.startMiB as number,
-        m.afterWarmupMiB as number | null,
-        m.endMiB as number,
-        m.growthPct as number | null,
-        m.growthAfterWarmupPct as number | null,
+        m.pid,
+        m.livedS,
+        m.startMiB,
+        m.afterWarmupMiB,
+        m.endMiB,
+        m.growthPct,
+        m.growthAfterWarmupPct,
       ]),
     ),
   )

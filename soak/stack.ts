@@ -103,13 +103,13 @@ export class LogSink {
       this.audits.push(line)
       return
     }
-    const level = String(entry.level ?? '')
+    const level = typeof entry.level === 'string' ? entry.level : ''
     if (level !== 'warn' && level !== 'error' && level !== 'fatal') return
     // 'request failed' lines differ by error code and cause: one group each
     // (numbers such as ports masked so one cause stays one group).
     const code = typeof entry.code === 'string' ? ` [${entry.code}]` : ''
     const detail = typeof entry.detail === 'string' ? ` ${entry.detail.replace(/\d+/g, 'N').slice(0, 80)}` : ''
-    const msg = `${String(entry.msg ?? '')}${code}${detail}`
+    const msg = `${typeof entry.msg === 'string' ? entry.msg : ''}${code}${detail}`
     const key = `${level}\0${msg}`
     const known = this.#other.get(key)
     if (known) {

@@ -44,10 +44,15 @@ ${body}
 `
 }
 
+/** A request parameter as the provider parsed it: a string, or nothing to show. */
+function stringParam(value: unknown): string {
+  return typeof value === 'string' ? value : ''
+}
+
 export function loginPage(details: Interaction, password: string, error?: string, username = ''): string {
   const uid = escapeHtml(details.uid)
-  const clientId = escapeHtml(String(details.params.client_id ?? ''))
-  const scope = escapeHtml(String(details.params.scope ?? ''))
+  const clientId = escapeHtml(stringParam(details.params.client_id))
+  const scope = escapeHtml(stringParam(details.params.scope))
   return page(
     'Sign in',
     `<h1>Sign in</h1>

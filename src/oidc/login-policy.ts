@@ -183,7 +183,7 @@ export function authenticationShortfall(
 ): string | undefined {
   if (asked.acrValues?.length && claims.acr !== undefined) {
     if (typeof claims.acr !== 'string' || !asked.acrValues.includes(claims.acr)) {
-      return `ID token acr ${JSON.stringify(String(claims.acr)).slice(0, 100)} is not one of the requested acr_values`
+      return `ID token acr ${JSON.stringify(claims.acr).slice(0, 100)} is not one of the requested acr_values`
     }
   }
   if (asked.maxAge !== undefined) {
