@@ -204,7 +204,7 @@ async function listenOn<T>(name: string, port: number, variable: string, start: 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       const hint = port === 5000 ? ' (on macOS the AirPlay Receiver uses it)' : ''
-      throw new Error(`port ${port} for the ${name} is in use${hint}: free it or set ${variable}`)
+      throw new Error(`port ${port} for the ${name} is in use${hint}: free it or set ${variable}`, { cause: err })
     }
     throw err
   }

@@ -82,7 +82,7 @@ export async function runFaults(
       rec.error = (err as Error)?.message ?? String(err)
       log(`  ${f.kind} failed: ${rec.error}`)
       // A component that did not come back invalidates the rest of the run.
-      throw new Error(`fault ${f.kind} could not be undone: ${rec.error}`)
+      throw new Error(`fault ${f.kind} could not be undone: ${rec.error}`, { cause: err })
     }
   }
 }

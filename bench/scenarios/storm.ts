@@ -256,7 +256,7 @@ export async function storm(ctx: Context): Promise<ScenarioReport> {
   if (failures.length === 0)
     lines.push('behaviour: one refresh per session across both processes, no invalid_grant, every request 200: correct')
   // Stopped now, not at the end of the run: nothing of the storm may weigh on what runs next.
-  await Promise.all([loadA.proc.child, loadB?.proc.child, a.proc.child, b.proc.child].map((c) => (c ? stopChild(c) : undefined)))
+  await Promise.all([loadA.proc.child, loadB?.proc.child, a.proc.child, b.proc.child].filter((c) => c !== undefined).map(stopChild))
   return {
     name: 'storm',
     lines,
