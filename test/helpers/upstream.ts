@@ -77,7 +77,7 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
     req.on('data', (c: Buffer) => {
       bodyBytes += c.length
     })
-    req.on('end', async () => {
+    const answer = async (): Promise<void> => {
       const rec: RecordedRequest = {
         method: req.method ?? '',
         url: req.url ?? '',
@@ -175,7 +175,9 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         res.writeHead(200, { 'content-type': 'application/json' })
         res.end(JSON.stringify({ method: rec.method, url: rec.url, headers: rec.headers, bodyBytes }))
       }
-    })
+    }
+    // A bug in answering shows as a broken connection (and its error), not as an unhandled rejection.
+    req.on('end', () => void answer().catch((err: unknown) => res.destroy(err as Error)))
   })
   // WebSocket handshakes (RFC 6455 §4.2.2) are accepted and the bytes echoed:
   // enough to prove what tokenward forwards, without a WebSocket library.

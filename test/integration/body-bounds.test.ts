@@ -109,7 +109,7 @@ function upload(
   method = 'POST',
   headers = 'x-csrf: 1\r\ncontent-type: application/octet-stream\r\n',
 ): Promise<Outcome> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1')
     const piece = Buffer.alloc(MiB, 0x61)
     let written = 0
@@ -134,7 +134,7 @@ function upload(
       finish()
     })
     socket.on('drain', () => wake?.())
-    socket.on('connect', async () => {
+    const send = async (): Promise<void> => {
       const framing = chunked ? 'transfer-encoding: chunked' : `content-length: ${total}`
       socket.write(`${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${headers}${framing}\r\n\r\n`)
       while (written < total && !closed) {
@@ -157,6 +157,13 @@ function upload(
       }
       if (!closed && chunked && written >= total) socket.write('0\r\n\r\n')
       deadline = setTimeout(finish, 5000)
+    }
+    socket.on('connect', () => {
+      // A failure while sending fails the test instead of leaving it waiting.
+      send().catch((err: unknown) => {
+        socket.destroy()
+        reject(err as Error)
+      })
     })
   })
 }
