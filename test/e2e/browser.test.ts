@@ -207,7 +207,7 @@ describe('the demo SPA in Chromium', () => {
     // its body: read its opening event from the page, as the SPA's EventSource gets it.
     const events = await page.evaluate(async () => {
       const res = await fetch('/auth/events')
-      const reader = res.body!.getReader()
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader()
       const decoder = new TextDecoder()
       let text = ''
       while (!text.includes('\n\n')) {

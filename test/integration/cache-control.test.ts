@@ -24,7 +24,8 @@ afterAll(() => world?.close())
 
 /** The Cache-Control the browser (and any cache on the way) gets when the upstream answers with `upstream`. */
 async function cacheControl(route: string, upstream: string | undefined, as: CookieJar = jar): Promise<string | null> {
-  const path = upstream === undefined ? `${route}/echo` : `${route}/with-headers?${new URLSearchParams({ 'cache-control': upstream })}`
+  const path =
+    upstream === undefined ? `${route}/echo` : `${route}/with-headers?${new URLSearchParams({ 'cache-control': upstream }).toString()}`
   const res = await spaFetch(world.bff, as, path)
   expect(res.status).toBe(200)
   await res.arrayBuffer()

@@ -72,6 +72,11 @@ function lazy<T>(fn: () => Promise<T>): () => Promise<T> {
   return () => (p ??= fn())
 }
 
+/** The `message` of an error answer's JSON body. */
+function messageOf(body: string): string {
+  return (JSON.parse(body) as { message: string }).message
+}
+
 function sessionCookieSet(bff: TestBff, setCookies: string[]): boolean {
   return setCookies.some((line) => line.startsWith(`${bff.config.cookie.name}=`))
 }
@@ -327,7 +332,7 @@ describe('the authorization response iss parameter (RFC 9207, security model S4)
     else p.set('iss', iss)
   }
   const mixUp = (r: HostileLogin) => {
-    expect(JSON.parse(r.callback!.body).message).not.toMatch(/refused the sign-in/)
+    expect(messageOf(r.callback!.body)).not.toMatch(/refused the sign-in/)
     expect(bff.logs.some((l) => l.includes('RFC 9207'))).toBe(true)
   }
 
@@ -357,10 +362,10 @@ describe('the authorization response iss parameter (RFC 9207, security model S4)
     const q = await tokenwardFor(quiet)
     const plain = await loginThrough(quiet, q.url, { scenario: { authorize: errorWith('access_denied', null) } })
     expect(plain.callback!.status).toBe(400)
-    expect(JSON.parse(plain.callback!.body).message).toMatch(/refused the sign-in \(access_denied\)/)
+    expect(messageOf(plain.callback!.body)).toMatch(/refused the sign-in \(access_denied\)/)
     const forged = await loginThrough(quiet, q.url, { scenario: { authorize: errorWith('access_denied', 'http://evil.example') } })
     expect(forged.callback!.status).toBe(400)
-    expect(JSON.parse(forged.callback!.body).message).not.toMatch(/refused the sign-in/)
+    expect(messageOf(forged.callback!.body)).not.toMatch(/refused the sign-in/)
   })
 })
 

@@ -1,7 +1,7 @@
 import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { auditEvents } from '../helpers/bff.js'
-import { CookieJar, login } from '../helpers/login.js'
+import { type CookieJar, login } from '../helpers/login.js'
 import { sessionOf, spaFetch } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
@@ -170,7 +170,7 @@ describe('refusals: nothing is forwarded', () => {
     const n = world.upstream.requests.length
     const res = await raw(path)
     expect(res.status).toBe(code)
-    expect(JSON.parse(res.body).error).toBe(code === 400 ? 'invalid_request' : 'not_found')
+    expect((JSON.parse(res.body) as { error: string }).error).toBe(code === 400 ? 'invalid_request' : 'not_found')
     expect(world.upstream.requests.length).toBe(n)
   })
 
@@ -267,7 +267,7 @@ describe('streaming', () => {
   it('server-sent events arrive event by event, not buffered', async () => {
     const res = await spaFetch(world.bff, jar, '/api/sse')
     expect(res.headers.get('content-type')).toBe('text/event-stream')
-    const reader = res.body!.getReader()
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader()
     const arrivals: number[] = []
     const start = Date.now()
     let text = ''

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { request } from 'node:http'
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CookieJar, login } from '../helpers/login.js'
+import { type CookieJar, login } from '../helpers/login.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 let world: World

@@ -399,21 +399,20 @@ describe('onSessionEnded', () => {
 
   it("does not tell this tab's subscribers about its own logout, which navigates to the IdP instead", async () => {
     const redirectTo = 'https://idp.example/session/end'
-    let stream: FakeEventSource | undefined
     const { bff } = client({
       'POST /auth/logout': () => {
         // tokenward publishes session_ended before it answers.
-        stream!.emit('session_ended', JSON.stringify({ reason: 'logout' }))
+        stream.emit('session_ended', JSON.stringify({ reason: 'logout' }))
         return json(200, { redirectTo })
       },
     })
     const ended = vi.fn()
     bff.onSessionEnded(ended)
-    stream = FakeEventSource.instances[0]
-    stream!.connect()
+    const stream = FakeEventSource.instances[0]!
+    stream.connect()
     await bff.logout()
     expect(ended).not.toHaveBeenCalled()
-    expect(stream!.closed).toBe(true)
+    expect(stream.closed).toBe(true)
     expect(location.assigned).toEqual([redirectTo])
   })
 
