@@ -34,19 +34,7 @@ import type {
   Bff,
 } from './types.js'
 
-export type {
-  SessionClaims,
-  Session,
-  SessionEndReason,
-  SessionEndedEvent,
-  LoginRequired,
-  FetchLike,
-  LocationLike,
-  EventSourceLike,
-  EventSourceConstructor,
-  BffOptions,
-  Bff,
-} from './types.js'
+export type * from './types.js'
 
 export class BffRequestError extends Error {
   override name = 'BffRequestError'
