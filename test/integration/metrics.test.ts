@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { login } from '../helpers/login.js'
 import { expireAccessToken, spaFetch } from '../helpers/session.js'
+import { freePort } from '../helpers/ports.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 let world: World
@@ -47,5 +48,37 @@ describe('GET /metrics (Prometheus text format)', () => {
     await fetch(`${world.bff.url}/some/random/${Math.random()}`)
     const text = await (await fetch(`${world.bff.url}/metrics`)).text()
     expect(value(text, 'tokenward_http_requests_total{route="other",method="GET",status="404"}')).toBeGreaterThanOrEqual(1)
+  })
+})
+
+describe('BFF_METRICS_LISTEN: a listener of its own for /metrics', () => {
+  let private_: World
+  beforeAll(async () => {
+    private_ = await startWorld({ env: { BFF_METRICS_LISTEN: `127.0.0.1:${await freePort()}` } })
+  })
+  afterAll(() => private_?.close())
+
+  it('serves /metrics on the metrics port only; the main port answers 404 not_found', async () => {
+    const metricsUrl = private_.bff.server.metricsUrl
+    expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/)
+    expect(new URL(metricsUrl!).port).not.toBe(new URL(private_.bff.url).port)
+    const scraped = await fetch(metricsUrl!)
+    expect(scraped.status).toBe(200)
+    expect(scraped.headers.get('content-type')).toContain('text/plain')
+    expect(await scraped.text()).toContain('tokenward_http_requests_total')
+
+    for (const accept of ['*/*', 'text/html']) {
+      const main = await fetch(`${private_.bff.url}/metrics`, { headers: { accept } })
+      expect(main.status).toBe(404)
+      expect(await main.json()).toMatchObject({ error: 'not_found' })
+    }
+    // The metrics port serves nothing else.
+    const other = await fetch(new URL('/healthz', metricsUrl))
+    expect(other.status).toBe(404)
+    expect(await other.json()).toMatchObject({ error: 'not_found' })
+  })
+
+  it('unset, /metrics stays on the main port', () => {
+    expect(world.bff.server.metricsUrl).toBeUndefined()
   })
 })
