@@ -42,7 +42,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
       c.header('x-request-id', rc.requestId)
       // Answered before its body arrived (see mustClose).
       if (mustClose(incoming)) c.header('connection', 'close')
-      countRequest(deps, routeLabel(c.req.path), c.req.method, status())
+      countRequest(deps, rc, routeLabel(c.req.path), c.req.method, status())
     }
   })
 

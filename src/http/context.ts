@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { ClientAddress } from '../client-address.js'
 import { lazyChild, type Logger } from '../log.js'
+import { methodLabel, statusClass } from '../metrics.js'
 import { ENDPOINTS } from '../protocol.js'
 import type { Deps } from '../types.js'
 import { logRequestError, writeError } from './error-response.js'
@@ -18,6 +19,8 @@ export interface RequestContext {
   readonly log: Logger
   /** The client's address: the socket peer, or what trusted proxies say (client-address.ts). */
   readonly client: ClientAddress
+  /** performance.now() when the request was opened, for the request-duration histogram. */
+  readonly started: number
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -29,17 +32,25 @@ export function requestIdFrom(value: string | string[] | undefined): string | un
 
 /** Opens the context of one request from Node's parsed request line and headers. */
 export function openRequest(
-  deps: Pick<Deps, 'logger' | 'clientAddress'>,
+  deps: Pick<Deps, 'logger' | 'clientAddress' | 'metrics'>,
   headers: IncomingHttpHeaders,
   peer: string | undefined,
 ): RequestContext {
   const requestId = requestIdFrom(headers['x-request-id']) ?? randomUUID()
-  return { requestId, log: lazyChild(deps.logger, { requestId }), client: deps.clientAddress(peer, headers) }
+  deps.metrics.requestsInFlight.inc()
+  return { requestId, log: lazyChild(deps.logger, { requestId }), client: deps.clientAddress(peer, headers), started: performance.now() }
 }
 
-/** Counts one answered request: `route` is a route prefix or a tokenward endpoint (routeLabel). */
-export function countRequest(deps: Pick<Deps, 'metrics'>, route: string, method: string, status: number): void {
-  deps.metrics.requests.inc({ route, method, status })
+/**
+ * Counts one answered request, once per openRequest: `route` is a route prefix
+ * or a tokenward endpoint (routeLabel), the method one of a fixed set, so every
+ * label stays bounded.
+ */
+export function countRequest(deps: Pick<Deps, 'metrics'>, rc: RequestContext, route: string, method: string, status: number): void {
+  const m = methodLabel(method)
+  deps.metrics.requestsInFlight.dec()
+  deps.metrics.requests.inc({ route, method: m, status })
+  deps.metrics.requestDuration.observe({ route, method: m, status_class: statusClass(status) }, (performance.now() - rc.started) / 1000)
 }
 
 /** A bounded metrics label for a request that is not proxied (the proxy labels by its route prefix). */

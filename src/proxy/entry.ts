@@ -41,7 +41,8 @@ export function createProxyEntry(deps: Deps): ProxyEntry {
     const answered = tracingEnabled()
       ? serverSpan(incoming.headers, method, route, rc.requestId, serve, () => ({ route, status: status() }))
       : serve()
-    return answered.then(() => countRequest(deps, route, method, status()))
+    // Counted however serving ended, so the in-flight gauge comes back down.
+    return answered.finally(() => countRequest(deps, rc, route, method, status()))
   }
 
   return {
