@@ -198,6 +198,7 @@ export function loadConfig(env: Env): Config {
     host: e.BFF_HOST,
     port: port ?? 3000,
     metricsListen,
+    accessLog: e.BFF_ACCESS_LOG,
     postLogoutRedirect,
     logoutIdTokenHint: e.BFF_LOGOUT_ID_TOKEN_HINT,
     cookie: {
