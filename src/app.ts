@@ -1,7 +1,7 @@
 import { serveStatic } from '@hono/node-server/serve-static'
 import { Hono } from 'hono'
 import { BffError } from './errors.js'
-import { countRequest, mustClose, openRequest, routeLabel } from './http/context.js'
+import { countRequest, mustClose, noteSpan, openRequest, routeLabel } from './http/context.js'
 import { errorResponse, logRequestError } from './http/error-response.js'
 import { requestHeaders } from './http/headers.js'
 import { mapRequest } from './proxy/paths.js'
@@ -26,7 +26,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   // path; without a path argument hono types `c` with no `any` in it.
   app.use(async function requestContext(c, next) {
     const incoming = c.env?.incoming
-    const rc = openRequest(deps, requestHeaders(c), incoming?.socket.remoteAddress)
+    const rc = openRequest(deps, requestHeaders(c), incoming?.socket.remoteAddress, incoming?.url ?? c.req.path)
     c.set('requestId', rc.requestId)
     c.set('log', rc.log)
     c.set('client', rc.client)
@@ -34,15 +34,15 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     try {
       if (!tracingEnabled()) await next()
       else
-        await serverSpan(requestHeaders(c), c.req.method, c.req.path, rc.requestId, next, () => ({
-          route: routeLabel(c.req.path),
-          status: status(),
-        }))
+        await serverSpan(requestHeaders(c), c.req.method, c.req.path, rc.requestId, next, () => {
+          noteSpan(rc)
+          return { route: routeLabel(c.req.path), status: status() }
+        })
     } finally {
       c.header('x-request-id', rc.requestId)
       // Answered before its body arrived (see mustClose).
       if (mustClose(incoming)) c.header('connection', 'close')
-      countRequest(deps, routeLabel(c.req.path), c.req.method, status())
+      countRequest(deps, rc, routeLabel(c.req.path), c.req.method, status())
     }
   })
 

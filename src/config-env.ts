@@ -58,6 +58,8 @@ export const envSchema = z.object({
   BFF_ALLOW_HTTP: bool.default(false),
   BFF_HOST: z.string().min(1).default('0.0.0.0'),
   BFF_TRUSTED_PROXIES: z.string().optional(),
+  BFF_METRICS_LISTEN: z.string().optional(),
+  BFF_ACCESS_LOG: bool.default(false),
   BFF_PORT: z
     .string()
     .regex(/^\d+$/, 'must be a port number')

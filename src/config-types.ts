@@ -99,6 +99,10 @@ export interface Config {
   readonly allowHttp: boolean
   readonly host: string
   readonly port: number
+  /** A listener of its own for /metrics (BFF_METRICS_LISTEN); undefined serves it on the main listener. */
+  readonly metricsListen: { readonly host: string; readonly port: number } | undefined
+  /** One JSON line per answered request at `info` (BFF_ACCESS_LOG). */
+  readonly accessLog: boolean
   readonly postLogoutRedirect: string
   readonly logoutIdTokenHint: boolean
   readonly cookie: {

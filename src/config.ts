@@ -23,6 +23,20 @@ export function isLoopbackHost(hostname: string): boolean {
 type Env = Record<string, string | undefined>
 
 /**
+ * `host:port` (an IPv6 address in brackets, RFC 3986 §3.2.2), port 0-65535;
+ * the host is returned without brackets, as `listen()` takes it.
+ */
+export function parseListen(raw: string | undefined, name: string, problems: string[]): { host: string; port: number } | undefined {
+  if (raw === undefined) return undefined
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(raw.trim())
+  if (!m || Number(m[3]) > 65535) {
+    problems.push(`${name} must be host:port (an IPv6 address in brackets), port 0-65535`)
+    return undefined
+  }
+  return { host: m[1] ?? m[2]!, port: Number(m[3]) }
+}
+
+/**
  * Reads and validates the whole configuration once. Every problem is collected and
  * reported together in one ConfigError naming the variables, so an operator fixes them in one pass.
  */
@@ -60,6 +74,7 @@ export function loadConfig(env: Env): Config {
   const encryptionKeys = parseKeyring(cleaned.BFF_ENCRYPTION_KEYS, problems)
   const routes = parseRoutes(cleaned.BFF_ROUTES, allowHttp, problems)
   const trustedProxies = parseTrustedProxies(cleaned.BFF_TRUSTED_PROXIES, problems)
+  const metricsListen = parseListen(cleaned.BFF_METRICS_LISTEN, 'BFF_METRICS_LISTEN', problems)
 
   const issuer = cleaned.BFF_ISSUER
   if (issuer && URL.canParse(issuer) && new URL(issuer).protocol === 'http:' && !allowHttp) {
@@ -182,6 +197,8 @@ export function loadConfig(env: Env): Config {
     allowHttp,
     host: e.BFF_HOST,
     port: port ?? 3000,
+    metricsListen,
+    accessLog: e.BFF_ACCESS_LOG,
     postLogoutRedirect,
     logoutIdTokenHint: e.BFF_LOGOUT_ID_TOKEN_HINT,
     cookie: {

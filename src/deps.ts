@@ -58,7 +58,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     now,
     onUndecryptable: (sid, err) => logger.warn({ sid, reason: err.message }, 'session entry cannot be decrypted; treated as no session'),
   })
-  const oidc = new OidcClient(config, { timeout: 10, logger, ...options.oidc })
+  const oidc = new OidcClient(config, { timeout: 10, logger, metrics, ...options.oidc })
   const terminator = new SessionTerminator({ sessions, events: store.events, oidc, logger })
   // One lease for refresh and token exchange alike: both write the session, and a write clears the refresh journal.
   const lease = new RefreshLease({ leases: store.leases, leaseMs: 5000, logger, now })

@@ -1,5 +1,6 @@
 // pino: fast structured JSON logging with path-based redaction, so the rule "no token,
 // cookie or secret in a log line" is enforced in one place rather than at every call.
+import { isSpanContextValid, trace } from '@opentelemetry/api'
 import { pino, type Logger, type DestinationStream } from 'pino'
 
 export type { Logger }
@@ -33,6 +34,24 @@ const REDACT = [
   'set-cookie',
 ]
 
+export interface TraceIds {
+  trace_id: string
+  span_id: string
+}
+
+/**
+ * The active OpenTelemetry span's ids (W3C Trace Context §3.2 trace-id and
+ * parent-id, lower-case hex), or undefined outside a span. Without an SDK
+ * registered (tracing off) there is never an active span, and this costs one
+ * context lookup.
+ */
+export function traceIds(): TraceIds | undefined {
+  const span = trace.getActiveSpan()
+  if (span === undefined) return undefined
+  const ctx = span.spanContext()
+  return isSpanContextValid(ctx) ? { trace_id: ctx.traceId, span_id: ctx.spanId } : undefined
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const paths = REDACT.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers["${k}"]`])
   return pino(
@@ -42,6 +61,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
+      // Every line written inside a span names it, so logs and traces join up.
+      mixin: () => traceIds() ?? {},
     },
     destination,
   )

@@ -1,6 +1,40 @@
 // prom-client: the standard Prometheus client for Node: text exposition format,
 // histograms, and the process metrics (CPU, memory, event-loop lag, GC) for free.
+import { readFileSync } from 'node:fs'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+/** What tokenward asks the IdP for: the label of its IdP-call metrics (classified in oidc/fetch.ts). */
+export type IdpOperation =
+  'discovery' | 'jwks' | 'code_exchange' | 'refresh' | 'revocation' | 'par' | 'token_exchange' | 'client_credentials' | 'userinfo' | 'other'
+
+/** How an IdP call ended: answered 2xx/3xx, 4xx, 5xx, or no usable answer (network, timeout, oversized). */
+export type IdpOutcome = 'success' | 'client_error' | 'server_error' | 'failed'
+
+/** HTTP methods kept as label values; any other becomes `OTHER`, so a client cannot mint label values. */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE'])
+
+/** A bounded `method` label. */
+export function methodLabel(method: string): string {
+  return KNOWN_METHODS.has(method) ? method : 'OTHER'
+}
+
+/** A bounded status label: `1xx`..`5xx`, or `0xx` when nothing was answered. */
+export function statusClass(status: number): string {
+  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : '0xx'
+}
+
+/** The version in package.json (one directory above src/ and dist/ alike). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** Latency buckets from a cached answer to a slow upstream or IdP (seconds). */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export type RefreshOutcome = 'success' | 'rejected' | 'idp_unavailable' | 'interrupted' | 'failed' | 'lock_timeout'
 
@@ -12,6 +46,10 @@ export type RefreshOutcome = 'success' | 'rejected' | 'idp_unavailable' | 'inter
 export class Metrics {
   readonly registry = new Registry()
   readonly requests: Counter<'route' | 'method' | 'status'>
+  readonly requestDuration: Histogram<'route' | 'method' | 'status_class'>
+  readonly requestsInFlight: Gauge
+  readonly idpDuration: Histogram<'operation'>
+  readonly idpRequests: Counter<'operation' | 'outcome'>
   readonly upstreamDuration: Histogram<'route' | 'status'>
   readonly refreshes: Counter<'outcome'>
   readonly refreshLockWait: Histogram
@@ -21,20 +59,52 @@ export class Metrics {
 
   constructor(options: { activeSessions?: () => Promise<number | undefined> } = {}) {
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry, prefix: 'tokenward_' })
+    // The standard names (process_*, nodejs_*), no prefix, so stock Node.js dashboards find them.
+    collectDefaultMetrics({ register: this.registry })
     this.requests = new Counter({
       name: 'tokenward_http_requests_total',
       help: 'HTTP requests by route (route prefix or tokenward endpoint), method and status',
       labelNames: ['route', 'method', 'status'],
       registers,
     })
+    this.requestDuration = new Histogram({
+      name: 'tokenward_http_request_duration_seconds',
+      help: 'Time from a request to the end of its answer (proxied calls: until the upstream answer was passed on), by route, method and status class',
+      labelNames: ['route', 'method', 'status_class'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.requestsInFlight = new Gauge({
+      name: 'tokenward_http_requests_in_flight',
+      help: 'Requests received and not answered yet',
+      registers,
+    })
     this.upstreamDuration = new Histogram({
       name: 'tokenward_upstream_duration_seconds',
       help: 'Time until the upstream answered (response headers), by route prefix and status',
       labelNames: ['route', 'status'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: LATENCY_BUCKETS,
       registers,
     })
+    this.idpDuration = new Histogram({
+      name: 'tokenward_idp_request_duration_seconds',
+      help: 'Time until the identity provider answered (response headers), by operation',
+      labelNames: ['operation'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.idpRequests = new Counter({
+      name: 'tokenward_idp_requests_total',
+      help: 'Requests to the identity provider by operation and outcome (success, client_error, server_error, failed)',
+      labelNames: ['operation', 'outcome'],
+      registers,
+    })
+    new Gauge({
+      name: 'tokenward_build_info',
+      help: 'Always 1; the version of tokenward and of Node.js that run',
+      labelNames: ['version', 'nodejs_version'],
+      registers,
+    }).set({ version: packageVersion(), nodejs_version: process.version }, 1)
     this.refreshes = new Counter({
       name: 'tokenward_refreshes_total',
       help: 'Refresh-token grants by outcome',

@@ -9,6 +9,7 @@ import { createDeps } from './deps.js'
 import { endSocket } from './http/error-response.js'
 import { createProxyEntry } from './proxy/entry.js'
 import { createLogger, type Logger } from './log.js'
+import { startMetricsListener, type MetricsListener } from './metrics-listener.js'
 import type { Store } from './store/types.js'
 import type { Deps } from './types.js'
 
@@ -23,6 +24,8 @@ export interface RunningServer {
   readonly url: string
   readonly port: number
   readonly deps: Deps
+  /** Where /metrics is served when BFF_METRICS_LISTEN is set (then not on `url`). */
+  readonly metricsUrl: string | undefined
   close(): Promise<void>
 }
 
@@ -85,6 +88,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   server.listen(options.port ?? config.port, config.host)
   await once(server, 'listening')
   const port = (server.address() as AddressInfo).port
+  let metricsListener: MetricsListener | undefined
+  if (config.metricsListen) {
+    try {
+      metricsListener = await startMetricsListener(deps.metrics, config.metricsListen.host, config.metricsListen.port)
+    } catch (err) {
+      server.close()
+      await deps.store.close()
+      throw err
+    }
+    logger.info({ url: `${metricsListener.url}/metrics` }, 'metrics listening')
+  }
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`
   logger.info(
@@ -99,6 +113,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     url,
     port,
     deps,
+    metricsUrl: metricsListener && `${metricsListener.url}/metrics`,
     async close() {
       // Open event streams would hold the server open: end them first.
       await deps.events.close()
@@ -117,6 +132,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         })
         server.closeIdleConnections()
       })
+      await metricsListener?.close()
       await deps.store.close()
     },
   }

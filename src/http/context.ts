@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { ClientAddress } from '../client-address.js'
-import { lazyChild, type Logger } from '../log.js'
+import { lazyChild, traceIds, type Logger, type TraceIds } from '../log.js'
+import { methodLabel, statusClass } from '../metrics.js'
 import { ENDPOINTS } from '../protocol.js'
 import type { Deps } from '../types.js'
 import { logRequestError, writeError } from './error-response.js'
@@ -18,6 +19,12 @@ export interface RequestContext {
   readonly log: Logger
   /** The client's address: the socket peer, or what trusted proxies say (client-address.ts). */
   readonly client: ClientAddress
+  /** performance.now() when the request was opened, for the request-duration histogram. */
+  readonly started: number
+  /** The request target's path, without the query (which may carry secrets), for the access log. */
+  readonly path: string
+  /** The server span's ids, once known (tracing on), for the access log written after the span ended. */
+  trace: TraceIds | undefined
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -29,17 +36,60 @@ export function requestIdFrom(value: string | string[] | undefined): string | un
 
 /** Opens the context of one request from Node's parsed request line and headers. */
 export function openRequest(
-  deps: Pick<Deps, 'logger' | 'clientAddress'>,
+  deps: Pick<Deps, 'logger' | 'clientAddress' | 'metrics'>,
   headers: IncomingHttpHeaders,
   peer: string | undefined,
+  target: string | undefined,
 ): RequestContext {
   const requestId = requestIdFrom(headers['x-request-id']) ?? randomUUID()
-  return { requestId, log: lazyChild(deps.logger, { requestId }), client: deps.clientAddress(peer, headers) }
+  deps.metrics.requestsInFlight.inc()
+  return {
+    requestId,
+    log: lazyChild(deps.logger, { requestId }),
+    client: deps.clientAddress(peer, headers),
+    started: performance.now(),
+    path: (target ?? '/').split('?')[0]!,
+    trace: undefined,
+  }
 }
 
-/** Counts one answered request: `route` is a route prefix or a tokenward endpoint (routeLabel). */
-export function countRequest(deps: Pick<Deps, 'metrics'>, route: string, method: string, status: number): void {
-  deps.metrics.requests.inc({ route, method, status })
+/** Called inside the request's server span: remembers its ids for the access log. */
+export function noteSpan(rc: RequestContext): void {
+  rc.trace = traceIds()
+}
+
+/**
+ * Counts one answered request, once per openRequest: `route` is a route prefix
+ * or a tokenward endpoint (routeLabel), the method one of a fixed set, so every
+ * label stays bounded.
+ */
+export function countRequest(
+  deps: Pick<Deps, 'metrics' | 'config'>,
+  rc: RequestContext,
+  route: string,
+  method: string,
+  status: number,
+): void {
+  const m = methodLabel(method)
+  const seconds = (performance.now() - rc.started) / 1000
+  deps.metrics.requestsInFlight.dec()
+  deps.metrics.requests.inc({ route, method: m, status })
+  deps.metrics.requestDuration.observe({ route, method: m, status_class: statusClass(status) }, seconds)
+  if (deps.config.accessLog) {
+    rc.log.info(
+      {
+        access: true,
+        method,
+        route,
+        path: rc.path,
+        status,
+        duration_ms: Math.round(seconds * 1e6) / 1e3,
+        client: rc.client.client,
+        ...rc.trace,
+      },
+      'request',
+    )
+  }
 }
 
 /** A bounded metrics label for a request that is not proxied (the proxy labels by its route prefix). */

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js'
 import { SingleFlight } from '../single-flight.js'
 import { DpopKey } from './dpop.js'
 import { createIdpFetch } from './fetch.js'
+import type { Metrics } from '../metrics.js'
 import { describe } from './idp-errors.js'
 import { importPrivateKey } from './keys.js'
 
@@ -51,6 +52,8 @@ export interface OidcClientOptions {
   /** Seconds for each request to the IdP. */
   timeout?: number
   customFetch?: oidc.CustomFetch
+  /** Where IdP call durations and outcomes are counted. */
+  metrics?: Pick<Metrics, 'idpDuration' | 'idpRequests'>
 }
 
 /**
@@ -68,7 +71,10 @@ export class OidcClient {
 
   constructor(config: Config, options: OidcClientOptions = {}) {
     this.#config = config
-    this.#options = { ...options, customFetch: options.customFetch ?? createIdpFetch(() => this.#configuration?.serverMetadata().jwks_uri) }
+    this.#options = {
+      ...options,
+      customFetch: options.customFetch ?? createIdpFetch(() => this.#configuration?.serverMetadata(), options.metrics),
+    }
   }
 
   /** tokenward's DPoP key when BFF_DPOP=true (after discovery), for proofs to upstreams. */

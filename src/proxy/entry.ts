@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { answerError, countRequest, openRequest, type RequestContext } from '../http/context.js'
+import { answerError, countRequest, noteSpan, openRequest, type RequestContext } from '../http/context.js'
 import { logRequestError, socketError } from '../http/error-response.js'
 import { serverSpan, tracingEnabled } from '../tracing.js'
 import type { Deps } from '../types.js'
@@ -39,9 +39,13 @@ export function createProxyEntry(deps: Deps): ProxyEntry {
   ): Promise<void> => {
     const method = incoming.method ?? 'GET'
     const answered = tracingEnabled()
-      ? serverSpan(incoming.headers, method, route, rc.requestId, serve, () => ({ route, status: status() }))
+      ? serverSpan(incoming.headers, method, route, rc.requestId, serve, () => {
+          noteSpan(rc)
+          return { route, status: status() }
+        })
       : serve()
-    return answered.then(() => countRequest(deps, route, method, status()))
+    // Counted however serving ended, so the in-flight gauge comes back down.
+    return answered.finally(() => countRequest(deps, rc, route, method, status()))
   }
 
   return {
@@ -50,7 +54,7 @@ export function createProxyEntry(deps: Deps): ProxyEntry {
       // Paths that are no route, or refused ones, are the app's: it serves its
       // own endpoints first and refuses what is left (app.ts).
       if (match.kind !== 'route') return false
-      const rc = openRequest(deps, incoming.headers, incoming.socket.remoteAddress)
+      const rc = openRequest(deps, incoming.headers, incoming.socket.remoteAddress, incoming.url)
       served(
         incoming,
         rc,
@@ -68,7 +72,7 @@ export function createProxyEntry(deps: Deps): ProxyEntry {
     upgrade(incoming, socket, head) {
       socket.on('error', () => socket.destroy())
       const match = mapRequest(routes, incoming.url ?? '/')
-      const rc = openRequest(deps, incoming.headers, incoming.socket.remoteAddress)
+      const rc = openRequest(deps, incoming.headers, incoming.socket.remoteAddress, incoming.url)
       let status = 0
       served(
         incoming,

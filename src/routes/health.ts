@@ -1,4 +1,5 @@
 import { Hono } from 'hono'
+import { BffError } from '../errors.js'
 import type { AppEnv, Deps } from '../types.js'
 
 const PROBE_WAIT_MS = 1500
@@ -17,13 +18,20 @@ export function healthRoutes(deps: Deps): Hono<AppEnv> {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }, 200, { 'cache-control': 'no-store' }))
 
-  // Prometheus text format. Serve it to your scraper, not to the internet: route
-  // only tokenward's public paths through the ingress.
-  app.get('/metrics', async (c) => {
-    c.header('content-type', deps.metrics.contentType)
-    c.header('cache-control', 'no-store')
-    return c.body(await deps.metrics.metrics())
-  })
+  // Prometheus text format. Serve it to your scraper, not to the internet: with
+  // BFF_METRICS_LISTEN it is served on that listener only (metrics-listener.ts),
+  // and here it is an unknown path, even to a static SPA's client-side routing.
+  if (deps.config.metricsListen) {
+    app.all('/metrics', () => {
+      throw new BffError('not_found', 'Nothing is served at this path.')
+    })
+  } else {
+    app.get('/metrics', async (c) => {
+      c.header('content-type', deps.metrics.contentType)
+      c.header('cache-control', 'no-store')
+      return c.body(await deps.metrics.metrics())
+    })
+  }
 
   app.get('/readyz', async (c) => {
     const down: string[] = []

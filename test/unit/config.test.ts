@@ -183,3 +183,21 @@ describe('keys are validated at startup, not at first use', () => {
     expect(problems(testEnv({ BFF_DPOP: 'true', BFF_DPOP_KEY: jwk }))).toEqual([])
   })
 })
+
+describe('BFF_METRICS_LISTEN', () => {
+  it('is unset by default: /metrics stays on the main listener', () => {
+    expect(loadConfig(testEnv()).metricsListen).toBeUndefined()
+  })
+
+  it('takes host:port, an IPv6 address in brackets, port 0-65535', () => {
+    expect(loadConfig(testEnv({ BFF_METRICS_LISTEN: '0.0.0.0:9464' })).metricsListen).toEqual({ host: '0.0.0.0', port: 9464 })
+    expect(loadConfig(testEnv({ BFF_METRICS_LISTEN: 'localhost:0' })).metricsListen).toEqual({ host: 'localhost', port: 0 })
+    expect(loadConfig(testEnv({ BFF_METRICS_LISTEN: '[::1]:9464' })).metricsListen).toEqual({ host: '::1', port: 9464 })
+  })
+
+  it('refuses what is not host:port', () => {
+    for (const bad of ['9464', ':9464', '::1:9464', '127.0.0.1:65536', '127.0.0.1:', 'http://127.0.0.1:9464', '[::1]', 'a b:1']) {
+      expect(problems(testEnv({ BFF_METRICS_LISTEN: bad })), bad).toEqual([expect.stringContaining('BFF_METRICS_LISTEN must be host:port')])
+    }
+  })
+})
