@@ -90,7 +90,7 @@ interface Check {
 }
 
 /** `tokenward doctor`: configuration, Redis, IdP discovery, and what the IdP supports. */
-export async function doctor(config: Config, out: Out): Promise<number> {
+export async function doctor(config: Config, out: Out, opts: { json?: boolean } = {}): Promise<number> {
   const checks: Check[] = [{ name: 'configuration', ok: true, detail: `${config.routes.length} route(s)` }]
   for (const w of config.warnings) checks.push({ name: 'configuration', ok: 'warn', detail: w })
   const deps = createDeps(config, { logger: createLogger('silent'), store: 'redis' })
@@ -177,6 +177,10 @@ export async function doctor(config: Config, out: Out): Promise<number> {
   } finally {
     await deps.store.close()
   }
-  for (const c of checks) out(`${c.ok === true ? 'ok  ' : c.ok === 'warn' ? 'warn' : 'FAIL'}  ${c.name}: ${c.detail}`)
-  return checks.some((c) => c.ok === false) ? 1 : 0
+  const failed = checks.some((c) => c.ok === false)
+  if (opts.json) {
+    const status = (c: Check) => (c.ok === true ? 'ok' : c.ok === 'warn' ? 'warn' : 'fail')
+    out(JSON.stringify({ ok: !failed, checks: checks.map((c) => ({ name: c.name, status: status(c), detail: c.detail })) }))
+  } else for (const c of checks) out(`${c.ok === true ? 'ok  ' : c.ok === 'warn' ? 'warn' : 'FAIL'}  ${c.name}: ${c.detail}`)
+  return failed ? 1 : 0
 }

@@ -1,5 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -68,6 +70,38 @@ describe('tokenward CLI', () => {
     const r = run(['frobnicate'], {})
     expect(r.status).toBe(2)
     expect(r.stderr).toContain('Usage: tokenward')
+  })
+
+  it('--help and --version exit 0 with useful text, without any configuration', () => {
+    const help = run(['--help'], {})
+    expect(help.status).toBe(0)
+    expect(help.stdout).toContain('Usage: tokenward')
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
+    const v = run(['--version'], {})
+    expect(v.status).toBe(0)
+    expect(v.stdout.trim()).toBe(`tokenward ${pkg.version}`)
+  })
+
+  it('<command> --help exits 0 with that command help for every command, and never validates the environment', () => {
+    for (const command of ['serve', 'check-config', 'doctor', 'keys', 'sessions']) {
+      const r = run([command, '--help'], { BFF_PUBLIC_URL: 'nope' })
+      expect(r.status, command).toBe(0)
+      expect(r.stdout).toContain(`Usage: tokenward ${command}`)
+      expect(r.stderr).toBe('')
+    }
+  })
+
+  it('an unknown option prints the usage on stderr and exits 2', () => {
+    for (const argv of [
+      ['check-config', '--frob'],
+      ['doctor', '--jsn'],
+      ['keys', 'make'],
+    ]) {
+      const r = run(argv, testEnv())
+      expect(r.status, argv.join(' ')).toBe(2)
+      expect(r.stderr).toContain('Usage: tokenward')
+      expect(r.stdout).toBe('')
+    }
   })
 })
 
