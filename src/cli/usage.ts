@@ -142,7 +142,8 @@ export function parseArgs(argv: readonly string[]): Parsed {
     if (spec.flags.includes(name)) flags.add(name)
     else if (spec.values.includes(name)) {
       const v = rest[i + 1]
-      if (v === undefined || v.startsWith('-')) return { kind: 'usage-error', message: `${arg} needs a value` }
+      // A value may start with one dash (a base64url sid can); only an option name starts with two.
+      if (v === undefined || v.startsWith('--')) return { kind: 'usage-error', message: `${arg} needs a value` }
       values[name] = v
       i++
     } else return { kind: 'usage-error', message: `unknown option "${arg}" for ${first}` }

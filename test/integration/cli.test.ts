@@ -50,6 +50,14 @@ describe('tokenward CLI', () => {
     }
   })
 
+  it('check-config and serve refuse an unknown BFF_* variable, naming it with a suggestion', () => {
+    for (const command of ['check-config', 'serve']) {
+      const r = run([command], testEnv({ BFF_REDIS_URI: 'redis://redis.internal:6379' }))
+      expect(r.status, command).toBe(1)
+      expect(r.stderr).toContain('BFF_REDIS_URI is not a tokenward variable (did you mean BFF_REDIS_URL?)')
+    }
+  })
+
   it('check-config accepts a valid environment', () => {
     const r = run(['check-config'], testEnv())
     expect(r.stderr).not.toContain('invalid configuration')

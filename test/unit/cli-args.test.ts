@@ -35,3 +35,10 @@ describe('tokenward command line parsing', () => {
     expect(parseArgs(['doctor', '--json'])).toMatchObject({ kind: 'run', command: 'doctor' })
   })
 })
+
+describe('option values', () => {
+  it('a value may start with a dash (base64url session ids can)', () => {
+    expect(parseArgs(['sessions', 'revoke', '--sid', '-Abc_9'])).toMatchObject({ kind: 'run', values: { sid: '-Abc_9' } })
+    expect(parseArgs(['sessions', 'revoke', '--sid', '--sub']).kind).toBe('usage-error')
+  })
+})
