@@ -172,6 +172,20 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
     expect(run(['sessions', 'revoke', '--sid', 'a', '--sub', 'b'], world.bff.env).status).toBe(2)
   })
 
+  it('doctor --json prints one JSON object and exits 0; with a wrong client secret it exits 1 naming client authentication', async () => {
+    const good = await runAsync(['doctor', '--json'], world.bff.env)
+    expect(good.status).toBe(0)
+    const report = JSON.parse(good.stdout) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string }> }
+    expect(report.ok).toBe(true)
+    expect(report.checks.find((c) => c.name === 'client authentication')?.status).toBe('ok')
+    expect(report.checks.find((c) => c.name === 'upstream /api')?.status).toBe('ok')
+    expect(report.checks.find((c) => c.name === 'metrics exposure')?.status).toBe('warn')
+
+    const bad = await runAsync(['doctor'], { ...world.bff.env, BFF_CLIENT_SECRET: `${world.clientSecret}x` })
+    expect(bad.status).toBe(1)
+    expect(bad.stdout).toMatch(/^FAIL +client authentication: .*refused.*invalid_client/m)
+  })
+
   it('refuses to start with a bad environment, naming the problem', () => {
     const r = run(['serve'], { ...world.bff.env, BFF_ENCRYPTION_KEYS: 'bad' })
     expect(r.status).toBe(1)
