@@ -1,20 +1,10 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { loadConfig } from '../../src/config.js'
 import { envSchema, KNOWN_VARIABLES, levenshtein, suggestVariable } from '../../src/config-env.js'
-import { ConfigError } from '../../src/errors.js'
-import { testEnv } from '../helpers/env.js'
+import { configProblems, testEnv } from '../helpers/env.js'
 import { runs } from '../helpers/fast-check.js'
 
-function problems(env: Record<string, string | undefined>): string[] {
-  try {
-    loadConfig(env)
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems]
-    throw err
-  }
-  return []
-}
+const problems = configProblems
 
 describe('unknown BFF_* variables', () => {
   it('the known names are the schema names', () => {
