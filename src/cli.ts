@@ -6,28 +6,15 @@ import { ConfigError } from './errors.js'
 import { createLogger } from './log.js'
 import { startServer } from './server.js'
 import { initTracing } from './tracing.js'
-
-const USAGE = `Usage: tokenward <command>
-
-Commands:
-  serve            start the server from BFF_* environment variables
-  check-config     validate the environment; exit 1 listing every problem
-  doctor           check the configuration, Redis and the IdP (and what it supports)
-  keys generate    print a new BFF_ENCRYPTION_KEYS entry and a cookie secret
-  sessions list --sub <sub> [--json]
-                   a user's sessions: sid, created, last used, expiry (never a token)
-  sessions revoke (--sid <sid> | --sub <sub>)
-                   end sessions on every instance and revoke their refresh tokens
-`
-
-/** The value after `--name` in argv, or undefined. */
-function option(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`)
-  const v = i >= 0 ? argv[i + 1] : undefined
-  return v && !v.startsWith('--') ? v : undefined
-}
+import { parseArgs, USAGE, version } from './cli/usage.js'
 
 const print = (line: string) => process.stdout.write(`${line}\n`)
+
+/** A command line tokenward does not understand: the reason and the usage on stderr, exit 2. */
+function usageError(message: string): never {
+  process.stderr.write(`tokenward: ${message}\n\n${USAGE}`)
+  process.exit(2)
+}
 
 function configOrExit() {
   try {
@@ -41,7 +28,11 @@ function configOrExit() {
   }
 }
 
+/** Set once `serve` runs: every other command exits as soon as it is done. */
+let serving = false
+
 async function serve(): Promise<void> {
+  serving = true
   const config = configOrExit()
   const logger = createLogger(config.logLevel)
   const stopTracing = await initTracing(process.env, logger)
@@ -67,10 +58,22 @@ async function serve(): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const [command, sub] = argv
+  const parsed = parseArgs(argv)
+  switch (parsed.kind) {
+    case 'help':
+      process.stdout.write(parsed.text)
+      return
+    case 'version':
+      print(`tokenward ${version()}`)
+      return
+    case 'usage-error':
+      return usageError(parsed.message)
+    case 'run':
+      break
+  }
+  const { command, sub, values, flags } = parsed
   switch (command) {
     case 'serve':
-    case undefined:
       return serve()
     case 'check-config': {
       const config = configOrExit()
@@ -79,20 +82,19 @@ async function main(argv: string[]): Promise<void> {
       return
     }
     case 'doctor':
-      process.exitCode = await doctor(configOrExit(), print)
+      process.exitCode = await doctor(configOrExit(), print, { json: flags.has('json') })
       return
     case 'sessions': {
-      const sid = option(argv, 'sid')
-      const user = option(argv, 'sub')
-      if (sub === 'list' && user) {
-        process.exitCode = await listSessions(configOrExit(), user, argv.includes('--json'), print)
+      const { sid, sub: user } = values
+      if (sub === 'list' && user && !sid) {
+        process.exitCode = await listSessions(configOrExit(), user, flags.has('json'), print)
         return
       }
-      if (sub === 'revoke' && (sid ? !user : user)) {
+      if (sub === 'revoke' && (sid ? !user : user) && !flags.has('json')) {
         process.exitCode = await revokeSessions(configOrExit(), sid ? { sid } : { sub: user! }, print)
         return
       }
-      break
+      return usageError(sub === 'list' ? 'sessions list needs --sub <sub>' : 'sessions revoke needs exactly one of --sid or --sub')
     }
     case 'keys':
       if (sub === 'generate') {
@@ -100,15 +102,8 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(`BFF_COOKIE_SECRET=${(await import('node:crypto')).randomBytes(32).toString('base64url')}\n`)
         return
       }
-      break
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE)
-      return
+      return usageError('keys needs a subcommand: generate')
   }
-  process.stderr.write(USAGE)
-  process.exit(2)
 }
 
 const argv = process.argv.slice(2)
@@ -116,7 +111,7 @@ main(argv).then(
   () => {
     // One-shot commands exit as soon as they are done, rather than waiting for
     // idle keep-alive sockets (IdP discovery) to time out.
-    if (argv[0] !== undefined && argv[0] !== 'serve') process.exit(process.exitCode ?? 0)
+    if (!serving) process.exit(process.exitCode ?? 0)
   },
   (err: unknown) => {
     process.stderr.write(`tokenward: ${err instanceof Error ? err.message : String(err)}\n`)

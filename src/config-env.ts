@@ -73,3 +73,46 @@ export const envSchema = z.object({
   BFF_STATIC_DIR: z.string().min(1).optional(),
   BFF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
+
+/** Every variable tokenward reads, derived from the schema so the list cannot drift from it. */
+export const KNOWN_VARIABLES: readonly string[] = Object.keys(envSchema.shape)
+
+/** Edit distance (insertions, deletions, substitutions), for "did you mean" suggestions. */
+export function levenshtein(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    prev = row
+  }
+  return prev[b.length]!
+}
+
+/** The known variable a misspelt one most likely meant: the nearest within two edits, letter case ignored. */
+export function suggestVariable(name: string, known: readonly string[] = KNOWN_VARIABLES): string | undefined {
+  const upper = name.toUpperCase()
+  let best: { name: string; d: number } | undefined
+  for (const k of known) {
+    const d = levenshtein(upper, k)
+    if (d <= 2 && (!best || d < best.d)) best = { name: k, d }
+  }
+  return best?.name
+}
+
+/**
+ * A BFF_* variable tokenward does not know is a typo until proven otherwise: accepting it
+ * silently means the setting the operator meant (say BFF_REDIS_URL) quietly keeps its default.
+ */
+export function unknownVariableProblems(env: Record<string, string | undefined>): string[] {
+  const problems: string[] = []
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('BFF_') || KNOWN_VARIABLES.includes(name)) continue
+    const suggestion = suggestVariable(name)
+    problems.push(`${name} is not a tokenward variable${suggestion ? ` (did you mean ${suggestion}?)` : ''}`)
+  }
+  return problems
+}
+
+export type EnvValues = z.output<typeof envSchema>

@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path'
 import { ConfigError } from './errors.js'
-import { bool, DEFAULT_SCOPES, envSchema } from './config-env.js'
+import { DEFAULT_SCOPES, envSchema, unknownVariableProblems, type EnvValues } from './config-env.js'
 import { parseKeyring, privateKeyType } from './config-keys.js'
 import { parseRoutes } from './config-routes.js'
 import { parseTrustedProxies } from './client-address.js'
@@ -21,6 +21,17 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 type Env = Record<string, string | undefined>
+
+/** Parses every variable of the schema on its own, keeping those that are valid. */
+function parseEach(env: Env): Partial<EnvValues> {
+  const out: Record<string, unknown> = {}
+  for (const [name, schema] of Object.entries(envSchema.shape)) {
+    const r = schema.safeParse(env[name])
+    if (r.success) out[name] = r.data
+  }
+  // Each value came from the same field schema that defines EnvValues.
+  return out as Partial<EnvValues>
+}
 
 /**
  * `host:port` (an IPv6 address in brackets, RFC 3986 §3.2.2), port 0-65535;
@@ -47,6 +58,7 @@ export function loadConfig(env: Env): Config {
   const cleaned: Env = {}
   for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v
 
+  problems.push(...unknownVariableProblems(env))
   const parsed = envSchema.safeParse(cleaned)
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
@@ -54,11 +66,14 @@ export function loadConfig(env: Env): Config {
       const message = issue.code === 'invalid_type' && cleaned[name] === undefined ? 'is required' : issue.message
       problems.push(`${name} ${message}`)
     }
-    // Keep going with what parsed, so the nested checks below can report too.
   }
   const e = parsed.success ? parsed.data : undefined
+  // Each variable that parsed on its own, so the checks below that depend on one
+  // (Redis mode, client authentication, the public URL) report in the same pass
+  // even when an unrelated variable is wrong.
+  const f = e ?? parseEach(cleaned)
 
-  const allowHttp = e?.BFF_ALLOW_HTTP ?? bool.safeParse(cleaned.BFF_ALLOW_HTTP ?? 'false').data ?? false
+  const allowHttp = f.BFF_ALLOW_HTTP ?? false
 
   const cookieSecrets = (cleaned.BFF_COOKIE_SECRET ?? '')
     .split(',')
@@ -81,7 +96,7 @@ export function loadConfig(env: Env): Config {
     problems.push('BFF_ISSUER must be https:// (set BFF_ALLOW_HTTP=true for development only)')
   }
 
-  const clientAuth = e?.BFF_CLIENT_AUTH ?? 'client_secret_basic'
+  const clientAuth = f.BFF_CLIENT_AUTH ?? 'client_secret_basic'
   if (clientAuth === 'private_key_jwt') {
     if (!cleaned.BFF_CLIENT_PRIVATE_KEY) problems.push('BFF_CLIENT_PRIVATE_KEY is required when BFF_CLIENT_AUTH=private_key_jwt')
     else {
@@ -110,17 +125,18 @@ export function loadConfig(env: Env): Config {
   // would silently weaken it (src/oidc/login-policy.ts).
   problems.push(...authParamsProblems(authParams))
 
-  const scopes = (e?.BFF_SCOPES ?? DEFAULT_SCOPES).split(/\s+/).filter(Boolean)
+  const scopes = (f.BFF_SCOPES ?? DEFAULT_SCOPES).split(/\s+/).filter(Boolean)
   if (!scopes.includes('openid')) problems.push('BFF_SCOPES must include openid')
 
-  let port = e?.BFF_PORT
+  let port = f.BFF_PORT
   if (port === undefined && cleaned.PORT !== undefined) {
     if (/^\d+$/.test(cleaned.PORT) && Number(cleaned.PORT) <= 65535) port = Number(cleaned.PORT)
     else problems.push('PORT must be a port number')
   }
 
   const redisNodes: Array<{ host: string; port: number }> = []
-  if (e && e.BFF_REDIS_MODE !== 'standalone') {
+  const redisMode = f.BFF_REDIS_MODE
+  if (redisMode && redisMode !== 'standalone') {
     for (const n of (cleaned.BFF_REDIS_NODES ?? '')
       .split(',')
       .map((s) => s.trim())
@@ -129,13 +145,17 @@ export function loadConfig(env: Env): Config {
       if (m && Number(m[2]) >= 1 && Number(m[2]) <= 65535) redisNodes.push({ host: m[1]!, port: Number(m[2]) })
       else problems.push(`BFF_REDIS_NODES entry "${n}" must be host:port`)
     }
-    if (redisNodes.length === 0) problems.push(`BFF_REDIS_NODES is required when BFF_REDIS_MODE=${e.BFF_REDIS_MODE}`)
-    if (e.BFF_REDIS_MODE === 'sentinel' && !cleaned.BFF_REDIS_SENTINEL_NAME) {
+    if (redisNodes.length === 0) problems.push(`BFF_REDIS_NODES is required when BFF_REDIS_MODE=${redisMode}`)
+    if (redisMode === 'sentinel' && !cleaned.BFF_REDIS_SENTINEL_NAME) {
       problems.push('BFF_REDIS_SENTINEL_NAME is required when BFF_REDIS_MODE=sentinel')
     }
   }
 
-  if (e && e.BFF_SESSION_IDLE_TIMEOUT > e.BFF_SESSION_MAX_AGE) {
+  if (
+    f.BFF_SESSION_IDLE_TIMEOUT !== undefined &&
+    f.BFF_SESSION_MAX_AGE !== undefined &&
+    f.BFF_SESSION_IDLE_TIMEOUT > f.BFF_SESSION_MAX_AGE
+  ) {
     warnings.push('BFF_SESSION_IDLE_TIMEOUT is longer than BFF_SESSION_MAX_AGE; the absolute lifetime wins')
   }
 
@@ -143,8 +163,8 @@ export function loadConfig(env: Env): Config {
   let cookieName = '__Host-tokenward'
   let txName = '__Host-tokenward-tx'
   let publicUrl: URL | undefined
-  if (e) {
-    publicUrl = new URL(e.BFF_PUBLIC_URL)
+  if (f.BFF_PUBLIC_URL !== undefined) {
+    publicUrl = new URL(f.BFF_PUBLIC_URL)
     if (publicUrl.protocol === 'http:' && !isLoopbackHost(publicUrl.hostname)) {
       if (!allowHttp) {
         problems.push(
@@ -159,11 +179,13 @@ export function loadConfig(env: Env): Config {
         warnings.push('BFF_PUBLIC_URL is plain http on a non-loopback host: cookies lose the __Host- prefix and Secure flag')
       }
     }
-    if (allowHttp) warnings.push('BFF_ALLOW_HTTP=true: plain-http issuer and upstreams are allowed; never use this in production')
+  }
+  if (allowHttp) {
+    warnings.push('BFF_ALLOW_HTTP=true: plain-http issuer and upstreams are allowed; never use this in production')
   }
 
   let postLogoutRedirect = publicUrl ? `${publicUrl.origin}/` : ''
-  if (e?.BFF_POST_LOGOUT_REDIRECT) postLogoutRedirect = e.BFF_POST_LOGOUT_REDIRECT
+  if (f.BFF_POST_LOGOUT_REDIRECT) postLogoutRedirect = f.BFF_POST_LOGOUT_REDIRECT
 
   if (problems.length > 0 || !e || !publicUrl) throw new ConfigError(problems)
 

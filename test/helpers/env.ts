@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { loadConfig } from '../../src/config.js'
+import { ConfigError } from '../../src/errors.js'
 
 /** A valid environment for loadConfig, with throwaway secrets generated per call. */
 export function testEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
@@ -14,4 +16,15 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     BFF_LOG_LEVEL: 'silent',
     ...overrides,
   }
+}
+
+/** The problems loadConfig reports for `env`, or none when it accepts it. */
+export function configProblems(env: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(env)
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems]
+    throw err
+  }
+  return []
 }

@@ -1,5 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -48,6 +50,14 @@ describe('tokenward CLI', () => {
     }
   })
 
+  it('check-config and serve refuse an unknown BFF_* variable, naming it with a suggestion', () => {
+    for (const command of ['check-config', 'serve']) {
+      const r = run([command], testEnv({ BFF_REDIS_URI: 'redis://redis.internal:6379' }))
+      expect(r.status, command).toBe(1)
+      expect(r.stderr).toContain('BFF_REDIS_URI is not a tokenward variable (did you mean BFF_REDIS_URL?)')
+    }
+  })
+
   it('check-config accepts a valid environment', () => {
     const r = run(['check-config'], testEnv())
     expect(r.stderr).not.toContain('invalid configuration')
@@ -68,6 +78,38 @@ describe('tokenward CLI', () => {
     const r = run(['frobnicate'], {})
     expect(r.status).toBe(2)
     expect(r.stderr).toContain('Usage: tokenward')
+  })
+
+  it('--help and --version exit 0 with useful text, without any configuration', () => {
+    const help = run(['--help'], {})
+    expect(help.status).toBe(0)
+    expect(help.stdout).toContain('Usage: tokenward')
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
+    const v = run(['--version'], {})
+    expect(v.status).toBe(0)
+    expect(v.stdout.trim()).toBe(`tokenward ${pkg.version}`)
+  })
+
+  it('<command> --help exits 0 with that command help for every command, and never validates the environment', () => {
+    for (const command of ['serve', 'check-config', 'doctor', 'keys', 'sessions']) {
+      const r = run([command, '--help'], { BFF_PUBLIC_URL: 'nope' })
+      expect(r.status, command).toBe(0)
+      expect(r.stdout).toContain(`Usage: tokenward ${command}`)
+      expect(r.stderr).toBe('')
+    }
+  })
+
+  it('an unknown option prints the usage on stderr and exits 2', () => {
+    for (const argv of [
+      ['check-config', '--frob'],
+      ['doctor', '--jsn'],
+      ['keys', 'make'],
+    ]) {
+      const r = run(argv, testEnv())
+      expect(r.status, argv.join(' ')).toBe(2)
+      expect(r.stderr).toContain('Usage: tokenward')
+      expect(r.stdout).toBe('')
+    }
   })
 })
 
@@ -128,6 +170,20 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
     expect((await spaFetch(world.bff, jar, '/auth/session')).status).toBe(401)
     expect(run(['sessions', 'revoke'], world.bff.env).status).toBe(2)
     expect(run(['sessions', 'revoke', '--sid', 'a', '--sub', 'b'], world.bff.env).status).toBe(2)
+  })
+
+  it('doctor --json prints one JSON object and exits 0; with a wrong client secret it exits 1 naming client authentication', async () => {
+    const good = await runAsync(['doctor', '--json'], world.bff.env)
+    expect(good.status).toBe(0)
+    const report = JSON.parse(good.stdout) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string }> }
+    expect(report.ok).toBe(true)
+    expect(report.checks.find((c) => c.name === 'client authentication')?.status).toBe('ok')
+    expect(report.checks.find((c) => c.name === 'upstream /api')?.status).toBe('ok')
+    expect(report.checks.find((c) => c.name === 'metrics exposure')?.status).toBe('warn')
+
+    const bad = await runAsync(['doctor'], { ...world.bff.env, BFF_CLIENT_SECRET: `${world.clientSecret}x` })
+    expect(bad.status).toBe(1)
+    expect(bad.stdout).toMatch(/^FAIL +client authentication: .*refused.*invalid_client/m)
   })
 
   it('refuses to start with a bad environment, naming the problem', () => {

@@ -135,12 +135,66 @@ describe('tokenward doctor', () => {
     expect(text).toMatch(/^ok +iss in authorization response/m)
   })
 
+  it('proves client authentication, each upstream and Redis, and warns that /metrics is public', async () => {
+    const out: string[] = []
+    expect(await doctor(world.bff.config, (l) => out.push(l), { env: {} })).toBe(0)
+    const text = out.join('\n')
+    expect(text).toMatch(
+      /^ok +client authentication: client_secret_basic as \S+ accepted at http:\/\/\S+ \(a made-up code got invalid_grant\)$/m,
+    )
+    expect(text).toMatch(new RegExp(`^ok +upstream /api: ${world.upstream.url.replace(/\/.*$/, '').replace(/[.]/g, '\\.')}`, 'm'))
+    expect(text).toMatch(/^ok +redis: write, read and delete in \d+ ms \(standalone, 127\.0\.0\.1:\d+\)$/m)
+    expect(text).toMatch(/^warn +metrics exposure: \/metrics is public on the main listener .*BFF_METRICS_LISTEN/m)
+    const listening: string[] = []
+    await doctor(world.bff.config, (l) => listening.push(l), { env: { BFF_METRICS_LISTEN: '127.0.0.1:9464' } })
+    expect(listening.join('\n')).toMatch(/^ok +metrics exposure: \/metrics on 127\.0\.0\.1:9464 only/m)
+  })
+
+  it('fails on a wrong client secret, naming client authentication', async () => {
+    const config = loadConfig({ ...world.bff.env, BFF_CLIENT_SECRET: `${world.clientSecret}x` })
+    const out: string[] = []
+    expect(await doctor(config, (l) => out.push(l))).toBe(1)
+    const fail = out.filter((l) => l.startsWith('FAIL'))
+    expect(fail).toHaveLength(1)
+    expect(fail[0]).toMatch(/^FAIL +client authentication: client_secret_basic as \S+ refused at \S+: invalid_client .*BFF_CLIENT_SECRET/)
+  })
+
+  it('fails on a route whose upstream nobody listens on, and --json is one object with every check', async () => {
+    const deadPort = await freePort()
+    const routes = JSON.stringify([
+      { prefix: '/api', upstream: world.upstream.url, token: 'user' },
+      { prefix: '/dead', upstream: `http://127.0.0.1:${deadPort}/v1`, token: 'user' },
+    ])
+    const config = loadConfig({ ...world.bff.env, BFF_ROUTES: routes })
+    const out: string[] = []
+    expect(await doctor(config, (l) => out.push(l), { json: true, env: {} })).toBe(1)
+    expect(out).toHaveLength(1)
+    const report = JSON.parse(out[0]!) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string }> }
+    expect(report.ok).toBe(false)
+    for (const c of report.checks) expect(['ok', 'warn', 'fail']).toContain(c.status)
+    expect(report.checks.filter((c) => c.status === 'fail')).toEqual([
+      {
+        name: 'upstream /dead',
+        status: 'fail',
+        detail: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${deadPort} unreachable: .*ECONNREFUSED`)),
+      },
+    ])
+    expect(report.checks.find((c) => c.name === 'upstream /api')?.status).toBe('ok')
+    expect(report.checks.find((c) => c.name === 'client authentication')?.status).toBe('ok')
+  })
+
   it('fails, naming what is down, when Redis and the IdP do not answer', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`
     const config = loadConfig({ ...world.bff.env, BFF_REDIS_URL: `redis://127.0.0.1:${await freePort()}`, BFF_ISSUER: dead })
     const out: string[] = []
     expect(await doctor(config, (l) => out.push(l))).toBe(1)
-    expect(out.some((l) => l.startsWith('FAIL  redis'))).toBe(true)
+    const redisPort = /redis:\/\/127\.0\.0\.1:(\d+)/.exec(config.redis.url)![1]!
+    // Host and cause, not "The session store is unavailable".
+    expect(out.find((l) => l.startsWith('FAIL  redis'))).toMatch(
+      new RegExp(
+        `^FAIL  redis: 127\\.0\\.0\\.1:${redisPort} \\(standalone\\): cannot connect to 127\\.0\\.0\\.1:${redisPort}: .*ECONNREFUSED`,
+      ),
+    )
     expect(out.some((l) => l.startsWith('FAIL  idp discovery'))).toBe(true)
   })
 })

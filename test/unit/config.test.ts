@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
-import { ConfigError } from '../../src/errors.js'
-import { testEnv } from '../helpers/env.js'
+import { configProblems, testEnv } from '../helpers/env.js'
 
-function problems(env: Record<string, string | undefined>): string[] {
-  try {
-    loadConfig(env)
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems]
-    throw err
-  }
-  return []
-}
+const problems = configProblems
 
 describe('loadConfig', () => {
   it('accepts a valid environment and applies the contract defaults', () => {
