@@ -19,8 +19,6 @@ export interface Check {
 export interface DoctorOptions {
   /** One JSON object instead of a line per check. */
   json?: boolean
-  /** Where BFF_METRICS_LISTEN is read when the configuration does not carry it. */
-  env?: Record<string, string | undefined>
 }
 
 const okOr = (cond: boolean, otherwise: Status): Status => (cond ? 'ok' : otherwise)
@@ -130,10 +128,10 @@ async function checkUpstreams(config: Config): Promise<Check[]> {
   )
 }
 
-function checkMetrics(config: Config, env: Record<string, string | undefined>): Check {
-  const listen = env.BFF_METRICS_LISTEN
+function checkMetrics(config: Config): Check {
+  const listen = config.metricsListen
   return listen
-    ? { name: 'metrics exposure', status: 'ok', detail: `/metrics on ${listen} only (BFF_METRICS_LISTEN)` }
+    ? { name: 'metrics exposure', status: 'ok', detail: `/metrics on ${listen.host}:${listen.port} only (BFF_METRICS_LISTEN)` }
     : {
         name: 'metrics exposure',
         status: 'warn',
@@ -226,7 +224,7 @@ export async function doctor(config: Config, out: Out, opts: DoctorOptions = {})
       checks.push({ name: 'idp discovery', status: 'fail', detail: deps.oidc.lastError ?? describe(err) })
     }
     checks.push(...(await upstreams))
-    checks.push(checkMetrics(config, opts.env ?? process.env))
+    checks.push(checkMetrics(config))
   } finally {
     await deps.store.close()
   }

@@ -137,7 +137,7 @@ describe('tokenward doctor', () => {
 
   it('proves client authentication, each upstream and Redis, and warns that /metrics is public', async () => {
     const out: string[] = []
-    expect(await doctor(world.bff.config, (l) => out.push(l), { env: {} })).toBe(0)
+    expect(await doctor(world.bff.config, (l) => out.push(l))).toBe(0)
     const text = out.join('\n')
     expect(text).toMatch(
       /^ok +client authentication: client_secret_basic as \S+ accepted at http:\/\/\S+ \(a made-up code got invalid_grant\)$/m,
@@ -146,7 +146,7 @@ describe('tokenward doctor', () => {
     expect(text).toMatch(/^ok +redis: write, read and delete in \d+ ms \(standalone, 127\.0\.0\.1:\d+\)$/m)
     expect(text).toMatch(/^warn +metrics exposure: \/metrics is public on the main listener .*BFF_METRICS_LISTEN/m)
     const listening: string[] = []
-    await doctor(world.bff.config, (l) => listening.push(l), { env: { BFF_METRICS_LISTEN: '127.0.0.1:9464' } })
+    await doctor(loadConfig({ ...world.bff.env, BFF_METRICS_LISTEN: '127.0.0.1:9464' }), (l) => listening.push(l))
     expect(listening.join('\n')).toMatch(/^ok +metrics exposure: \/metrics on 127\.0\.0\.1:9464 only/m)
   })
 
@@ -167,7 +167,7 @@ describe('tokenward doctor', () => {
     ])
     const config = loadConfig({ ...world.bff.env, BFF_ROUTES: routes })
     const out: string[] = []
-    expect(await doctor(config, (l) => out.push(l), { json: true, env: {} })).toBe(1)
+    expect(await doctor(config, (l) => out.push(l), { json: true })).toBe(1)
     expect(out).toHaveLength(1)
     const report = JSON.parse(out[0]!) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string }> }
     expect(report.ok).toBe(false)
