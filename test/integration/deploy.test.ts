@@ -11,6 +11,7 @@ import { builtinModules } from 'node:module'
 import { basename, join, posix } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse, parseAllDocuments } from 'yaml'
+import { KNOWN_VARIABLES, unknownVariableProblems } from '../../src/config-env.js'
 import { loadConfig } from '../../src/config.js'
 import { startServer } from '../../src/server.js'
 
@@ -96,6 +97,25 @@ interface Deployment {
         terminationGracePeriodSeconds?: number
       }
     }
+  }
+}
+interface ServiceObject {
+  kind: 'Service'
+  metadata: Meta
+  spec: { selector: Record<string, string>; ports: Array<{ name?: string; port: number; targetPort: string | number }> }
+}
+interface NetworkPolicyPeer {
+  podSelector?: { matchLabels?: Record<string, string> }
+  namespaceSelector?: { matchLabels?: Record<string, string> }
+  ipBlock?: { cidr: string }
+}
+interface NetworkPolicy {
+  kind: 'NetworkPolicy'
+  metadata: Meta
+  spec: {
+    podSelector: { matchLabels?: Record<string, string> }
+    policyTypes?: string[]
+    ingress?: Array<{ ports?: Array<{ port?: string | number; protocol?: string }>; from?: NetworkPolicyPeer[] }>
   }
 }
 interface K8sObject {
@@ -227,13 +247,21 @@ function checkDeployment(
   for (const v of Object.values(configMap!.data ?? {})) expect(v, `${where}: ConfigMap values are strings`).toBeTypeOf('string')
   for (const e of container.env ?? []) expect(configVars.has(e.name) || !e.name.startsWith('BFF_'), `${where}: env ${e.name}`).toBe(true)
 
-  // Service and PodDisruptionBudget select these pods.
-  const service = objects.find((o) => o.kind === 'Service') as
-    { spec: { selector: Record<string, string>; ports: Array<{ targetPort: string | number }> } } | undefined
-  expect(service, `${where}: a Service`).toBeDefined()
-  expect(podLabels, `${where}: the Service selects the pods`).toMatchObject(service!.spec.selector)
-  for (const p of service!.spec.ports)
-    expect([port!.name, port!.containerPort], `${where}: the Service's targetPort`).toContain(p.targetPort)
+  // Every Service selects these pods and targets one of the container's ports; one of them serves http.
+  const services = objects.filter((o) => o.kind === 'Service') as unknown as ServiceObject[]
+  expect(services.length, `${where}: a Service`).toBeGreaterThan(0)
+  for (const service of services) {
+    expect(podLabels, `${where}: the Service ${service.metadata.name} selects the pods`).toMatchObject(service.spec.selector)
+    for (const p of service.spec.ports)
+      expect(
+        (container.ports ?? []).flatMap((cp) => [cp.name, cp.containerPort]),
+        `${where}: the Service ${service.metadata.name}'s targetPort`,
+      ).toContain(p.targetPort)
+  }
+  expect(
+    services.some((svc) => svc.spec.ports.some((p) => [port!.name, port!.containerPort].includes(p.targetPort))),
+    `${where}: a Service for the http port`,
+  ).toBe(true)
   const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget') as
     { spec: { minAvailable: number; selector: { matchLabels: Record<string, string> } } } | undefined
   expect(pdb?.spec.minAvailable, `${where}: PodDisruptionBudget minAvailable`).toBe(1)
@@ -347,7 +375,7 @@ describe('container image (deploy/Dockerfile)', () => {
     const argv = JSON.parse(health.slice(health.indexOf('CMD') + 3).trim()) as string[]
     expect(argv[0]).toBe('node')
     const config = loadConfig({
-      ...envOf('deploy/k8s/configmap.yaml'),
+      ...envOf('deploy/k8s/base/configmap.yaml'),
       ...generatedSecrets(),
       BFF_HOST: '127.0.0.1',
       BFF_LOG_LEVEL: 'silent',
@@ -370,7 +398,7 @@ describe('container image (deploy/Dockerfile)', () => {
   })
 
   it('exposes the port tokenward listens on by default', () => {
-    const port = loadConfig({ ...envOf('deploy/k8s/configmap.yaml'), BFF_PORT: undefined, ...generatedSecrets() }).port
+    const port = loadConfig({ ...envOf('deploy/k8s/base/configmap.yaml'), BFF_PORT: undefined, ...generatedSecrets() }).port
     expect(ops(runtime, 'EXPOSE').flatMap((e) => e.split(/\s+/))).toContain(String(port))
     expect(read('deploy/Dockerfile')).toContain(`||${port})+'/healthz'`)
   })
@@ -479,80 +507,276 @@ function envOf(configMapPath: string): Record<string, string> {
 }
 
 describe('Kubernetes manifests (deploy/k8s)', () => {
-  const files = readdirSync(join(root, 'deploy/k8s')).filter((f) => /\.ya?ml$/.test(f))
-  const objects = files.flatMap((f) => parseManifests(read(`deploy/k8s/${f}`), `deploy/k8s/${f}`))
+  const k8s = join(root, 'deploy/k8s')
+  /** Every file under deploy/k8s, relative to the repository root. */
+  const allFiles = (readdirSync(k8s, { recursive: true }) as string[])
+    .map((f) => posix.join('deploy/k8s', f.split('\\').join('/')))
+    .filter((f) => statSync(join(root, f)).isFile())
+  const baseFiles = ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'pdb.yaml'].map((f) => `deploy/k8s/base/${f}`)
+  const baseObjects = baseFiles.flatMap((f) => parseManifests(read(f), f))
+  const baseDeployment = baseObjects.find((o) => o.kind === 'Deployment') as unknown as Deployment
+  /** The Secret the base's Deployment reads: the operator's, never rendered by the base or production. */
+  const realSecretName = baseDeployment.spec.template.spec.containers[0]!.envFrom!.find((e) => e.secretRef)!.secretRef!.name
 
-  it('parse, and hold a Deployment, Service, ConfigMap, Secret and PodDisruptionBudget', () => {
-    expect(files.length).toBeGreaterThan(0)
-    expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Secret', 'Service'])
+  const hasKubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
+  const noKubectl = 'no `kubectl` on PATH: the kustomize overlays are not rendered (the static checks of deploy/k8s still ran)'
+  const overlays = ['example', 'production'] as const
+  /** `kubectl kustomize <dir>` (relative to the repository root), parsed. */
+  const kustomize = (dir: string): K8sObject[] => {
+    const r = spawnSync('kubectl', ['kustomize', dir], { cwd: root, encoding: 'utf8' })
+    expect(r.stderr, `kubectl kustomize ${dir}`).toBe('')
+    expect(r.status, `kubectl kustomize ${dir}`).toBe(0)
+    return parseManifests(r.stdout, `kubectl kustomize ${dir}`)
+  }
+  const rendered = new Map<string, K8sObject[]>()
+  const render = (overlay: (typeof overlays)[number]): K8sObject[] => {
+    if (!rendered.has(overlay)) rendered.set(overlay, kustomize(`deploy/k8s/overlays/${overlay}`))
+    return rendered.get(overlay)!
+  }
+  const servicesOf = (objects: K8sObject[]) => objects.filter((o) => o.kind === 'Service') as unknown as ServiceObject[]
+
+  if (!hasKubectl) it('renders the overlays with `kubectl kustomize`', (ctx) => ctx.skip(noKubectl))
+
+  it('deploy/k8s/ itself holds no manifest, so `kubectl apply -f deploy/k8s/` applies nothing (and no Secret)', () => {
+    const topLevel = readdirSync(k8s).filter((f) => /\.(ya?ml|json)$/.test(f))
+    expect(topLevel).toEqual([])
   })
 
-  it('the Deployment is restrictive, replicated, drained, probed and resourced', () => {
-    const { deployment } = checkDeployment(objects, 'deploy/k8s')
-    // The pod runs as the image's own numeric USER, so file permissions in the image hold.
-    const user = ops(parseDockerfile(read('deploy/Dockerfile')).at(-1)!, 'USER').at(-1)!
-    expect(deployment.spec.template.spec.securityContext?.runAsUser).toBe(Number(user.split(':')[0]))
+  it('the base parses, holds a Deployment, Service, ConfigMap and PodDisruptionBudget, and no Secret', () => {
+    expect(parse(read('deploy/k8s/base/kustomization.yaml'))).toMatchObject({ kind: 'Kustomization', resources: expect.any(Array) })
+    expect(baseObjects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Service'])
+    expect(realSecretName).toBeTruthy()
+    // Only the example overlay may hold secret material, and only as placeholders.
+    for (const f of allFiles.filter((f) => !f.startsWith('deploy/k8s/overlays/example/')))
+      expect(read(f), `${f} renders no Secret`).not.toMatch(/^kind:\s*Secret\b|secretGenerator:/m)
   })
 
-  it('every BFF_* name in the manifests is one src/config.ts reads', () => {
-    for (const f of files) {
-      for (const name of bffNames(read(`deploy/k8s/${f}`))) expect(configVars, `${name} in deploy/k8s/${f}`).toContain(name)
+  it("the pod runs as the image's numeric USER: runAsNonRoot, no hard-coded runAsUser", () => {
+    // The image's USER is numeric (checked above), so the kubelet can verify runAsNonRoot;
+    // leaving runAsUser out lets platforms that assign uids (OpenShift restricted) do so.
+    const pod = baseDeployment.spec.template.spec
+    expect(pod.securityContext?.runAsNonRoot).toBe(true)
+    expect(pod.securityContext?.runAsUser).toBeUndefined()
+    for (const c of pod.containers) expect(c.securityContext?.runAsUser, c.name).toBeUndefined()
+  })
+
+  it('every BFF_* name in deploy/k8s is one tokenward reads', () => {
+    for (const f of allFiles) {
+      for (const name of bffNames(read(f))) {
+        expect(configVars, `${name} in ${f}`).toContain(name)
+        expect(KNOWN_VARIABLES, `${name} in ${f}`).toContain(name)
+      }
     }
   })
 
-  it('the ConfigMap and Secret provide every required variable, and the Secret only placeholders', () => {
-    const { configMap, secret } = checkDeployment(objects, 'deploy/k8s')
-    expect(secret, 'the Secret the Deployment reads').toBeDefined()
-    const env = envFrom(configMap, secret)
-    for (const name of REQUIRED) expect(env[name], `${name} from the ConfigMap or Secret`).toBeTruthy()
-    // Secrets live in the Secret, never in the ConfigMap.
-    for (const name of ['BFF_CLIENT_SECRET', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS', 'BFF_CLIENT_PRIVATE_KEY']) {
-      expect(configMap.data ?? {}, `${name} is not in the ConfigMap`).not.toHaveProperty(name)
-    }
-    for (const [k, v] of Object.entries({ ...secret!.stringData, ...secret!.data })) {
-      expect(String(v), `${k} in the example Secret is a placeholder`).toMatch(/REPLACE_ME/)
-    }
+  it('the base ConfigMap sets BFF_TRUSTED_PROXIES (empty: trust nobody) with a comment saying what to put there', () => {
+    const text = read('deploy/k8s/base/configmap.yaml')
+    expect(envOf('deploy/k8s/base/configmap.yaml')).toHaveProperty('BFF_TRUSTED_PROXIES', '')
+    expect(text).toMatch(/#[^\n]*\n(?:\s*#[^\n]*\n)*\s*BFF_TRUSTED_PROXIES:/)
   })
 
-  it('an unedited example Secret is refused at startup, naming the secrets to fill in', () => {
-    const { configMap, secret } = checkDeployment(objects, 'deploy/k8s')
-    expect(() => loadConfig(envFrom(configMap, secret))).toThrow(
-      /BFF_COOKIE_SECRET[\s\S]*BFF_ENCRYPTION_KEYS|BFF_ENCRYPTION_KEYS[\s\S]*BFF_COOKIE_SECRET/,
+  describe.each(overlays)('overlay %s (kubectl kustomize)', (overlay) => {
+    it.skipIf(!hasKubectl)('renders a Deployment that is restrictive, replicated, drained, probed and resourced', () => {
+      const objects = render(overlay)
+      const { deployment } = checkDeployment(objects, overlay)
+      expect(deployment.spec.template.spec.securityContext?.runAsUser, `${overlay}: no hard-coded runAsUser`).toBeUndefined()
+    })
+
+    it.skipIf(!hasKubectl)('every BFF_* variable in the rendered ConfigMap and Secret is one tokenward knows', () => {
+      const { configMap, secret } = checkDeployment(render(overlay), overlay)
+      const env = envFrom(configMap, secret)
+      expect(Object.keys(env).length).toBeGreaterThan(0)
+      expect(unknownVariableProblems(env), overlay).toEqual([])
+    })
+
+    it.skipIf(!hasKubectl)("with real secrets, the pod's environment passes loadConfig on the container's http port", () => {
+      const { configMap, secret, container } = checkDeployment(render(overlay), overlay)
+      const routes = JSON.parse(String(configMap.data!.BFF_ROUTES)) as unknown
+      expect(Array.isArray(routes)).toBe(true)
+      const config = loadConfig(withRealSecrets({ ...generatedSecrets(), ...envFrom(configMap, secret) }))
+      expect(config.routes.length).toBeGreaterThan(0)
+      expect(config.allowHttp, 'production manifests never allow plain http').toBe(false)
+      expect(config.port).toBe(container.ports!.find((p) => p.name === 'http')!.containerPort)
+    })
+
+    it.skipIf(!hasKubectl)(
+      'the probe paths are served by tokenward (liveness 200 without Redis or IdP; readiness answers, not 404)',
+      async () => {
+        const { configMap, secret, container } = checkDeployment(render(overlay), overlay)
+        // The rendered environment, on free loopback ports, with an IdP that is
+        // certainly down and the in-memory store: the probes must still exist.
+        const env = withRealSecrets({ ...generatedSecrets(), ...envFrom(configMap, secret) })
+        const config = loadConfig({
+          ...env,
+          ...(env.BFF_METRICS_LISTEN ? { BFF_METRICS_LISTEN: '127.0.0.1:0' } : {}),
+          BFF_ISSUER: 'http://127.0.0.1:1',
+          BFF_ALLOW_HTTP: 'true',
+          BFF_HOST: '127.0.0.1',
+          BFF_LOG_LEVEL: 'silent',
+        })
+        const server = await startServer(config, { store: 'memory', port: 0 })
+        try {
+          const base = `http://127.0.0.1:${server.port}`
+          const live = await fetch(`${base}${container.livenessProbe!.httpGet!.path}`)
+          expect(live.status).toBe(200)
+          const ready = await fetch(`${base}${container.readinessProbe!.httpGet!.path}`)
+          expect([200, 503]).toContain(ready.status)
+          expect(ready.headers.get('content-type')).toMatch(/json/)
+          if (env.BFF_METRICS_LISTEN) {
+            // The http port (the one the http Service routes) does not serve /metrics; the metrics listener does.
+            expect((await fetch(`${base}/metrics`)).status).toBe(404)
+            expect(server.metricsUrl).toBeDefined()
+            expect((await fetch(server.metricsUrl!)).status).toBe(200)
+          }
+        } finally {
+          await server.close()
+        }
+      },
     )
   })
 
-  it("the ConfigMap's BFF_ROUTES is JSON, and with real secrets the pod's environment passes loadConfig on the container port", () => {
-    const { configMap, secret, container } = checkDeployment(objects, 'deploy/k8s')
-    const routes = JSON.parse(String(configMap.data!.BFF_ROUTES)) as unknown
-    expect(Array.isArray(routes)).toBe(true)
-    const config = loadConfig(withRealSecrets(envFrom(configMap, secret)))
-    expect(config.routes.length).toBeGreaterThan(0)
-    expect(config.allowHttp, 'production manifests never allow plain http').toBe(false)
-    expect(config.port).toBe(container.ports![0]!.containerPort)
+  it.skipIf(!hasKubectl)(
+    'example: its Secret, generated under another name than the real one, holds placeholders only and is refused at startup',
+    () => {
+      const objects = render('example')
+      const { configMap, secret, deployment } = checkDeployment(objects, 'example')
+      expect(secret, 'the Secret the Deployment reads').toBeDefined()
+      expect(secret!.metadata.name, 'cannot overwrite the Secret the operator creates').not.toBe(realSecretName)
+      for (const s of objects.filter((o) => o.kind === 'Secret')) expect(s.metadata.name).not.toBe(realSecretName)
+      // Nothing of the example shares a name with a production object or selects production pods.
+      const production = render('production')
+      const productionNames = new Set(production.map((o) => `${o.kind}/${o.metadata.name}`))
+      for (const o of objects) expect(productionNames, `${o.kind}/${o.metadata.name}`).not.toContain(`${o.kind}/${o.metadata.name}`)
+      const productionPodLabels = checkDeployment(production, 'production').deployment.spec.template.metadata.labels ?? {}
+      expect(productionPodLabels).not.toMatchObject(deployment.spec.selector.matchLabels)
+      for (const service of servicesOf(objects)) expect(productionPodLabels).not.toMatchObject(service.spec.selector)
+
+      const env = envFrom(configMap, secret)
+      for (const name of REQUIRED) expect(env[name], `${name} from the ConfigMap or Secret`).toBeTruthy()
+      // Secrets live in the Secret, never in the ConfigMap.
+      for (const name of ['BFF_CLIENT_SECRET', 'BFF_COOKIE_SECRET', 'BFF_ENCRYPTION_KEYS', 'BFF_CLIENT_PRIVATE_KEY']) {
+        expect(configMap.data ?? {}, `${name} is not in the ConfigMap`).not.toHaveProperty(name)
+      }
+      const values = Object.entries({ ...secret!.stringData, ...secret!.data })
+      expect(values.length).toBeGreaterThan(0)
+      for (const [k, v] of Object.entries(envFrom({ ...configMap, data: {} }, secret))) {
+        expect(v, `${k} in the example Secret is a placeholder`).toMatch(/REPLACE_ME/)
+      }
+      expect(() => loadConfig(env)).toThrow(/BFF_COOKIE_SECRET[\s\S]*BFF_ENCRYPTION_KEYS|BFF_ENCRYPTION_KEYS[\s\S]*BFF_COOKIE_SECRET/)
+    },
+  )
+
+  it.skipIf(!hasKubectl)('production: renders no Secret and reads the one the operator creates', () => {
+    const objects = render('production')
+    expect(objects.filter((o) => o.kind === 'Secret')).toEqual([])
+    const { container, deployment } = checkDeployment(objects, 'production')
+    expect(container.envFrom!.find((e) => e.secretRef)!.secretRef!.name).toBe(realSecretName)
+    expect(deployment.spec.replicas).toBeGreaterThanOrEqual(2)
   })
 
-  it('the probe paths are served by tokenward (liveness 200 without Redis or IdP; readiness answers, not 404)', async () => {
-    const { configMap, secret, container } = checkDeployment(objects, 'deploy/k8s')
-    // The manifest's environment, on a free loopback port, with an IdP that is
-    // certainly down and the in-memory store: the probes must still exist.
-    const config = loadConfig({
-      ...withRealSecrets(envFrom(configMap, secret)),
-      BFF_ISSUER: 'http://127.0.0.1:1',
-      BFF_ALLOW_HTTP: 'true',
-      BFF_HOST: '127.0.0.1',
-      BFF_LOG_LEVEL: 'silent',
-    })
-    const server = await startServer(config, { store: 'memory', port: 0 })
-    try {
-      const base = `http://127.0.0.1:${server.port}`
-      const live = await fetch(`${base}${container.livenessProbe!.httpGet!.path}`)
-      expect(live.status).toBe(200)
-      const ready = await fetch(`${base}${container.readinessProbe!.httpGet!.path}`)
-      expect([200, 503]).toContain(ready.status)
-      expect(ready.headers.get('content-type')).toMatch(/json/)
-    } finally {
-      await server.close()
+  it.skipIf(!hasKubectl)(
+    'production: /metrics on a port of its own, in a Service of its own; the http Service routes no metrics port',
+    () => {
+      const objects = render('production')
+      const { configMap, container } = checkDeployment(objects, 'production')
+      const listen = String(configMap.data!.BFF_METRICS_LISTEN)
+      expect(listen).toBe('0.0.0.0:9464')
+      const metricsPort = container.ports!.find((p) => p.name === 'metrics')
+      const httpPort = container.ports!.find((p) => p.name === 'http')!
+      expect(metricsPort?.containerPort).toBe(Number(listen.split(':').at(-1)))
+      expect(metricsPort!.containerPort).not.toBe(httpPort.containerPort)
+
+      const targets = (svc: ServiceObject, p: { name?: string; containerPort: number }) =>
+        svc.spec.ports.some((sp) => sp.targetPort === p.name || sp.targetPort === p.containerPort)
+      const services = servicesOf(objects)
+      const metricsServices = services.filter((svc) => targets(svc, metricsPort!))
+      expect(metricsServices.length, 'a Service with a metrics port').toBe(1)
+      expect(metricsServices[0]!.spec.ports.map((p) => p.name)).toEqual(['metrics'])
+      const httpServices = services.filter((svc) => targets(svc, httpPort))
+      expect(httpServices.length, 'a Service for the http port').toBeGreaterThan(0)
+      for (const svc of httpServices) {
+        expect(targets(svc, metricsPort!), `${svc.metadata.name} routes no metrics port`).toBe(false)
+        expect(svc.spec.ports.map((p) => p.targetPort).sort()).toEqual([httpPort.name])
+      }
+      // Whatever routes the http Service reaches the main listener, where /metrics is 404 (probe test above).
+      expect(loadConfig({ ...envFrom(configMap, undefined), ...generatedSecrets() }).metricsListen).toEqual({ host: '0.0.0.0', port: 9464 })
+    },
+  )
+
+  it.skipIf(!hasKubectl)('production: a NetworkPolicy admits the http port, and the metrics port only from the scraper selector', () => {
+    const objects = render('production')
+    const { deployment, container } = checkDeployment(objects, 'production')
+    const podLabels = deployment.spec.template.metadata.labels ?? {}
+    const policies = objects.filter((o) => o.kind === 'NetworkPolicy') as unknown as NetworkPolicy[]
+    expect(policies).toHaveLength(1)
+    const policy = policies[0]!
+    expect(podLabels, 'the NetworkPolicy selects the pods').toMatchObject(policy.spec.podSelector.matchLabels ?? {})
+    expect(Object.keys(policy.spec.podSelector.matchLabels ?? {}).length).toBeGreaterThan(0)
+    expect(policy.spec.policyTypes).toContain('Ingress')
+
+    const metricsPort = container.ports!.find((p) => p.name === 'metrics')!
+    const httpPort = container.ports!.find((p) => p.name === 'http')!
+    const admits = (rule: NonNullable<NetworkPolicy['spec']['ingress']>[number], p: { name?: string; containerPort: number }) =>
+      // A rule without ports admits every port.
+      rule.ports === undefined || rule.ports.length === 0 || rule.ports.some((rp) => rp.port === p.name || rp.port === p.containerPort)
+    const rules = policy.spec.ingress ?? []
+    expect(
+      rules.some((r) => admits(r, httpPort)),
+      'the http port is admitted',
+    ).toBe(true)
+    const metricsRules = rules.filter((r) => admits(r, metricsPort))
+    expect(metricsRules.length, 'the metrics port is admitted to the scraper').toBeGreaterThan(0)
+    for (const rule of metricsRules) {
+      // Only the metrics port, and only from peers that name the scraper's pods (and namespace).
+      expect(rule.ports!.map((p) => p.port)).toEqual(['metrics'])
+      expect(rule.from?.length, 'a rule without `from` admits every source').toBeGreaterThan(0)
+      for (const peer of rule.from!) {
+        expect(peer.ipBlock, 'no address block').toBeUndefined()
+        expect(Object.keys(peer.podSelector?.matchLabels ?? {}).length, 'a podSelector for the scraper').toBeGreaterThan(0)
+        expect(peer.podSelector!.matchLabels).toMatchObject({ 'app.kubernetes.io/name': 'prometheus' })
+        expect(Object.keys(peer.namespaceSelector?.matchLabels ?? {}).length, "the scraper's namespace").toBeGreaterThan(0)
+      }
     }
+  })
+
+  it.skipIf(!hasKubectl)('the ServiceMonitor is opt-in (a component) and scrapes the metrics Service on /metrics', () => {
+    expect(
+      render('production').filter((o) => o.kind === 'ServiceMonitor'),
+      'not rendered unless asked for',
+    ).toEqual([])
+    // An overlay of the production overlay with the component, as an operator would write it.
+    const dir = join(tmp, 'with-servicemonitor')
+    mkdirSync(dir, { recursive: true })
+    const rel = (p: string) =>
+      posix.join(
+        ...dir
+          .slice(root.length + 1)
+          .split(/[\\/]/)
+          .map(() => '..'),
+        p,
+      )
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      JSON.stringify({
+        apiVersion: 'kustomize.config.k8s.io/v1beta1',
+        kind: 'Kustomization',
+        resources: [rel('deploy/k8s/overlays/production')],
+        components: [rel('deploy/k8s/components/servicemonitor')],
+      }),
+    )
+    const objects = kustomize(dir.slice(root.length + 1))
+    const monitors = objects.filter((o) => o.kind === 'ServiceMonitor')
+    expect(monitors).toHaveLength(1)
+    expect(monitors[0]!.apiVersion).toBe('monitoring.coreos.com/v1')
+    const spec = monitors[0]!.spec as {
+      selector: { matchLabels: Record<string, string> }
+      endpoints: Array<{ port: string; path?: string }>
+    }
+    const selected = servicesOf(objects).filter((svc) =>
+      Object.entries(spec.selector.matchLabels).every(([k, v]) => svc.metadata.labels?.[k] === v),
+    )
+    expect(selected.map((svc) => svc.spec.ports.map((p) => p.name))).toEqual([['metrics']])
+    expect(spec.endpoints).toEqual([expect.objectContaining({ port: 'metrics', path: '/metrics' })])
   })
 })
 
