@@ -33,3 +33,31 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "tokenward.secretName" -}}
 {{- default (include "tokenward.fullname" .) .Values.existingSecret -}}
 {{- end -}}
+
+{{/*
+An integer value rendered exactly, as a quoted string: (list "name" value).
+Helm reads YAML numbers as float64, and `quote` of a float64 prints 3e+06 for
+3000000; `int64 | toString` prints every digit. A non-number (such as "30m")
+fails the render instead of becoming "0" through `int`.
+*/}}
+{{- define "tokenward.int" -}}
+{{- $name := index . 0 -}}
+{{- $v := index . 1 -}}
+{{- if not (or (kindIs "float64" $v) (kindIs "int64" $v) (kindIs "int" $v)) -}}
+{{- fail (printf "%s must be an integer, not %v" $name $v) -}}
+{{- end -}}
+{{- $v | int64 | toString | quote -}}
+{{- end -}}
+
+{{- define "tokenward.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "tokenward.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* More than one pod can run: only then may a PodDisruptionBudget keep one. */}}
+{{- define "tokenward.multiplePods" -}}
+{{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
