@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import { basename, join, posix } from 'node:path'
+import { Ajv, type ErrorObject } from 'ajv'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse, parseAllDocuments } from 'yaml'
 import { KNOWN_VARIABLES, unknownVariableProblems } from '../../src/config-env.js'
@@ -983,6 +984,22 @@ describe('deploy/env.example', () => {
 
 // ---------------------------------------------------------------------------
 
+/** An override file from test/fixtures/helm/. */
+function helmFixture(name: string): Record<string, unknown> {
+  return parse(read(`test/fixtures/helm/${name}.yaml`)) as Record<string, unknown>
+}
+
+/** Values as Helm merges them: maps deeply, anything else (lists, scalars) replaced by the override. */
+function helmValues(base: Record<string, unknown>, override: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+  for (const [k, v] of Object.entries(override)) {
+    const b = out[k]
+    out[k] = isMap(b) && isMap(v) ? helmValues(b, v) : v
+  }
+  return out
+}
+
 describe('Helm chart (deploy/helm/tokenward)', () => {
   const chartDir = 'deploy/helm/tokenward'
   const chart = parse(read(`${chartDir}/Chart.yaml`)) as Record<string, unknown>
@@ -1043,9 +1060,13 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     expect(['standalone', 'sentinel', 'cluster']).toContain(v.redis.mode)
     expect(v.existingSecret).toBe('')
     for (const [k, s] of Object.entries(v.secrets)) expect(s, `secrets.${k} has no default`).toBe('')
+    // No example default for what differs per install: `required` (and the schema) must fire.
+    expect(v.publicUrl, 'publicUrl has no default').toBe('')
+    expect(v.oidc.issuer, 'oidc.issuer has no default').toBe('')
+    const least = helmFixture('valid') as { publicUrl: string; oidc: { issuer: string } }
     const config = loadConfig({
-      BFF_PUBLIC_URL: v.publicUrl,
-      BFF_ISSUER: v.oidc.issuer,
+      BFF_PUBLIC_URL: least.publicUrl,
+      BFF_ISSUER: least.oidc.issuer,
       BFF_CLIENT_ID: v.oidc.clientId,
       BFF_ROUTES: JSON.stringify(v.routes),
       BFF_REDIS_URL: v.redis.url,
@@ -1070,7 +1091,7 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     const render = (name: string, extra: Record<string, unknown>): K8sObject[] => {
       const file = join(tmp, `values-${name}.json`)
       // JSON is YAML: no escaping trouble with secrets on the command line.
-      writeFileSync(file, JSON.stringify({ secrets: chartSecrets, ...extra }))
+      writeFileSync(file, JSON.stringify({ ...helmFixture('valid'), secrets: chartSecrets, ...extra }))
       const r = spawnSync('helm', ['template', 'tokenward', join(root, chartDir), '-f', file], { encoding: 'utf8' })
       expect(r.stderr).not.toMatch(/Error/)
       expect(r.status).toBe(0)
@@ -1095,5 +1116,100 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
         { host: 's2', port: 26379 },
       ],
     })
+
+    // One replica: no PodDisruptionBudget (minAvailable 1 of 1 pod blocks every node drain).
+    const single = render('single-replica', helmFixture('single-replica'))
+    expect(single.filter((o) => o.kind === 'PodDisruptionBudget')).toEqual([])
+    expect(single.find((o) => o.kind === 'Deployment')?.spec?.replicas).toBe(1)
+
+    // Numbers rendered exactly, and extraEnv overrides a ConfigMap key (env after envFrom) instead of duplicating it.
+    const exact = render('exact', {
+      session: { idleTimeout: 3000000, maxAge: 3000000 },
+      extraEnv: { BFF_SESSION_MAX_AGE: '3600', BFF_ID_TOKEN_MAX_AGE: '3000000' },
+    })
+    const e = checkDeployment(exact, 'helm template (exact)')
+    expect(e.configMap.data).toMatchObject({ BFF_SESSION_IDLE_TIMEOUT: '3000000' })
+    expect(e.container.env).toEqual(
+      expect.arrayContaining([
+        { name: 'BFF_SESSION_MAX_AGE', value: '3600' },
+        { name: 'BFF_ID_TOKEN_MAX_AGE', value: '3000000' },
+      ]),
+    )
+    const podEnv = { ...envFrom(e.configMap, e.secret), ...Object.fromEntries((e.container.env ?? []).map((x) => [x.name, x.value ?? ''])) }
+    expect(loadConfig(podEnv)).toMatchObject({ session: { idleTimeout: 3000000, maxAge: 3600 }, idTokenMaxAge: 3000000 })
+
+    // Every opt-in object renders, and the Ingress never routes the metrics port.
+    const all = render('all', {
+      autoscaling: { enabled: true },
+      metrics: { enabled: true, serviceMonitor: { enabled: true } },
+      ingress: { enabled: true },
+      networkPolicy: { enabled: true },
+      serviceAccount: { create: true },
+    })
+    const kinds = all.map((o) => o.kind)
+    for (const kind of ['HorizontalPodAutoscaler', 'ServiceMonitor', 'Ingress', 'NetworkPolicy', 'ServiceAccount', 'PodDisruptionBudget'])
+      expect(kinds, kind).toContain(kind)
+    expect(JSON.stringify(all.find((o) => o.kind === 'Ingress'))).not.toMatch(/metrics/)
+    // The HPA owns the replica count, so the Deployment leaves it unset.
+    expect(all.find((o) => o.kind === 'Deployment')?.spec).not.toHaveProperty('replicas')
+    expect(all.find((o) => o.kind === 'ConfigMap')?.data).toMatchObject({ BFF_METRICS_LISTEN: '0.0.0.0:9464' })
+
+    // `helm lint`: clean with the values `render('default')` used; failing without publicUrl and oidc.issuer.
+    const lint = (args: string[]) => spawnSync('helm', ['lint', join(root, chartDir), ...args], { encoding: 'utf8' })
+    const good = lint(['-f', join(tmp, 'values-default.json')])
+    expect(good.status, good.stdout + good.stderr).toBe(0)
+    const bare = lint([])
+    expect(bare.status, 'helm lint without publicUrl').not.toBe(0)
+    expect(bare.stdout + bare.stderr).toMatch(/publicUrl/)
+  })
+})
+
+describe('Helm values schema (deploy/helm/tokenward/values.schema.json)', () => {
+  const chartDir = 'deploy/helm/tokenward'
+  const schema = JSON.parse(read(`${chartDir}/values.schema.json`)) as Record<string, unknown>
+  const defaults = parse(read(`${chartDir}/values.yaml`)) as Record<string, unknown>
+  // Draft-07, which Helm validates values against; strict: the schema itself has no typo'd keyword.
+  const validate = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(schema)
+  /** Helm's view of the errors: each names the field (instance path, or the missing/unknown property). */
+  const problems = (values: unknown): string[] =>
+    validate(values)
+      ? []
+      : (validate.errors ?? []).map((e: ErrorObject) => {
+          const p = e.params as { missingProperty?: string; additionalProperty?: string }
+          const field = [e.instancePath, p.missingProperty ?? p.additionalProperty].filter(Boolean).join('/')
+          return `${field.replace(/^\//, '').replace(/\//g, '.')}: ${e.message ?? ''}`
+        })
+
+  it('is draft-07 and closed at the top level', () => {
+    expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#')
+    expect(schema.additionalProperties).toBe(false)
+    // Every top-level key of values.yaml is described.
+    expect(Object.keys(schema.properties as object)).toEqual(expect.arrayContaining(Object.keys(defaults)))
+  })
+
+  it('accepts values.yaml with the two values that have no default', () => {
+    expect(problems(helmValues(defaults, helmFixture('valid')))).toEqual([])
+    expect(problems(helmValues(defaults, helmFixture('single-replica')))).toEqual([])
+  })
+
+  it.each([
+    ['extra-env-number', 'extraEnv.BFF_ID_TOKEN_MAX_AGE', /must be string/],
+    ['idle-timeout-duration', 'session.idleTimeout', /must be integer/],
+    ['required-unset', 'publicUrl', /must NOT have fewer than 1 characters/],
+    ['required-unset', 'oidc.issuer', /must NOT have fewer than 1 characters/],
+    ['unknown-key', 'replicas', /must NOT have additional properties/],
+  ])('rejects test/fixtures/helm/%s.yaml, naming %s', (fixture, field, message) => {
+    const found = problems(helmValues(defaults, helmFixture(fixture)))
+    expect(
+      found.filter((p) => p.startsWith(`${field}: `) && message.test(p)),
+      found.join('; '),
+    ).not.toEqual([])
+  })
+
+  it('rejects an example URL that is not a URL, and a route list that is empty', () => {
+    expect(problems(helmValues(defaults, { ...helmFixture('valid'), publicUrl: 'app.example.com' }))).toEqual([
+      expect.stringMatching(/^publicUrl: must match pattern/),
+    ])
+    expect(problems(helmValues(defaults, { ...helmFixture('valid'), routes: [] }))).toEqual([expect.stringMatching(/^routes: /)])
   })
 })
