@@ -2,6 +2,17 @@ import { randomBytes } from 'node:crypto'
 import { loadConfig } from '../../src/config.js'
 import { ConfigError } from '../../src/errors.js'
 
+/** The variables without a default (BFF_CLIENT_SECRET: unless private_key_jwt; docs/configuration.md). */
+export const REQUIRED_VARIABLES: readonly string[] = [
+  'BFF_PUBLIC_URL',
+  'BFF_ISSUER',
+  'BFF_CLIENT_ID',
+  'BFF_CLIENT_SECRET',
+  'BFF_ROUTES',
+  'BFF_COOKIE_SECRET',
+  'BFF_ENCRYPTION_KEYS',
+]
+
 /** A valid environment for loadConfig, with throwaway secrets generated per call. */
 export function testEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   return {

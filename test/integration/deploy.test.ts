@@ -15,6 +15,7 @@ import { parse, parseAllDocuments } from 'yaml'
 import { KNOWN_VARIABLES, unknownVariableProblems } from '../../src/config-env.js'
 import { loadConfig } from '../../src/config.js'
 import { startServer } from '../../src/server.js'
+import { REQUIRED_VARIABLES } from '../helpers/env.js'
 
 const root = join(import.meta.dirname, '..', '..')
 const read = (path: string): string => readFileSync(join(root, path), 'utf8')
@@ -27,18 +28,10 @@ type Env = Record<string, string | undefined>
 // What the code reads
 
 /** Every BFF_* name src/config.ts mentions: the variables tokenward reads. */
-const configVars = new Set(read('src/config.ts').match(/\bBFF_[A-Z0-9_]+/g))
+/** The BFF_* variables tokenward reads: the names of its environment schema. */
+const configVars = new Set(KNOWN_VARIABLES.filter((name) => name.startsWith('BFF_')))
 
-/** The required variables (docs/configuration.md) (BFF_CLIENT_SECRET: unless private_key_jwt). */
-const REQUIRED = [
-  'BFF_PUBLIC_URL',
-  'BFF_ISSUER',
-  'BFF_CLIENT_ID',
-  'BFF_CLIENT_SECRET',
-  'BFF_ROUTES',
-  'BFF_COOKIE_SECRET',
-  'BFF_ENCRYPTION_KEYS',
-]
+const REQUIRED = REQUIRED_VARIABLES
 
 const bffNames = (text: string): string[] => [...new Set(text.match(/\bBFF_[A-Z0-9_]+/g) ?? [])]
 

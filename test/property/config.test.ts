@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { loadConfig, type Config } from '../../src/config.js'
 import { ConfigError } from '../../src/errors.js'
 import { runs } from '../helpers/fast-check.js'
+import { REQUIRED_VARIABLES } from '../helpers/env.js'
 
 const replay = {
   ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
@@ -133,15 +134,7 @@ const environment = fc.record(
   Object.fromEntries(VARIABLES.map((name) => [name, valueFor(name)])) as Record<string, fc.Arbitrary<string | undefined>>,
 )
 
-const REQUIRED = [
-  'BFF_PUBLIC_URL',
-  'BFF_ISSUER',
-  'BFF_CLIENT_ID',
-  'BFF_CLIENT_SECRET',
-  'BFF_ROUTES',
-  'BFF_COOKIE_SECRET',
-  'BFF_ENCRYPTION_KEYS',
-]
+const REQUIRED = REQUIRED_VARIABLES
 
 /**
  * A valid environment (required variables set, optional ones set to their first,

@@ -1,24 +1,15 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
-import { ConfigError } from '../../src/errors.js'
 import { exchangeKey } from '../../src/tokens/exchange.js'
 import { audienceKey } from '../../src/tokens/refresh.js'
-import { testEnv } from '../helpers/env.js'
+import { configProblems, testEnv } from '../helpers/env.js'
 
 // Issue 8: per-route `tokenExchange` (RFC 8693), validated at startup like
 // every other route field, each problem naming the route and the field.
 
 const UPSTREAM = 'http://127.0.0.1:5000/v1'
 
-function problems(routes: unknown[]): string[] {
-  try {
-    loadConfig(testEnv({ BFF_ROUTES: JSON.stringify(routes) }))
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems]
-    throw err
-  }
-  return []
-}
+const problems = (routes: unknown[]): string[] => configProblems(testEnv({ BFF_ROUTES: JSON.stringify(routes) }))
 
 function route(extra: Record<string, unknown>): Record<string, unknown> {
   return { prefix: '/b', upstream: UPSTREAM, token: 'user', ...extra }

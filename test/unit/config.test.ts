@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
-import { configProblems, testEnv } from '../helpers/env.js'
+import { configProblems, REQUIRED_VARIABLES, testEnv } from '../helpers/env.js'
 
 const problems = configProblems
 
@@ -22,15 +22,7 @@ describe('loadConfig', () => {
 
   it('reports every missing required variable at once, by name', () => {
     const p = problems({})
-    for (const name of [
-      'BFF_PUBLIC_URL',
-      'BFF_ISSUER',
-      'BFF_CLIENT_ID',
-      'BFF_CLIENT_SECRET',
-      'BFF_ROUTES',
-      'BFF_COOKIE_SECRET',
-      'BFF_ENCRYPTION_KEYS',
-    ]) {
+    for (const name of REQUIRED_VARIABLES) {
       expect(
         p.some((m) => m.startsWith(name)),
         `${name} in ${JSON.stringify(p)}`,

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfig, type RouteConfig } from '../../src/config.js'
-import { ConfigError } from '../../src/errors.js'
 import { findRoute, mapRequest, normaliseSegment, type RouteMatch } from '../../src/proxy/paths.js'
-import { testEnv } from '../helpers/env.js'
+import { configProblems, testEnv } from '../helpers/env.js'
 
 function routesOf(routes: unknown[], overrides: Record<string, string> = {}): readonly RouteConfig[] {
   return loadConfig(testEnv({ BFF_ROUTES: JSON.stringify(routes), ...overrides })).routes
@@ -301,15 +300,7 @@ describe('a path that normalises onto a more specific route', () => {
 })
 
 describe('route prefixes that an upstream cannot tell apart (configuration errors)', () => {
-  function problems(routes: unknown[]): string[] {
-    try {
-      loadConfig(testEnv({ BFF_ROUTES: JSON.stringify(routes) }))
-    } catch (err) {
-      if (err instanceof ConfigError) return [...err.problems]
-      throw err
-    }
-    return []
-  }
+  const problems = (routes: unknown[]): string[] => configProblems(testEnv({ BFF_ROUTES: JSON.stringify(routes) }))
   const r = (prefix: string) => ({ prefix, upstream: 'http://api.internal', token: 'user' })
 
   it('refuses two prefixes that differ only in letter case or `;` parameters', () => {
