@@ -1,3 +1,4 @@
+import { request, type IncomingHttpHeaders } from 'node:http'
 import type { Session } from '../../src/session/sessions.js'
 import type { TestBff } from './bff.js'
 import type { CookieJar } from './login.js'
@@ -31,6 +32,34 @@ export async function spaFetch(bff: TestBff, jar: CookieJar, path: string, init:
   const res = await fetch(url, { ...init, headers, redirect: 'manual' })
   jar.store(url, res.headers)
   return res
+}
+
+/**
+ * A request as the SPA sends it (the jar's cookies, `X-CSRF: 1`), over Node's
+ * http client so the test controls the exact request target: fetch would
+ * normalise `..`, `;` or case before tokenward sees them.
+ */
+export function spaRequest(
+  bff: Pick<TestBff, 'url'>,
+  jar: CookieJar,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: Buffer,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  const url = new URL(bff.url)
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(bff.url), 'x-csrf': '1', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
+      },
+    )
+    req.on('error', reject)
+    req.end(body)
+  })
 }
 
 /** Every spelling of a secret that must never appear somewhere (raw, base64, base64url, JSON-escaped). */

@@ -2,7 +2,7 @@ import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { auditEvents } from '../helpers/bff.js'
 import { type CookieJar, login } from '../helpers/login.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { sessionOf, spaFetch, spaRequest } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 let world: World
@@ -26,25 +26,8 @@ beforeAll(async () => {
 afterAll(() => world?.close())
 
 /** A raw HTTP request, so the test controls the exact request target and headers. */
-function raw(
-  path: string,
-  headers: Record<string, string> = {},
-  method = 'GET',
-  body?: Buffer,
-): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  const url = new URL(world.bff.url)
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', ...headers } },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
-      },
-    )
-    req.on('error', reject)
-    req.end(body)
-  })
+function raw(path: string, headers: Record<string, string> = {}, method = 'GET', body?: Buffer) {
+  return spaRequest(world.bff, jar, method, path, headers, body)
 }
 
 const last = () => world.upstream.requests.at(-1)!

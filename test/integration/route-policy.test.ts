@@ -3,10 +3,10 @@
 // upstream reads as the specific route's (`;` parameters, letter case) nor by
 // a header that makes the upstream change the method or the path.
 import { randomBytes } from 'node:crypto'
-import { request } from 'node:http'
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type CookieJar, login } from '../helpers/login.js'
+import { spaRequest } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
 
 let world: World
@@ -25,20 +25,8 @@ beforeAll(async () => {
 afterAll(() => world?.close())
 
 /** A raw HTTP request from the logged-in SPA, so the test controls the exact request target. */
-function send(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  const url = new URL(world.bff.url)
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: url.hostname, port: url.port, path, method, headers: { cookie: jar.header(world.bff.url), 'x-csrf': '1', ...headers } },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
-      },
-    )
-    req.on('error', reject)
-    req.end()
-  })
+function send(method: string, path: string, headers: Record<string, string> = {}) {
+  return spaRequest(world.bff, jar, method, path, headers)
 }
 
 /** A raw WebSocket handshake (RFC 6455 §4.1); resolves with the response head. */
