@@ -5,6 +5,10 @@ function tooLarge(max: number): BffError {
   return new BffError('payload_too_large', 'The request body is too large.', { logDetail: `body over ${max} bytes` })
 }
 
+/** A body the client stopped sending before its end: never taken for a whole one. */
+export const cutShort = (): BffError =>
+  new BffError('invalid_request', 'The request body was cut short.', { logDetail: 'client aborted the body' })
+
 /**
  * Reads a request body of at most `max` bytes. A declared Content-Length over
  * the bound is refused before a byte is read; a chunked body is counted while
@@ -36,10 +40,9 @@ export function readBoundedBody(incoming: IncomingMessage, max: number, timeoutM
       if (bytes > max) finish(tooLarge(max))
       else chunks.push(chunk)
     }
-    const onEnd = () => finish(incoming.complete ? undefined : cut())
-    const onError = () => finish(cut())
-    const onClose = () => finish(incoming.complete ? undefined : cut())
-    const cut = () => new BffError('invalid_request', 'The request body was cut short.', { logDetail: 'client aborted the body' })
+    const onEnd = () => finish(incoming.complete ? undefined : cutShort())
+    const onError = () => finish(cutShort())
+    const onClose = () => finish(incoming.complete ? undefined : cutShort())
     // A body that trickles in is as costly as a large one: bounded in time too.
     const timer = setTimeout(
       () =>

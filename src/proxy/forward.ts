@@ -1,9 +1,10 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { BffError } from '../errors.js'
+import { cutShort } from '../http/body.js'
 import { REPLAYABLE_METHODS } from '../protocol.js'
 import { copyHeaders, inboundFrom, outboundHeaders } from './headers.js'
 import { poolFor } from './pool.js'
-import { cutShort, UploadBody, withBody } from './upload.js'
+import { UploadBody, withBody } from './upload.js'
 
 export interface ForwardOptions {
   /** The route's upstream; only its origin is used. */

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { BffError, RequestTimeoutError } from '../errors.js'
+import { cutShort } from '../http/body.js'
 import type { ForwardOptions } from './forward.js'
 import { POOL_CONNECTIONS } from './pool.js'
 
@@ -51,7 +52,6 @@ function idleMs(timeoutMs: number): number {
   return Math.min(STREAM_IDLE_MS, Math.ceil(timeoutMs / 3))
 }
 
-export const cutShort = () => new BffError('invalid_request', 'The request body was cut short.', { logDetail: 'client aborted' })
 const tooLarge = (max: number) =>
   new BffError('payload_too_large', 'The request body is too large for this route.', { logDetail: `over ${max} bytes` })
 

@@ -42,11 +42,9 @@ export function backchannelRoutes(deps: Deps): Hono<AppEnv> {
       if (err instanceof BffError && err.status >= 500) throw err
       const e = err instanceof BffError ? err : new BffError('invalid_request', 'The logout request is not valid.')
       c.get('log').warn({ reason: e.logDetail ?? e.message }, 'back-channel logout refused')
-      if (e.code === 'payload_too_large') {
-        // Nothing more of this body is read (RFC 9110 §15.5.14).
-        c.header('connection', 'close')
-        throw e
-      }
+      // Too large: 413 as it is, not counted (the request context closes the
+      // connection when the rest of the body is still arriving).
+      if (e.code === 'payload_too_large') throw e
       takeOrRefuse(failures, ip, 'Too many invalid back-channel logout requests.')
       // BCL §2.8: 400 with an OAuth-style error on any failure.
       throw e.code === 'invalid_request' ? e : new BffError('invalid_request', e.message)
