@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
+import { nodeHeader } from './http/headers.js'
 
 /**
  * Who the client is, when tokenward runs behind proxies it trusts
@@ -82,10 +83,6 @@ function forwardedFor(value: string): string[] {
   return out
 }
 
-function headerValue(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(',') : v
-}
-
 /**
  * The resolver for a list of trusted proxies. With none (the default), the
  * socket peer is the client and no header is read. `X-Forwarded-For` is read
@@ -102,8 +99,8 @@ export function clientAddressResolver(trusted: readonly string[]): ClientAddress
   return (rawPeer, headers) => {
     const peer = rawPeer === undefined ? undefined : plainAddress(rawPeer)
     if (!list || peer === undefined || !isTrusted(peer)) return { client: peer, forwardedFor: peer }
-    const xff = headerValue(headers['x-forwarded-for'])
-    const fwd = xff === undefined ? headerValue(headers.forwarded) : undefined
+    const xff = nodeHeader(headers, 'x-forwarded-for')
+    const fwd = xff === undefined ? nodeHeader(headers, 'forwarded') : undefined
     const hops = xff !== undefined ? xff.split(',').map((s) => s.trim()) : fwd !== undefined ? forwardedFor(fwd) : []
     // Right to left from the peer: skip trusted hops; the first other address is the client.
     const chain = [peer]

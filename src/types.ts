@@ -42,8 +42,6 @@ export interface AppEnv {
   Variables: {
     requestId: string
     log: Logger
-    /** The metrics label for this request: a route prefix or a tokenward endpoint. */
-    route?: string
     /** The client's address as the trusted proxies tell it (set by the request context). */
     client?: ClientAddress
   }
