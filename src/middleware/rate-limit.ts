@@ -41,6 +41,38 @@ export class RateLimiter {
   }
 }
 
+/** How many of something each key holds at once (open streams, uploads under way), capped per key. */
+export class ConcurrencyLimit {
+  readonly #max: number
+  readonly #held = new Map<string, number>()
+
+  constructor(max: number) {
+    this.#max = max
+  }
+
+  held(key: string): number {
+    return this.#held.get(key) ?? 0
+  }
+
+  /** Whether `key` already holds its maximum. */
+  full(key: string): boolean {
+    return this.held(key) >= this.#max
+  }
+
+  /** Takes one for `key` (the caller checked `full`); returns its release, which counts once however often it is called. */
+  take(key: string): () => void {
+    this.#held.set(key, this.held(key) + 1)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const n = this.held(key) - 1
+      if (n > 0) this.#held.set(key, n)
+      else this.#held.delete(key)
+    }
+  }
+}
+
 /** Counts one request of `key`; over the limit, a 429 with Retry-After (RFC 6585 §4). */
 export function takeOrRefuse(limiter: RateLimiter, key: string, message: string): void {
   if (!limiter.take(key)) throw new BffError('rate_limited', message, { retryAfter: limiter.retryAfter(key) })

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { BffError, RequestTimeoutError } from '../errors.js'
 import { cutShort } from '../http/body.js'
+import { ConcurrencyLimit } from '../middleware/rate-limit.js'
 import type { ForwardOptions } from './forward.js'
 import { POOL_CONNECTIONS } from './pool.js'
 
@@ -40,8 +41,8 @@ const STREAM_RETRY_AFTER = 10
 
 /** Bytes reserved (by declared length) by bodies being received whole or waiting for the upstream. */
 let buffered = 0
-const streamsByClient = new Map<string, number>()
-const streamsByUpstream = new Map<string, number>()
+const streamsByClient = new ConcurrencyLimit(STREAMS_PER_CLIENT)
+const streamsByUpstream = new ConcurrencyLimit(STREAMS_PER_UPSTREAM)
 
 /**
  * How long a streaming body may send nothing: 10 s, or a third of the route's
@@ -191,31 +192,24 @@ export class UploadBody extends Readable {
   }
 }
 
-function count(map: Map<string, number>, key: string, by: 1 | -1): void {
-  const n = (map.get(key) ?? 0) + by
-  if (n > 0) map.set(key, n)
-  else map.delete(key)
-}
-
 /** A streaming body for `o`, or a 429 when its client or its upstream has too many under way. */
 function streamedBody(o: ForwardOptions): UploadBody {
   const client = o.client ?? ''
   const origin = o.upstream.origin
-  if ((streamsByClient.get(client) ?? 0) >= STREAMS_PER_CLIENT || (streamsByUpstream.get(origin) ?? 0) >= STREAMS_PER_UPSTREAM) {
+  if (streamsByClient.full(client) || streamsByUpstream.full(origin)) {
     // RFC 6585 §4: too many requests, with how long to wait.
     throw new BffError('rate_limited', 'Too many uploads are under way; try again shortly.', {
       retryAfter: STREAM_RETRY_AFTER,
-      logDetail:
-        (streamsByClient.get(client) ?? 0) >= STREAMS_PER_CLIENT
-          ? `over ${STREAMS_PER_CLIENT} streaming uploads from ${client}`
-          : `over ${STREAMS_PER_UPSTREAM} streaming uploads to ${origin}`,
+      logDetail: streamsByClient.full(client)
+        ? `over ${STREAMS_PER_CLIENT} streaming uploads from ${client}`
+        : `over ${STREAMS_PER_UPSTREAM} streaming uploads to ${origin}`,
     })
   }
-  count(streamsByClient, client, 1)
-  count(streamsByUpstream, origin, 1)
+  const releaseClient = streamsByClient.take(client)
+  const releaseUpstream = streamsByUpstream.take(origin)
   return new UploadBody(o.incoming, o.maxBodyBytes, idleMs(o.timeoutMs), () => {
-    count(streamsByClient, client, -1)
-    count(streamsByUpstream, origin, -1)
+    releaseClient()
+    releaseUpstream()
   })
 }
 

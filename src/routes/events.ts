@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming'
 import { BffError } from '../errors.js'
 import { checkCsrf } from '../middleware/csrf.js'
+import { ConcurrencyLimit } from '../middleware/rate-limit.js'
 import { currentSession } from '../middleware/session.js'
 import { watchSession } from '../lifecycle/watch.js'
 import type { AppEnv, Deps } from '../types.js'
@@ -24,25 +25,19 @@ const MAX_STREAMS_PER_SESSION = 16
  */
 export function eventRoutes(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
-  const open = new Map<string, number>()
+  const open = new ConcurrencyLimit(MAX_STREAMS_PER_SESSION)
 
   app.get('/events', async (c) => {
     checkCsrf(c, deps, 'stream')
     const session = await currentSession(c, deps, { slide: false })
     if (!session) throw new BffError('login_required', 'No active session.')
-    const streams = open.get(session.sid) ?? 0
-    if (streams >= MAX_STREAMS_PER_SESSION) {
+    if (open.full(session.sid)) {
       throw new BffError('rate_limited', 'Too many open event streams for this session.', {
         retryAfter: 5,
-        logDetail: `${streams} streams open`,
+        logDetail: `${open.held(session.sid)} streams open`,
       })
     }
-    open.set(session.sid, streams + 1)
-    const release = () => {
-      const n = (open.get(session.sid) ?? 1) - 1
-      if (n <= 0) open.delete(session.sid)
-      else open.set(session.sid, n)
-    }
+    const release = open.take(session.sid)
 
     c.header('cache-control', 'no-store')
     c.header('x-accel-buffering', 'no')
