@@ -76,6 +76,7 @@ interface Container {
   lifecycle?: { preStop?: { exec?: { command: string[] }; sleep?: { seconds: number } } }
   resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> }
   securityContext?: SecurityContext
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>
 }
 interface Deployment {
   kind: 'Deployment'
@@ -1146,6 +1147,35 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     // The HPA owns the replica count, so the Deployment leaves it unset.
     expect(all.find((o) => o.kind === 'Deployment')?.spec).not.toHaveProperty('replicas')
     expect(all.find((o) => o.kind === 'ConfigMap')?.data).toMatchObject({ BFF_METRICS_LISTEN: '0.0.0.0:9464' })
+
+    // The pod-level knobs reach the pod: the SPA from a read-only volume, labels
+    // and annotations, a priority class, and an OpenShift-style security context
+    // (no runAsNonRoot forced on top of what the platform assigns).
+    const pod = render('pod', {
+      extraVolumes: [{ name: 'spa', configMap: { name: 'my-spa' } }],
+      extraVolumeMounts: [{ name: 'spa', mountPath: '/srv/spa', readOnly: true }],
+      extraEnv: { BFF_STATIC_DIR: '/srv/spa' },
+      podLabels: { team: 'web' },
+      podAnnotations: { 'example.com/owner': 'web' },
+      priorityClassName: 'high',
+      podSecurityContext: { runAsNonRoot: true, runAsUser: 1000680000, fsGroup: 1000680000 },
+    })
+    const p = checkDeployment(pod, 'helm template (pod)')
+    const template = pod.find((o) => o.kind === 'Deployment')?.spec?.template as {
+      metadata: { labels: Record<string, string>; annotations?: Record<string, string> }
+      spec: { priorityClassName?: string; volumes?: unknown[]; securityContext?: Record<string, unknown> }
+    }
+    expect(template.metadata.labels).toMatchObject({ team: 'web' })
+    expect(template.metadata.annotations).toMatchObject({ 'example.com/owner': 'web' })
+    expect(template.spec.priorityClassName).toBe('high')
+    expect(template.spec.volumes).toEqual(expect.arrayContaining([{ name: 'spa', configMap: { name: 'my-spa' } }]))
+    expect(template.spec.securityContext).toMatchObject({ runAsUser: 1000680000, fsGroup: 1000680000 })
+    expect(p.container.volumeMounts).toEqual(expect.arrayContaining([{ name: 'spa', mountPath: '/srv/spa', readOnly: true }]))
+    const podConfig = loadConfig({
+      ...envFrom(p.configMap, p.secret),
+      ...Object.fromEntries((p.container.env ?? []).map((x) => [x.name, x.value ?? ''])),
+    })
+    expect(podConfig.staticDir).toBe('/srv/spa')
 
     // `helm lint`: clean with the values `render('default')` used; failing without publicUrl and oidc.issuer.
     const lint = (args: string[]) => spawnSync('helm', ['lint', join(root, chartDir), ...args], { encoding: 'utf8' })
