@@ -29,7 +29,12 @@ export interface DevIdpOptions {
   /** 0 (the default) picks a free port. */
   port?: number
   host?: string
-  /** Defaults to `http://<host>:<port>`; must be an origin (no path). */
+  /**
+   * Defaults to `http://<host>:<port>`. It may name another host and have a
+   * path (a tenant's issuer, as Entra ID's `https://login.microsoftonline.com/<tid>/v2.0`):
+   * it is only the name the IdP signs with; the endpoints stay at the
+   * listener's root, and discovery names them there.
+   */
   issuer?: string
   /** grant_types defaults to authorization_code + refresh_token, response_types to code. */
   clients?: ClientMetadata[]
@@ -113,7 +118,6 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   let provider: Provider
   let key: JWK
   try {
-    if (new URL(issuer).pathname !== '/') throw new Error(`dev IdP issuer must be an origin without a path: ${issuer}`)
     key = await signingKey()
     provider = new Provider(issuer, await buildConfiguration(options, key))
     // Before the first client lookup below: clients are checked against the registered grant types.
@@ -131,8 +135,8 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   observe(provider, counts, record)
   if (options.offlineAccessWithoutConsent ?? true) implyOfflineConsent(provider)
 
-  const tokenPath = provider.pathFor('token')
-  const revocationPath = provider.pathFor('revocation')
+  const tokenPath = routePath(provider, 'token')
+  const revocationPath = routePath(provider, 'revocation')
   const callback = provider.callback()
   const { intercept } = options
 
@@ -194,6 +198,16 @@ function closeServer(server: Server, sockets: Set<Socket>): Promise<void> {
     for (const socket of sockets) socket.destroy()
     sockets.clear()
   })
+}
+
+/**
+ * Where an endpoint is served: oidc-provider prefixes its paths with the
+ * issuer's path (its mount path), but this listener serves it at the root.
+ */
+export function routePath(provider: Provider, name: Parameters<Provider['pathFor']>[0]): string {
+  const mount = new URL(provider.issuer).pathname.replace(/\/$/, '')
+  const path = provider.pathFor(name)
+  return path.startsWith(mount) ? path.slice(mount.length) : path
 }
 
 function urlHost(host: string): string {
