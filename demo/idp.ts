@@ -19,11 +19,13 @@ import { newCounts, observe, recorder, type DevIdpCounts, type DevIdpEvent } fro
 import { implyOfflineConsent, registerTokenExchange, type DevIdpTokenExchange } from './idp/grants.js'
 import { handleInteraction } from './idp/interactions.js'
 import { errorPage, sendHtml } from './idp/pages.js'
+import { optionalRoutePath, routePath } from './idp/paths.js'
 import { buildConfiguration, signingKey } from './idp/provider.js'
 
 export type { DevIdpLoginResult } from './idp/accounts.js'
 export type { DevIdpCounts, DevIdpEvent } from './idp/events.js'
 export { TOKEN_EXCHANGE_GRANT, type DevIdpTokenExchange } from './idp/grants.js'
+export { routePath } from './idp/paths.js'
 
 export interface DevIdpOptions {
   /** 0 (the default) picks a free port. */
@@ -199,24 +201,6 @@ function closeServer(server: Server, sockets: Set<Socket>): Promise<void> {
     for (const socket of sockets) socket.destroy()
     sockets.clear()
   })
-}
-
-/**
- * Where an endpoint is served: oidc-provider prefixes its paths with the
- * issuer's path (its mount path), but this listener serves it at the root.
- */
-export function routePath(provider: Provider, name: Parameters<Provider['pathFor']>[0]): string {
-  const mount = new URL(provider.issuer).pathname.replace(/\/$/, '')
-  const path = provider.pathFor(name)
-  return path.startsWith(mount) ? path.slice(mount.length) : path
-}
-
-function optionalRoutePath(provider: Provider, name: Parameters<Provider['pathFor']>[0]): string | undefined {
-  try {
-    return routePath(provider, name)
-  } catch {
-    return undefined // oidc-provider has no route for a feature that is off
-  }
 }
 
 function urlHost(host: string): string {

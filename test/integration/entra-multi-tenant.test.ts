@@ -13,7 +13,7 @@ import type { DevIdpOptions } from '../../demo/idp.js'
 import { CLAIMS } from '../../demo/idp/accounts.js'
 import { configProblems, testEnv } from '../helpers/env.js'
 import { completeAtIdp, CookieJar, login, startLogin } from '../helpers/login.js'
-import { sessionOf, spaFetch } from '../helpers/session.js'
+import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { CLIENT_ID, startWorld, type World } from '../helpers/world.js'
 
 const ENTRA = 'https://login.microsoftonline.com'
@@ -100,6 +100,17 @@ describe('Entra ID multi-tenant issuer: only the tenants of BFF_ISSUER_TENANTS (
     expect(session.data.claims.tid).toBe(TENANT_A)
     expect((await spaFetch(allowed.bff, jar, '/auth/session')).status).toBe(200)
     expect((await spaFetch(allowed.bff, jar, '/api/me')).status).toBe(200)
+  })
+
+  it('a refresh keeps the tenant issuer: the refreshed ID token is checked against it, and the API call goes through', async () => {
+    tid.value = TENANT_A
+    const { jar } = await login(allowed.bff.url)
+    const before = await expireAccessToken(allowed.bff, jar)
+    expect(before.data.scope?.split(' ')).toContain('offline_access')
+    expect((await spaFetch(allowed.bff, jar, '/api/me')).status).toBe(200)
+    const after = (await sessionOf(allowed.bff, jar))!
+    expect(after.data.accessToken).not.toBe(before.data.accessToken)
+    expect(after.data.iss).toBe(`${ENTRA}/${TENANT_A}/v2.0`)
   })
 
   it('the same login without the response iss (as Entra ID answers) signs in too', async () => {
