@@ -19,17 +19,24 @@ import { newCounts, observe, recorder, type DevIdpCounts, type DevIdpEvent } fro
 import { implyOfflineConsent, registerTokenExchange, type DevIdpTokenExchange } from './idp/grants.js'
 import { handleInteraction } from './idp/interactions.js'
 import { errorPage, sendHtml } from './idp/pages.js'
+import { optionalRoutePath, routePath } from './idp/paths.js'
 import { buildConfiguration, signingKey } from './idp/provider.js'
 
 export type { DevIdpLoginResult } from './idp/accounts.js'
 export type { DevIdpCounts, DevIdpEvent } from './idp/events.js'
 export { TOKEN_EXCHANGE_GRANT, type DevIdpTokenExchange } from './idp/grants.js'
+export { routePath } from './idp/paths.js'
 
 export interface DevIdpOptions {
   /** 0 (the default) picks a free port. */
   port?: number
   host?: string
-  /** Defaults to `http://<host>:<port>`; must be an origin (no path). */
+  /**
+   * Defaults to `http://<host>:<port>`. It may name another host and have a
+   * path (a tenant's issuer, as Entra ID's `https://login.microsoftonline.com/<tid>/v2.0`):
+   * it is only the name the IdP signs with; the endpoints stay at the
+   * listener's root, and discovery names them there.
+   */
   issuer?: string
   /** grant_types defaults to authorization_code + refresh_token, response_types to code. */
   clients?: ClientMetadata[]
@@ -113,7 +120,6 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   let provider: Provider
   let key: JWK
   try {
-    if (new URL(issuer).pathname !== '/') throw new Error(`dev IdP issuer must be an origin without a path: ${issuer}`)
     key = await signingKey()
     provider = new Provider(issuer, await buildConfiguration(options, key))
     // Before the first client lookup below: clients are checked against the registered grant types.
@@ -131,8 +137,9 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   observe(provider, counts, record)
   if (options.offlineAccessWithoutConsent ?? true) implyOfflineConsent(provider)
 
-  const tokenPath = provider.pathFor('token')
-  const revocationPath = provider.pathFor('revocation')
+  const tokenPath = routePath(provider, 'token')
+  // Undefined when a test turned revocation off (an IdP without it, as Entra ID).
+  const revocationPath = optionalRoutePath(provider, 'revocation')
   const callback = provider.callback()
   const { intercept } = options
 

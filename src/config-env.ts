@@ -25,6 +25,7 @@ export const envSchema = z.object({
     return (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash
   }, 'must be an origin without path, query or fragment'),
   BFF_ISSUER: httpUrl,
+  BFF_ISSUER_TENANTS: z.string().optional(),
   BFF_CLIENT_ID: z.string().min(1, 'is required'),
   BFF_CLIENT_SECRET: z.string().min(1).optional(),
   BFF_CLIENT_AUTH: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),

@@ -56,6 +56,11 @@ export interface Config {
   readonly publicOrigin: string
   readonly redirectUri: string
   readonly issuer: string
+  /**
+   * BFF_ISSUER_TENANTS: the tenant ids (lower case) a multi-tenant issuer
+   * (Entra ID `common`/`organizations`) may sign users in from; empty otherwise.
+   */
+  readonly issuerTenants: readonly string[]
   readonly clientId: string
   readonly clientSecret: string | undefined
   readonly clientAuth: ClientAuthMethod

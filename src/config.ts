@@ -5,6 +5,7 @@ import { parseKeyring, privateKeyType } from './config-keys.js'
 import { parseRoutes } from './config-routes.js'
 import { parseTrustedProxies } from './client-address.js'
 import { authParamsProblems } from './oidc/login-policy.js'
+import { ENTRA_CONSUMERS_TENANT, entraAlias, isTenantId } from './oidc/tenants.js'
 
 export { RESERVED_PREFIXES } from './protocol.js'
 
@@ -45,6 +46,35 @@ export function parseListen(raw: string | undefined, name: string, problems: str
     return undefined
   }
   return { host: m[1] ?? m[2]!, port: Number(m[3]) }
+}
+
+/**
+ * BFF_ISSUER_TENANTS, checked against BFF_ISSUER: Entra ID's multi-tenant
+ * endpoints accept users of every tenant in the world, so they need the list
+ * of tenants to let in (security model S79); `/consumers` discovers another
+ * issuer than its URL, so it is named by that issuer instead.
+ */
+function parseIssuerTenants(issuer: string | undefined, raw: string | undefined, problems: string[], warnings: string[]): string[] {
+  const tenants = [
+    ...new Set(
+      (raw ?? '')
+        .split(',')
+        .map((t) => t.trim().toLowerCase())
+        .filter(Boolean),
+    ),
+  ]
+  for (const t of tenants) if (!isTenantId(t)) problems.push(`BFF_ISSUER_TENANTS entry "${t}" must be a tenant id (a GUID)`)
+  const alias = issuer ? entraAlias(issuer) : undefined
+  if (alias === 'multi-tenant' && tenants.length === 0) {
+    problems.push(
+      'BFF_ISSUER_TENANTS is required with a multi-tenant BFF_ISSUER (Entra ID common or organizations): the tenant ids whose users may sign in',
+    )
+  } else if (alias === 'consumers') {
+    problems.push(`BFF_ISSUER for personal Microsoft accounts must be https://login.microsoftonline.com/${ENTRA_CONSUMERS_TENANT}/v2.0`)
+  } else if (alias === undefined && tenants.length > 0) {
+    warnings.push('BFF_ISSUER_TENANTS is ignored: BFF_ISSUER is not a multi-tenant endpoint')
+  }
+  return tenants
 }
 
 /**
@@ -95,6 +125,7 @@ export function loadConfig(env: Env): Config {
   if (issuer && URL.canParse(issuer) && new URL(issuer).protocol === 'http:' && !allowHttp) {
     problems.push('BFF_ISSUER must be https:// (set BFF_ALLOW_HTTP=true for development only)')
   }
+  const issuerTenants = parseIssuerTenants(issuer, cleaned.BFF_ISSUER_TENANTS, problems, warnings)
 
   const clientAuth = f.BFF_CLIENT_AUTH ?? 'client_secret_basic'
   if (clientAuth === 'private_key_jwt') {
@@ -194,6 +225,7 @@ export function loadConfig(env: Env): Config {
     publicOrigin: publicUrl.origin,
     redirectUri: `${publicUrl.origin}/auth/callback`,
     issuer: e.BFF_ISSUER,
+    issuerTenants,
     clientId: e.BFF_CLIENT_ID,
     clientSecret: e.BFF_CLIENT_SECRET,
     clientAuth,

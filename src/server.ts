@@ -6,6 +6,7 @@ import { getRequestListener } from '@hono/node-server'
 import { createApp } from './app.js'
 import type { Config } from './config.js'
 import { createDeps } from './deps.js'
+import type { OidcClientOptions } from './oidc/client.js'
 import { endSocket } from './http/error-response.js'
 import { createProxyEntry } from './proxy/entry.js'
 import { createLogger, type Logger } from './log.js'
@@ -18,6 +19,8 @@ export interface StartOptions {
   logger?: Logger
   /** Overrides BFF_PORT (0 = a free port). */
   port?: number
+  /** The IdP client's options (tests: a fetch that stands in for an IdP on the internet). */
+  oidc?: OidcClientOptions
 }
 
 export interface RunningServer {
@@ -60,7 +63,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel)
   for (const w of config.warnings) logger.warn(w)
-  const deps = createDeps(config, { logger, store: options.store ?? 'redis' })
+  const deps = createDeps(config, { logger, store: options.store ?? 'redis', ...(options.oidc ? { oidc: options.oidc } : {}) })
   if (deps.store.kind === 'memory') {
     logger.warn('IN-MEMORY SESSION STORE: sessions live in this process only and vanish on restart. Development only.')
   }

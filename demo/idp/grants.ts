@@ -14,6 +14,7 @@ import type {
   TokenEndpointGrantContext,
 } from 'oidc-provider'
 import type { Recorder } from './events.js'
+import { routePath } from './paths.js'
 
 /** RFC 8693 §2.1 grant type and §3 token type identifiers. */
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
@@ -81,7 +82,7 @@ export function refreshTokenPolicy(
  * is granted automatically (handleInteraction), the user sees nothing.
  */
 export function implyOfflineConsent(provider: Provider): void {
-  const authorizationPath = provider.pathFor('authorization')
+  const authorizationPath = routePath(provider, 'authorization')
   provider.use(async (ctx, next) => {
     if (ctx.method === 'GET' && ctx.path === authorizationPath) {
       const { scope, prompt } = ctx.query

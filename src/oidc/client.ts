@@ -2,7 +2,7 @@
 // validation, RFC 9207 iss checks, revocation); hand-writing these is where BFFs go wrong.
 import * as oidc from 'openid-client'
 import type { Config } from '../config.js'
-import { IdpUnavailableError } from '../errors.js'
+import { BffError, IdpUnavailableError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { SingleFlight } from '../single-flight.js'
 import { DpopKey } from './dpop.js'
@@ -10,6 +10,7 @@ import { createIdpFetch } from './fetch.js'
 import type { Metrics } from '../metrics.js'
 import { describe } from './idp-errors.js'
 import { importPrivateKey } from './keys.js'
+import { isTemplateOf, TENANT_PLACEHOLDER, TenantIssuers } from './tenants.js'
 
 /** The token endpoint's answer, normalised. Contains secrets: never log it. */
 export interface TokenResult {
@@ -68,6 +69,8 @@ export class OidcClient {
   readonly #discovery = new SingleFlight<'discovery', oidc.Configuration>()
   #lastError: string | undefined
   #dpop: { key: DpopKey; handle: oidc.DPoPHandle } | undefined
+  /** Set when discovery named a `{tenantid}` issuer template (Entra ID multi-tenant). */
+  #tenants: TenantIssuers | undefined
 
   constructor(config: Config, options: OidcClientOptions = {}) {
     this.#config = config
@@ -122,6 +125,7 @@ export class OidcClient {
         timeout: this.#options.timeout ?? 10,
         ...(this.#options.customFetch ? { [oidc.customFetch]: this.#options.customFetch } : {}),
       })
+      this.#tenants = this.#tenantIssuers(configuration.serverMetadata().issuer)
       if (this.#options.customFetch) configuration[oidc.customFetch] = this.#options.customFetch
       configuration.timeout = this.#options.timeout ?? 10
       if (c.dpop.enabled) {
@@ -136,6 +140,36 @@ export class OidcClient {
       this.#lastError = describe(err)
       throw new IdpUnavailableError({ cause: err, logDetail: `discovery failed: ${this.#lastError}` })
     }
+  }
+
+  /**
+   * openid-client accepts a discovered issuer other than the configured one
+   * from Entra ID (login.microsoftonline.com) only, and then checks each ID
+   * token's `iss` against the template filled in with the token's own `tid`:
+   * a user of any tenant in the world would pass. tokenward accepts that
+   * template only for the endpoint configured, and only with the tenants of
+   * BFF_ISSUER_TENANTS (security model S5, S79); any other difference is refused.
+   */
+  #tenantIssuers(discovered: string): TenantIssuers | undefined {
+    const c = this.#config
+    if (URL.canParse(discovered) && new URL(discovered).href === new URL(c.issuer).href) return undefined
+    if (!discovered.includes(TENANT_PLACEHOLDER) || !isTemplateOf(discovered, c.issuer)) {
+      throw new Error(`the discovered issuer ${discovered} is not BFF_ISSUER (OpenID Connect Discovery 1.0 §4.3)`)
+    }
+    if (c.issuerTenants.length === 0) {
+      throw new Error(`the discovered issuer is the multi-tenant template ${discovered}: BFF_ISSUER_TENANTS must list the allowed tenants`)
+    }
+    return new TenantIssuers(discovered, c.issuerTenants)
+  }
+
+  /**
+   * The `iss` values a token from this IdP may carry: BFF_ISSUER, or with a
+   * multi-tenant issuer the issuer of each allowed tenant (back-channel logout
+   * tokens, security model S79).
+   */
+  async acceptedIssuers(): Promise<string[]> {
+    await this.configuration()
+    return this.#tenants ? this.#tenants.issuers : [this.#config.issuer]
   }
 
   async #clientAuth(): Promise<oidc.ClientAuth> {
@@ -194,7 +228,9 @@ export class OidcClient {
     const values = params.getAll('iss')
     if (values.length > 1) return 'authorization response with more than one iss (RFC 9207)'
     const iss = values[0]
-    if (iss !== undefined && iss !== metadata.issuer) return 'authorization response iss is not the issuer: a mix-up (RFC 9207 §2.4)'
+    // A multi-tenant IdP answers with the issuer of the user's tenant: one of the allowed ones (S79).
+    const known = this.#tenants ? iss !== undefined && this.#tenants.has(iss) : iss === metadata.issuer
+    if (iss !== undefined && !known) return 'authorization response iss is not the issuer: a mix-up (RFC 9207 §2.4)'
     if (iss === undefined && metadata.authorization_response_iss_parameter_supported === true) {
       return 'authorization response without iss although the IdP advertises it (RFC 9207 §2.4)'
     }
@@ -209,6 +245,15 @@ export class OidcClient {
   async authorizationCodeGrant(search: string, checks: { codeVerifier: string; state: string; nonce: string }): Promise<TokenResult> {
     const configuration = await this.configuration()
     const currentUrl = new URL(`${this.#config.redirectUri}${search}`)
+    const tenants = this.#tenants
+    const responseIss = currentUrl.searchParams.get('iss') ?? undefined
+    if (tenants && responseIss !== undefined) {
+      // Checked against the allowed tenants' issuers already
+      // (authorizationResponseIssuerProblem); openid-client compares it with the
+      // discovered template, so it gets the template, and the ID token below
+      // must come from the very tenant the response named.
+      currentUrl.searchParams.set('iss', tenants.template)
+    }
     const r = await oidc.authorizationCodeGrant(
       configuration,
       currentUrl,
@@ -221,7 +266,17 @@ export class OidcClient {
       undefined,
       this.#dpopOption(),
     )
-    return normalise(r)
+    const result = normalise(r)
+    if (tenants) {
+      const claims: { iss?: unknown; tid?: unknown } = result.idClaims ?? {}
+      const problem =
+        tenants.claimsProblem(claims) ??
+        (responseIss !== undefined && claims.iss !== responseIss
+          ? 'ID token iss is not the authorization response iss (RFC 9207)'
+          : undefined)
+      if (problem) throw new BffError('invalid_request', 'The sign-in could not be completed. Please start again.', { logDetail: problem })
+    }
+    return result
   }
 
   async refreshTokenGrant(refreshToken: string, params?: Record<string, string>): Promise<TokenResult> {

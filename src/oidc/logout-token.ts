@@ -12,6 +12,8 @@ const CLOCK_TOLERANCE_S = 60
 const MAX_AGE_S = 300
 
 export interface LogoutClaims {
+  /** The issuer that signed it: BFF_ISSUER, or an allowed tenant's issuer (security model S79). */
+  readonly iss: string
   readonly sub: string | undefined
   readonly sid: string | undefined
   readonly jti: string
@@ -59,10 +61,13 @@ export class LogoutTokenVerifier {
     // BCL §2.6 step 3 (and §4.1): explicit typing, when the IdP sends it.
     if (header.typ !== undefined && !/^(application\/)?logout\+jwt$/i.test(header.typ)) throw refuse(`typ ${header.typ}`)
 
+    // A multi-tenant issuer's tokens carry the issuer of the user's tenant:
+    // any allowed tenant's, never the template's (security model S79).
+    const issuers = await this.#oidc.acceptedIssuers()
     let payload: JWTPayload
     try {
       ;({ payload } = await jwtVerify(token, this.#jwks, {
-        issuer: this.#config.issuer,
+        issuer: issuers,
         audience: this.#config.clientId,
         algorithms: advertised,
         requiredClaims: ['iat', 'exp', 'jti'],
@@ -84,9 +89,10 @@ export class LogoutTokenVerifier {
     if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw refuse('bad jti')
     // A replayed token (same jti) is refused for as long as it could be valid.
     const ttl = ((payload.exp ?? 0) + CLOCK_TOLERANCE_S) * 1000 - Date.now()
-    if (!(await this.#seen.rememberOnce(`bcl\0${this.#config.issuer}\0${payload.jti}`, Math.max(ttl, MAX_AGE_S * 1000)))) {
+    const iss = payload.iss!
+    if (!(await this.#seen.rememberOnce(`bcl\0${iss}\0${payload.jti}`, Math.max(ttl, MAX_AGE_S * 1000)))) {
       throw refuse('jti seen before (replay)')
     }
-    return { sub, sid, jti: payload.jti }
+    return { iss, sub, sid, jti: payload.jti }
   }
 }

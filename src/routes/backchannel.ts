@@ -50,10 +50,14 @@ export function backchannelRoutes(deps: Deps): Hono<AppEnv> {
       throw e.code === 'invalid_request' ? e : new BffError('invalid_request', e.message)
     }
 
-    // A sid names one IdP session; a sub in the same token must match it.
-    const sessions = claims.sid
-      ? (await deps.sessions.list('idp', claims.sid)).filter((s) => !claims.sub || s.data.sub === claims.sub)
-      : await deps.sessions.list('sub', claims.sub!)
+    // A sid names one IdP session; a sub in the same token must match it. Only
+    // sessions of the issuer that signed the token: with a multi-tenant issuer,
+    // one tenant must not end another tenant's sessions (security model S79).
+    const sessions = (
+      claims.sid
+        ? (await deps.sessions.list('idp', claims.sid)).filter((s) => !claims.sub || s.data.sub === claims.sub)
+        : await deps.sessions.list('sub', claims.sub!)
+    ).filter((s) => s.data.iss === claims.iss)
     for (const session of sessions) {
       await deps.terminator.end(session, 'backchannel_logout', { audit: { ip, idpSid: claims.sid } })
     }

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createLogger } from '../../src/log.js'
+import type { OidcClientOptions } from '../../src/oidc/client.js'
 import { startServer, type RunningServer } from '../../src/server.js'
 import type { Store } from '../../src/store/types.js'
 import { freePort } from './ports.js'
@@ -29,6 +30,8 @@ export interface TestBffOptions {
   routes?: unknown[]
   env?: Record<string, string | undefined>
   store?: Store | 'memory' | 'redis'
+  /** The IdP client's options, e.g. a fetch that routes a public issuer to a local IdP. */
+  oidc?: OidcClientOptions
 }
 
 export function testSecrets(): { cookieSecret: string; encryptionKeys: string } {
@@ -70,7 +73,7 @@ export async function startBff(o: TestBffOptions): Promise<TestBff> {
     },
   })
   const logger = createLogger(config.logLevel, sink)
-  const server = await startServer(config, { logger, store: o.store ?? 'redis', port })
+  const server = await startServer(config, { logger, store: o.store ?? 'redis', port, ...(o.oidc ? { oidc: o.oidc } : {}) })
   return { url: `http://127.0.0.1:${port}`, config, server, logs, env, close: () => server.close() }
 }
 

@@ -1,6 +1,6 @@
 // The dev IdP (demo/idp.ts) with what only tests ask of it: a token endpoint
 // that can be made slow. The demo and the benchmarks use the dev IdP as it is.
-import { startDevIdp, type DevIdp, type DevIdpOptions } from '../../demo/idp.js'
+import { routePath, startDevIdp, type DevIdp, type DevIdpOptions } from '../../demo/idp.js'
 
 export interface TestIdp extends DevIdp {
   /**
@@ -27,7 +27,7 @@ export async function startTestIdp(options: Omit<DevIdpOptions, 'intercept'> = {
       pass()
     },
   })
-  token.path = idp.provider.pathFor('token')
+  token.path = routePath(idp.provider, 'token')
   return Object.assign(idp, {
     setTokenEndpointDelay(ms: number) {
       token.delayMs = Math.max(0, ms)

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { inject } from 'vitest'
 import type { DevIdpOptions } from '../../demo/idp.js'
+import type { OidcClientOptions } from '../../src/oidc/client.js'
 import { startBff, type TestBff } from './bff.js'
 import { freePort } from './ports.js'
 import { startTestIdp, type TestIdp } from './test-idp.js'
@@ -26,6 +27,8 @@ export interface WorldOptions {
   redisUrl?: string
   /** Routes; `{upstream}` in an upstream is replaced by the echo upstream's URL. */
   routes?: Array<Record<string, unknown>>
+  /** The IdP client's options of the first instance (e.g. a fetch that routes a public issuer here). */
+  oidc?: OidcClientOptions
 }
 
 /**
@@ -57,7 +60,16 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     upstream: String(r.upstream).replace('{upstream}', upstream.url),
   }))
   const redisUrl = options.redisUrl ?? inject('redisUrl')
-  const bff = await startBff({ issuer: idp.issuer, redisUrl, clientId: CLIENT_ID, clientSecret, port, routes, env: options.env })
+  const bff = await startBff({
+    issuer: idp.issuer,
+    redisUrl,
+    clientId: CLIENT_ID,
+    clientSecret,
+    port,
+    routes,
+    env: options.env,
+    ...(options.oidc ? { oidc: options.oidc } : {}),
+  })
   const extra: TestBff[] = []
   return {
     idp,
