@@ -157,7 +157,8 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   if (options.offlineAccessWithoutConsent ?? true) implyOfflineConsent(provider)
 
   const tokenPath = provider.pathFor('token')
-  const revocationPath = provider.pathFor('revocation')
+  // Undefined when a test turned revocation off (oidc-provider then has no such route).
+  const revocationPath = routePath(provider, 'revocation')
   const callback = provider.callback()
   const { intercept } = options
 
@@ -224,4 +225,13 @@ function closeServer(server: Server, sockets: Set<Socket>): Promise<void> {
 function urlHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1'
   return host.includes(':') ? `[${host}]` : host
+}
+
+/** A named oidc-provider route's path, or undefined when its feature is off. */
+function routePath(provider: Provider, name: string): string | undefined {
+  try {
+    return provider.pathFor(name)
+  } catch {
+    return undefined
+  }
 }
