@@ -38,9 +38,9 @@ function single(values: string[] | undefined): string | undefined {
 export function frontchannelRoutes(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   const { issuer } = deps.config
-  // Only the IdP's logout page may frame the answer (CSP Level 3
-  // frame-ancestors, which supersedes X-Frame-Options where both are sent):
-  // the exception to "never framed" this endpoint needs (security model S76).
+  // The IdP's logout page frames this answer (§4), so it cannot be
+  // `frame-ancestors 'none'`; only the issuer's origin may (CSP Level 3
+  // frame-ancestors; X-Frame-Options cannot name an origin). Security model S76.
   const csp = `default-src 'none'; style-src 'unsafe-inline'; frame-ancestors ${new URL(issuer).origin}; base-uri 'none'; form-action 'none'`
   // Per client address, every request counted, like the login endpoints: the
   // caller is the user's own browser, so a flood from elsewhere cannot use up
