@@ -16,6 +16,7 @@ import type { JWK } from 'jose'
 import Provider, { type ClientMetadata, type Configuration } from 'oidc-provider'
 import type { DevIdpLoginResult } from './idp/accounts.js'
 import { newCounts, observe, recorder, type DevIdpCounts, type DevIdpEvent } from './idp/events.js'
+import { FrontchannelLogout } from './idp/frontchannel.js'
 import { implyOfflineConsent, registerTokenExchange, type DevIdpTokenExchange } from './idp/grants.js'
 import { handleInteraction } from './idp/interactions.js'
 import { errorPage, sendHtml } from './idp/pages.js'
@@ -62,6 +63,19 @@ export interface DevIdpOptions {
   offlineAccessWithoutConsent?: boolean
   /** Oldest events are dropped beyond this many (long benchmark runs). */
   maxEvents?: number
+  /**
+   * OpenID Connect Front-Channel Logout 1.0, which oidc-provider lacks
+   * (demo/idp/frontchannel.ts): clients may register `frontchannel_logout_uri`
+   * and `frontchannel_logout_session_required`, discovery advertises it, and
+   * the "signed out" page after a logout at the IdP frames each logged-out
+   * client's URI (with `iss` and `sid` when required). Off by default.
+   */
+  frontchannelLogout?: boolean
+  /**
+   * Edits the discovery document as it is served (tests of relying parties
+   * that read it, e.g. an IdP that does not advertise a grant type it supports).
+   */
+  discovery?: (document: Record<string, unknown>) => void
   /** Last-minute changes to the oidc-provider configuration (tests). */
   configure?: (configuration: Configuration) => void
   /** RFC 8693 token exchange; off unless set. */
@@ -119,9 +133,10 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   const record = recorder(events, options.maxEvents ?? 10_000)
   let provider: Provider
   let key: JWK
+  const frontchannel = options.frontchannelLogout ? new FrontchannelLogout() : undefined
   try {
     key = await signingKey()
-    provider = new Provider(issuer, await buildConfiguration(options, key))
+    provider = new Provider(issuer, await buildConfiguration(options, key, frontchannel))
     // Before the first client lookup below: clients are checked against the registered grant types.
     if (options.tokenExchange) {
       await registerTokenExchange(provider, options.tokenExchange, options.tokenExchange.ttl ?? options.accessTokenTtl ?? 60, key, record)
@@ -135,6 +150,16 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   }
 
   observe(provider, counts, record)
+  frontchannel?.attach(provider)
+  const editDiscovery = options.discovery
+  if (editDiscovery) {
+    const discoveryPath = '/.well-known/openid-configuration'
+    // Koa middleware around oidc-provider's routes: the body is still an object here.
+    provider.use(async (ctx, next) => {
+      await next()
+      if (ctx.path === discoveryPath && ctx.body && typeof ctx.body === 'object') editDiscovery(ctx.body as Record<string, unknown>)
+    })
+  }
   if (options.offlineAccessWithoutConsent ?? true) implyOfflineConsent(provider)
 
   const tokenPath = routePath(provider, 'token')

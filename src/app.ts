@@ -9,6 +9,7 @@ import { serverSpan, tracingEnabled } from './tracing.js'
 import { authRoutes } from './routes/auth.js'
 import { sessionRoutes } from './routes/session.js'
 import { backchannelRoutes } from './routes/backchannel.js'
+import { frontchannelRoutes } from './routes/frontchannel.js'
 import { eventRoutes } from './routes/events.js'
 import { healthRoutes } from './routes/health.js'
 import type { AppEnv, Deps } from './types.js'
@@ -49,6 +50,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   app.route('/auth', authRoutes(deps))
   app.route('/auth', sessionRoutes(deps))
   app.route('/auth', backchannelRoutes(deps))
+  app.route('/auth', frontchannelRoutes(deps))
   app.route('/auth', eventRoutes(deps))
   app.route('/', healthRoutes(deps))
 

@@ -12,6 +12,7 @@ export type AuditEvent =
   | 'refresh_token_rejected'
   | 'logout'
   | 'backchannel_logout'
+  | 'frontchannel_logout'
   | 'session_expired'
   | 'session_revoked'
   | 'csrf_rejected'

@@ -38,6 +38,7 @@ export const ENDPOINTS: ReadonlySet<string> = new Set([
   '/auth/logout',
   '/auth/events',
   '/auth/backchannel-logout',
+  '/auth/frontchannel-logout',
   '/healthz',
   '/readyz',
   '/metrics',

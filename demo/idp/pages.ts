@@ -3,6 +3,7 @@
 
 import type { ServerResponse } from 'node:http'
 import type { Interaction } from 'oidc-provider'
+import type { LogoutFrame } from './frontchannel.js'
 
 const CSS = `
 *{box-sizing:border-box}
@@ -88,8 +89,31 @@ ${form}
   )
 }
 
-export function loggedOutPage(): string {
-  return page('Signed out', '<h1>Signed out</h1>\n<p>You are signed out of the tokenward dev IdP. You can close this tab.</p>')
+/**
+ * "Signed out", with one iframe per relying party to notify by front-channel
+ * logout (OpenID Connect Front-Channel Logout 1.0 §4; demo/idp/frontchannel.ts).
+ */
+export function loggedOutPage(frames: readonly LogoutFrame[] = []): string {
+  const notified = frames
+    .map(
+      (f) =>
+        `<iframe src="${escapeHtml(f.url)}" title="Signing out of ${escapeHtml(f.clientId)}" data-client="${escapeHtml(f.clientId)}" width="240" height="40" style="border:0"></iframe>`,
+    )
+    .join('\n')
+  return page(
+    'Signed out',
+    `<h1>Signed out</h1>\n<p>You are signed out of the tokenward dev IdP. You can close this tab.</p>${notified ? `\n${notified}` : ''}`,
+  )
+}
+
+/**
+ * The "signed out" page's policy: like sendHtml's, plus frame-src for the
+ * relying parties' front-channel logout URIs (their origins only).
+ */
+export function loggedOutCsp(frames: readonly LogoutFrame[]): string {
+  const origins = [...new Set(frames.map((f) => new URL(f.url).origin))]
+  const frameSrc = origins.length > 0 ? `; frame-src ${origins.join(' ')}` : ''
+  return `default-src 'none'; style-src 'unsafe-inline'${frameSrc}; frame-ancestors 'none'; base-uri 'none'`
 }
 
 export function errorPage(title: string, message: string): string {

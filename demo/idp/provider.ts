@@ -7,11 +7,13 @@ import { errors, type Configuration } from 'oidc-provider'
 import type { DevIdpOptions } from '../idp.js'
 import { CLAIMS, findAccount } from './accounts.js'
 import { refreshTokenPolicy, withClientDefaults } from './grants.js'
-import { errorPage, loggedOutPage, logoutPage } from './pages.js'
+import type { FrontchannelLogout } from './frontchannel.js'
+import { errorPage, loggedOutCsp, loggedOutPage, logoutPage } from './pages.js'
 
 const DAY = 24 * 60 * 60
 
-export async function buildConfiguration(options: DevIdpOptions, key: JWK): Promise<Configuration> {
+/** `frontchannel`: front-channel logout, when the dev IdP offers it (DevIdpOptions.frontchannelLogout). */
+export async function buildConfiguration(options: DevIdpOptions, key: JWK, frontchannel?: FrontchannelLogout): Promise<Configuration> {
   const accessTokenTtl = options.accessTokenTtl ?? 60
   const refreshTokenTtl = options.refreshTokenTtl ?? 14 * DAY
   const sessionTtl = options.sessionTtl ?? 14 * DAY
@@ -84,17 +86,21 @@ export async function buildConfiguration(options: DevIdpOptions, key: JWK): Prom
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx, form) => {
+          await frontchannel?.offer(ctx)
           ctx.type = 'html'
           ctx.body = logoutPage(form)
         },
         postLogoutSuccessSource: async (ctx) => {
+          const frames = frontchannel?.take(ctx) ?? []
           ctx.type = 'html'
-          ctx.body = loggedOutPage()
+          ctx.set('Content-Security-Policy', loggedOutCsp(frames))
+          ctx.body = loggedOutPage(frames)
         },
       },
       ...(resource ? { resourceIndicators: resourceIndicators(resource, accessTokenTtl) } : {}),
     },
   }
+  frontchannel?.configure(configuration)
   options.configure?.(configuration)
   return configuration
 }

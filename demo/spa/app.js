@@ -22,6 +22,7 @@ const bff = createBff({
 const ENDED_BECAUSE = new Map([
   ['logout', 'You signed out in another tab or window.'],
   ['backchannel_logout', 'You were signed out at the identity provider.'],
+  ['frontchannel_logout', 'You were signed out at the identity provider.'],
   ['session_revoked', 'An administrator ended your session.'],
   ['session_expired', 'Your session expired. Sign in again to continue.'],
   ['refresh_token_rejected', 'The identity provider no longer accepts this sign-in. Sign in again to continue.'],

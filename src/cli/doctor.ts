@@ -3,16 +3,31 @@ import * as oidc from 'openid-client'
 import type { Config } from '../config.js'
 import { createDeps } from '../deps.js'
 import { createLogger } from '../log.js'
-import { describe } from '../oidc/idp-errors.js'
+import { classifyIdpError, describe } from '../oidc/idp-errors.js'
 import type { OidcClient } from '../oidc/client.js'
 import { networkCause, probeHttp, probeTcp } from './probe.js'
 
 type Out = (line: string) => void
-type Status = 'ok' | 'warn' | 'fail'
+
+/**
+ * pass: proven to work, or advertised by the IdP where nothing without a user
+ * could prove it; warn: not advertised or not provable, with the consequence
+ * for the operator in `detail`; fail: proven broken. Only a fail exits non-zero.
+ */
+export type Status = 'pass' | 'warn' | 'fail'
+
+/**
+ * proven: doctor established it itself, by a request (Redis, the token and
+ * revocation endpoints, the upstreams) or by reading the configuration;
+ * advertised: taken from the IdP's discovery document (RFC 8414, OpenID
+ * Connect Discovery 1.0), which may say less, or more, than the IdP does.
+ */
+export type Basis = 'proven' | 'advertised'
 
 export interface Check {
   name: string
   status: Status
+  basis: Basis
   detail: string
 }
 
@@ -21,7 +36,7 @@ export interface DoctorOptions {
   json?: boolean
 }
 
-const okOr = (cond: boolean, otherwise: Status): Status => (cond ? 'ok' : otherwise)
+const passOr = (cond: boolean, otherwise: Status): Status => (cond ? 'pass' : otherwise)
 
 /** Redis's address(es) as the operator wrote them, without credentials. */
 function redisTargets(config: Config): Array<{ host: string; port: number }> {
@@ -41,7 +56,8 @@ async function checkRedis(config: Config, deps: ReturnType<typeof createDeps>): 
     const back = await deps.store.transactions.take(id)
     return {
       name: 'redis',
-      status: okOr(back?.toString() === 'ok', 'fail'),
+      status: passOr(back?.toString() === 'ok', 'fail'),
+      basis: 'proven',
       detail: `write, read and delete in ${Date.now() - started} ms (${config.redis.mode}, ${where})`,
     }
   } catch (err) {
@@ -54,6 +70,7 @@ async function checkRedis(config: Config, deps: ReturnType<typeof createDeps>): 
     return {
       name: 'redis',
       status: 'fail',
+      basis: 'proven',
       detail: `${where} (${config.redis.mode}): ${unreachable.length > 0 ? unreachable.join('; ') : `connected, but ${inner}`}`,
     }
   }
@@ -68,6 +85,7 @@ async function checkRedis(config: Config, deps: ReturnType<typeof createDeps>): 
  */
 async function checkClientAuth(config: Config, client: OidcClient): Promise<Check> {
   const name = 'client authentication'
+  const basis = 'proven'
   try {
     const configuration = await client.configuration()
     await oidc.genericGrantRequest(configuration, 'authorization_code', {
@@ -75,7 +93,7 @@ async function checkClientAuth(config: Config, client: OidcClient): Promise<Chec
       redirect_uri: config.redirectUri,
       code_verifier: randomBytes(32).toString('base64url'),
     })
-    return { name, status: 'warn', detail: `${config.clientAuth}: the IdP accepted a made-up authorization code` }
+    return { name, status: 'warn', basis, detail: `${config.clientAuth}: the IdP accepted a made-up authorization code` }
   } catch (err) {
     const { error, status } = await grantError(err)
     const endpoint = client.serverMetadata?.token_endpoint ?? 'the token endpoint'
@@ -83,20 +101,89 @@ async function checkClientAuth(config: Config, client: OidcClient): Promise<Chec
       return {
         name,
         status: 'fail',
+        basis,
         detail: `${config.clientAuth} as ${config.clientId} refused at ${endpoint}: ${typeof error === 'string' ? error : 'HTTP 401'} (check BFF_CLIENT_ID and ${config.clientAuth === 'private_key_jwt' ? 'BFF_CLIENT_PRIVATE_KEY' : 'BFF_CLIENT_SECRET'})`,
       }
     }
     if (error === 'invalid_grant') {
       return {
         name,
-        status: 'ok',
+        status: 'pass',
+        basis,
         detail: `${config.clientAuth} as ${config.clientId} accepted at ${endpoint} (a made-up code got invalid_grant)`,
       }
     }
     if (typeof error === 'string') {
-      return { name, status: 'warn', detail: `${config.clientAuth}: inconclusive, the IdP answered ${error} (HTTP ${String(status)})` }
+      return {
+        name,
+        status: 'warn',
+        basis,
+        detail: `${config.clientAuth}: inconclusive, the IdP answered ${error} (HTTP ${String(status)})`,
+      }
     }
-    return { name, status: 'fail', detail: `${endpoint}: ${describe(err)}` }
+    return { name, status: 'fail', basis, detail: `${endpoint}: ${describe(err)}` }
+  }
+}
+
+/**
+ * Proves the revocation endpoint (RFC 7009) with a made-up refresh token,
+ * authenticated as tokenward authenticates at logout. §2.2: an invalid token
+ * is answered 200, so 200 means the endpoint answers and accepts the client;
+ * `invalid_client` (§2.2.1 refers to RFC 6749 §5.2) means logout's
+ * revocations will be refused.
+ */
+async function checkRevocation(client: OidcClient, m: oidc.ServerMetadata): Promise<Check> {
+  const name = 'revocation (RFC 7009)'
+  if (!m.revocation_endpoint) {
+    return {
+      name,
+      status: 'warn',
+      basis: 'advertised',
+      detail:
+        'no revocation_endpoint: refresh tokens outlive logout (they stay valid at the IdP until they expire); drop offline_access from BFF_SCOPES if the IdP binds refresh tokens to its session',
+    }
+  }
+  const endpoint = m.revocation_endpoint
+  try {
+    await client.revokeRefreshToken(`tokenward-doctor-${randomBytes(16).toString('base64url')}`)
+    return {
+      name,
+      status: 'pass',
+      basis: 'proven',
+      detail: `${endpoint} accepted the client and answered a made-up token with 200 (RFC 7009 §2.2)`,
+    }
+  } catch (err) {
+    const { error, status } = await grantError(err)
+    if (error === 'invalid_client' || status === 401) {
+      return {
+        name,
+        status: 'fail',
+        basis: 'proven',
+        detail: `${endpoint} refused the client (${typeof error === 'string' ? error : 'HTTP 401'}): logout cannot revoke refresh tokens; check the client's authentication at the revocation endpoint`,
+      }
+    }
+    if (error === 'unsupported_token_type') {
+      return {
+        name,
+        status: 'warn',
+        basis: 'proven',
+        detail: `${endpoint} answered unsupported_token_type: the IdP does not revoke refresh tokens, so they outlive logout`,
+      }
+    }
+    if (classifyIdpError(err) === 'unavailable') {
+      return {
+        name,
+        status: 'fail',
+        basis: 'proven',
+        detail: `${endpoint} does not answer (${describe(err)}): logout cannot revoke refresh tokens`,
+      }
+    }
+    return {
+      name,
+      status: 'warn',
+      basis: 'proven',
+      detail: `${endpoint}: inconclusive, ${typeof error === 'string' ? `the IdP answered ${error} (HTTP ${String(status)})` : describe(err)}`,
+    }
   }
 }
 
@@ -118,12 +205,12 @@ async function grantError(err: unknown): Promise<{ error: string | undefined; st
 
 async function checkUpstreams(config: Config): Promise<Check[]> {
   return Promise.all(
-    config.routes.map(async (route) => {
+    config.routes.map(async (route): Promise<Check> => {
       const r = await probeHttp(route.upstream, Math.min(route.timeoutMs, 5000))
       const name = `upstream ${route.prefix}`
       return 'error' in r
-        ? { name, status: 'fail' as const, detail: `${route.upstream.origin} unreachable: ${r.error}` }
-        : { name, status: 'ok' as const, detail: `${route.upstream.origin} answered HTTP ${r.status} in ${r.ms} ms` }
+        ? { name, status: 'fail', basis: 'proven', detail: `${route.upstream.origin} unreachable: ${r.error}` }
+        : { name, status: 'pass', basis: 'proven', detail: `${route.upstream.origin} answered HTTP ${r.status} in ${r.ms} ms` }
     }),
   )
 }
@@ -131,97 +218,156 @@ async function checkUpstreams(config: Config): Promise<Check[]> {
 function checkMetrics(config: Config): Check {
   const listen = config.metricsListen
   return listen
-    ? { name: 'metrics exposure', status: 'ok', detail: `/metrics on ${listen.host}:${listen.port} only (BFF_METRICS_LISTEN)` }
+    ? {
+        name: 'metrics exposure',
+        status: 'pass',
+        basis: 'proven',
+        detail: `/metrics on ${listen.host}:${listen.port} only (BFF_METRICS_LISTEN)`,
+      }
     : {
         name: 'metrics exposure',
         status: 'warn',
+        basis: 'proven',
         detail: `/metrics is public on the main listener ${config.host}:${config.port}; set BFF_METRICS_LISTEN to serve it on a private address`,
       }
 }
 
+/**
+ * What only the discovery document says. An IdP may support more than it
+ * advertises (Glewlwyd refreshes without listing refresh_token in
+ * grant_types_supported), so what is not advertised is a warning that says
+ * what it costs, never a failure; a failure is what cannot work: an
+ * advertised list that leaves out what tokenward must use.
+ */
 function idpChecks(config: Config, m: oidc.ServerMetadata): Check[] {
   const has = (list: readonly string[] | undefined, v: string) => Boolean(list?.includes(v))
-  const advertised = (list: readonly string[] | undefined, v: string): Status => (list ? okOr(has(list, v), 'fail') : 'warn')
-  const checks: Check[] = [
-    { name: 'idp discovery', status: 'ok', detail: m.issuer },
-    {
-      name: 'PKCE S256',
-      status: okOr(has(m.code_challenge_methods_supported, 'S256'), 'fail'),
-      detail: String(m.code_challenge_methods_supported ?? 'not advertised'),
-    },
-    {
-      name: 'refresh_token grant',
-      status: advertised(m.grant_types_supported, 'refresh_token'),
-      detail: String(m.grant_types_supported ?? 'not advertised'),
-    },
-  ]
+  const basis = 'advertised'
+  const listed = (list: readonly string[] | undefined) => (list ? list.join(', ') : 'not advertised')
+  const grants = m.grant_types_supported
+  const checks: Check[] = [{ name: 'idp discovery', status: 'pass', basis: 'proven', detail: m.issuer }]
+
+  // tokenward always sends S256 (RFC 9700 §2.1.1). A list without it means the
+  // IdP rejects or ignores the challenge: login cannot be trusted to work.
+  const pkce = m.code_challenge_methods_supported
+  checks.push({
+    name: 'PKCE S256',
+    status: pkce ? passOr(has(pkce, 'S256'), 'fail') : 'warn',
+    basis,
+    detail: pkce
+      ? has(pkce, 'S256')
+        ? listed(pkce)
+        : `${listed(pkce)}: S256 is not among them, and tokenward sends only S256`
+      : 'code_challenge_methods_supported not advertised: tokenward sends S256 anyway; if the IdP ignores it, authorization codes are protected by client authentication alone',
+  })
+
+  checks.push({
+    name: 'refresh_token grant',
+    status: passOr(has(grants, 'refresh_token'), 'warn'),
+    basis,
+    detail: has(grants, 'refresh_token')
+      ? listed(grants)
+      : `refresh_token not in grant_types_supported (${listed(grants)}): not advertised; refresh is proven only once a refresh token is issued; if the IdP issues none, sessions end when the first access token expires`,
+  })
   if (config.routes.some((r) => r.token === 'client')) {
     checks.push({
       name: 'client_credentials grant (client routes)',
-      status: advertised(m.grant_types_supported, 'client_credentials'),
-      detail: String(m.grant_types_supported ?? 'not advertised'),
+      status: passOr(has(grants, 'client_credentials'), 'warn'),
+      basis,
+      detail: has(grants, 'client_credentials')
+        ? listed(grants)
+        : `client_credentials not in grant_types_supported (${listed(grants)}): not advertised; client routes get 503 if the IdP refuses it, proven only at the first call to one`,
     })
   }
-  checks.push(
-    { name: 'refresh token rotation', status: 'warn', detail: 'not discoverable; tokenward handles both rotating and non-rotating IdPs' },
-    {
-      name: 'client authentication method',
-      status: advertised(m.token_endpoint_auth_methods_supported, config.clientAuth),
-      detail: `${config.clientAuth}; IdP: ${String(m.token_endpoint_auth_methods_supported ?? 'not advertised')}`,
-    },
-    {
-      name: 'revocation (RFC 7009)',
-      status: okOr(Boolean(m.revocation_endpoint), 'warn'),
-      detail: m.revocation_endpoint ?? 'no revocation_endpoint: logout cannot revoke refresh tokens',
-    },
-    {
-      name: 'end session',
-      status: okOr(Boolean(m.end_session_endpoint), 'warn'),
-      detail: m.end_session_endpoint ?? 'no end_session_endpoint: logout ends only the local session',
-    },
-    {
-      name: 'back-channel logout',
-      status: okOr(Boolean(m.backchannel_logout_supported), 'warn'),
-      detail: m.backchannel_logout_supported
-        ? `supported (session: ${String(m.backchannel_logout_session_supported ?? false)})`
-        : 'not advertised',
-    },
-    {
-      name: 'iss in authorization response (RFC 9207)',
-      status: okOr(Boolean(m.authorization_response_iss_parameter_supported), 'warn'),
-      detail: m.authorization_response_iss_parameter_supported ? 'supported' : 'not advertised: mix-up defence relies on state alone',
-    },
-    {
-      name: 'DPoP (RFC 9449)',
-      status: okOr(Boolean(m.dpop_signing_alg_values_supported), 'warn'),
-      detail: String(m.dpop_signing_alg_values_supported ?? 'not advertised'),
-    },
-    {
-      name: 'PAR (RFC 9126)',
-      status: okOr(Boolean(m.pushed_authorization_request_endpoint), 'warn'),
-      detail: m.pushed_authorization_request_endpoint ?? 'not advertised',
-    },
-  )
+
+  const authMethods = m.token_endpoint_auth_methods_supported
+  checks.push({
+    name: 'client authentication method',
+    status: passOr(has(authMethods, config.clientAuth), 'warn'),
+    basis,
+    detail: has(authMethods, config.clientAuth)
+      ? `${config.clientAuth}; IdP: ${listed(authMethods)}`
+      : `${config.clientAuth} not in token_endpoint_auth_methods_supported (${listed(authMethods)}): not advertised; the client authentication check proves whether the IdP accepts it`,
+  })
+
+  checks.push({
+    name: 'end session',
+    status: passOr(Boolean(m.end_session_endpoint), 'warn'),
+    basis,
+    detail:
+      m.end_session_endpoint ??
+      'no end_session_endpoint: logout ends only the local session; the user stays signed in at the IdP, and the next login may not ask for credentials',
+  })
+
+  const frontchannelUri = `${config.publicOrigin}/auth/frontchannel-logout`
+  const frontchannel = Boolean((m as { frontchannel_logout_supported?: unknown }).frontchannel_logout_supported)
+  checks.push({
+    name: 'back-channel logout',
+    status: passOr(Boolean(m.backchannel_logout_supported), 'warn'),
+    basis,
+    detail: m.backchannel_logout_supported
+      ? `supported (session: ${String(m.backchannel_logout_session_supported ?? false)})`
+      : `no back-channel logout (backchannel_logout_supported ${String(m.backchannel_logout_supported ?? false)}): sessions ended at the IdP are not ended here; ${
+          frontchannel
+            ? `the IdP advertises front-channel logout: register the front-channel logout URI ${frontchannelUri} (frontchannel_logout_session_required=true)`
+            : `register the front-channel logout URI ${frontchannelUri} if the IdP supports it, or rely on refresh failing`
+        }`,
+  })
+
+  checks.push({
+    name: 'iss in authorization response (RFC 9207)',
+    status: passOr(Boolean(m.authorization_response_iss_parameter_supported), 'warn'),
+    basis,
+    detail: m.authorization_response_iss_parameter_supported ? 'supported' : 'not advertised: mix-up defence relies on state alone',
+  })
+
+  const dpopAlgs = m.dpop_signing_alg_values_supported
+  checks.push({
+    name: 'DPoP (RFC 9449)',
+    status: passOr(Boolean(dpopAlgs), 'warn'),
+    basis,
+    detail: dpopAlgs
+      ? `${listed(dpopAlgs)}${config.dpop.enabled ? '' : ' (BFF_DPOP is off: bearer tokens)'}`
+      : config.dpop.enabled
+        ? 'not advertised, but BFF_DPOP is on: the IdP may ignore the proofs and issue bearer tokens'
+        : 'not advertised: access tokens are bearer tokens (usable by whoever obtains one)',
+  })
+
+  // BFF_PAR=always with no PAR endpoint: no login can start.
+  const par = m.pushed_authorization_request_endpoint
+  checks.push({
+    name: 'PAR (RFC 9126)',
+    status: par ? 'pass' : config.par === 'always' ? 'fail' : 'warn',
+    basis,
+    detail:
+      par ??
+      (config.par === 'always'
+        ? 'BFF_PAR=always, but the IdP advertises no pushed_authorization_request_endpoint: logins cannot start'
+        : 'not advertised: authorization requests travel in the browser’s URL'),
+  })
   return checks
 }
 
 /**
  * `tokenward doctor`: proves what the configuration claims against the real
- * services (Redis, the IdP and client authentication, each route's upstream)
- * and reports what the IdP supports. Exit 1 when any check fails.
+ * services (Redis, the IdP and client authentication, the revocation
+ * endpoint, each route's upstream) and reports what the IdP advertises. Each
+ * check passes, warns (with its consequence) or fails (proven broken); exit 1
+ * only when a check fails.
  */
 export async function doctor(config: Config, out: Out, opts: DoctorOptions = {}): Promise<number> {
-  const checks: Check[] = [{ name: 'configuration', status: 'ok', detail: `${config.routes.length} route(s)` }]
-  for (const w of config.warnings) checks.push({ name: 'configuration', status: 'warn', detail: w })
+  const checks: Check[] = [{ name: 'configuration', status: 'pass', basis: 'proven', detail: `${config.routes.length} route(s)` }]
+  for (const w of config.warnings) checks.push({ name: 'configuration', status: 'warn', basis: 'proven', detail: w })
   const deps = createDeps(config, { logger: createLogger('silent'), store: 'redis' })
   try {
     const upstreams = checkUpstreams(config)
     checks.push(await checkRedis(config, deps))
     try {
-      checks.push(...idpChecks(config, (await deps.oidc.configuration()).serverMetadata()))
+      const metadata = (await deps.oidc.configuration()).serverMetadata()
+      checks.push(...idpChecks(config, metadata))
       checks.push(await checkClientAuth(config, deps.oidc))
+      checks.push(await checkRevocation(deps.oidc, metadata))
     } catch (err) {
-      checks.push({ name: 'idp discovery', status: 'fail', detail: deps.oidc.lastError ?? describe(err) })
+      checks.push({ name: 'idp discovery', status: 'fail', basis: 'proven', detail: deps.oidc.lastError ?? describe(err) })
     }
     checks.push(...(await upstreams))
     checks.push(checkMetrics(config))
@@ -230,6 +376,11 @@ export async function doctor(config: Config, out: Out, opts: DoctorOptions = {})
   }
   const failed = checks.some((c) => c.status === 'fail')
   if (opts.json) out(JSON.stringify({ ok: !failed, checks }))
-  else for (const c of checks) out(`${c.status === 'fail' ? 'FAIL' : c.status === 'ok' ? 'ok  ' : 'warn'}  ${c.name}: ${c.detail}`)
+  else for (const c of checks) out(formatCheck(c))
   return failed ? 1 : 0
+}
+
+/** One line: `PASS`, `WARN` or `FAIL`, and `[advertised]` where only the discovery document says so. */
+export function formatCheck(c: Check): string {
+  return `${c.status.toUpperCase()}  ${c.name}${c.basis === 'advertised' ? ' [advertised]' : ''}: ${c.detail}`
 }

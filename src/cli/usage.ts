@@ -7,7 +7,8 @@ Commands:
   serve            start the server from BFF_* environment variables
   check-config     validate the environment; exit 1 listing every problem
   doctor [--json]  prove the configuration works: client authentication at the IdP,
-                   every route's upstream, Redis, metrics exposure; exit 1 on a failure
+                   revocation, every route's upstream, Redis, metrics exposure, and
+                   what the IdP advertises; exit 1 on a failure, 0 with warnings
   keys generate    print a new BFF_ENCRYPTION_KEYS entry and a cookie secret
   sessions list --sub <sub> [--json]
                    a user's sessions: sid, created, last used, expiry (never a token)
@@ -62,10 +63,17 @@ Checks that the configuration works against the real services: Redis (a write,
 read and delete, naming the host and the cause of a failure), IdP discovery and
 what the IdP supports, client authentication at the token endpoint (a request
 that must fail as a grant: invalid_grant proves the credentials, invalid_client
-refutes them), every route's upstream reachable, and where /metrics is exposed.
-Each check is ok, warn or FAIL; exit 1 when any check fails.
+refutes them), the revocation endpoint (a made-up token with the client's
+authentication: RFC 7009 answers 200), every route's upstream reachable, and
+where /metrics is exposed. What only the IdP's discovery document says is
+marked [advertised].
 
-  --json   print one JSON object: {"ok": bool, "checks": [{"name", "status", "detail"}]}
+Each check is PASS (proven, or advertised where nothing could prove it), WARN
+(not advertised or not provable; the line says what it costs) or FAIL (proven
+broken). Exit 1 when any check fails, 0 with warnings only.
+
+  --json   print one JSON object: {"ok": bool, "checks": [{"name", "status":
+           "pass"|"warn"|"fail", "basis": "proven"|"advertised", "detail"}]}
 `,
   },
   keys: {

@@ -29,6 +29,7 @@ export interface Session {
 export type SessionEndReason =
   | 'logout'
   | 'backchannel_logout'
+  | 'frontchannel_logout'
   | 'session_revoked'
   | 'session_expired'
   | 'refresh_token_rejected'

@@ -7,7 +7,13 @@ import type { SessionEventBus } from '../store/types.js'
 
 export type EndReason = Extract<
   AuditEvent,
-  'logout' | 'backchannel_logout' | 'session_revoked' | 'refresh_token_rejected' | 'refresh_failed' | 'session_expired'
+  | 'logout'
+  | 'backchannel_logout'
+  | 'frontchannel_logout'
+  | 'session_revoked'
+  | 'refresh_token_rejected'
+  | 'refresh_failed'
+  | 'session_expired'
 >
 
 export interface EndResult {

@@ -202,7 +202,8 @@ export async function completeAtIdp(
   throw new Error(`more than ${MAX_HOPS} redirects at the IdP`)
 }
 
-async function send(
+/** One request as a browser would send it (cookies from and into `jar`), redirects not followed. */
+export async function send(
   jar: CookieJar,
   method: 'GET' | 'POST',
   url: string,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { inject } from 'vitest'
+import type { ClientMetadata } from 'oidc-provider'
 import type { DevIdpOptions } from '../../demo/idp.js'
 import type { OidcClientOptions } from '../../src/oidc/client.js'
 import { startBff, type TestBff } from './bff.js'
@@ -21,6 +22,8 @@ export interface World {
 
 export interface WorldOptions {
   idp?: Omit<DevIdpOptions, 'clients'>
+  /** More metadata for tokenward's client at the IdP; `{publicUrl}` in a string value is replaced by tokenward's URL. */
+  clientMetadata?: Partial<ClientMetadata>
   /** Extra BFF_* variables (undefined removes one). */
   env?: Record<string, string | undefined>
   /** Redis to use instead of the run's shared one (e.g. a private server a test may stop). */
@@ -51,6 +54,12 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
         grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
         backchannel_logout_session_required: true,
+        ...Object.fromEntries(
+          Object.entries(options.clientMetadata ?? {}).map(([k, v]) => [
+            k,
+            typeof v === 'string' ? v.replace('{publicUrl}', publicUrl) : v,
+          ]),
+        ),
       },
     ],
   })

@@ -37,6 +37,15 @@ function runAsync(
   })
 }
 
+interface DoctorReport {
+  ok: boolean
+  checks: Array<{ name: string; status: 'pass' | 'warn' | 'fail'; basis: 'proven' | 'advertised'; detail: string }>
+}
+
+function check(report: DoctorReport, name: string): DoctorReport['checks'][number] | undefined {
+  return report.checks.find((c) => c.name === name)
+}
+
 function run(args: string[], env: Record<string, string | undefined>) {
   return spawnSync(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv, encoding: 'utf8' })
 }
@@ -175,21 +184,94 @@ describe('the production server (npm start: node dist/cli.js serve)', () => {
   it('doctor --json prints one JSON object and exits 0; with a wrong client secret it exits 1 naming client authentication', async () => {
     const good = await runAsync(['doctor', '--json'], world.bff.env)
     expect(good.status).toBe(0)
-    const report = JSON.parse(good.stdout) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string }> }
+    const report = JSON.parse(good.stdout) as DoctorReport
     expect(report.ok).toBe(true)
-    expect(report.checks.find((c) => c.name === 'client authentication')?.status).toBe('ok')
-    expect(report.checks.find((c) => c.name === 'upstream /api')?.status).toBe('ok')
-    expect(report.checks.find((c) => c.name === 'metrics exposure')?.status).toBe('warn')
+    expect(check(report, 'client authentication')).toMatchObject({ status: 'pass', basis: 'proven' })
+    expect(check(report, 'upstream /api')).toMatchObject({ status: 'pass', basis: 'proven' })
+    expect(check(report, 'metrics exposure')?.status).toBe('warn')
+    expect(check(report, 'refresh_token grant')).toMatchObject({ status: 'pass', basis: 'advertised' })
+    expect(check(report, 'back-channel logout')).toMatchObject({ status: 'pass', basis: 'advertised' })
+    for (const c of report.checks) expect(['pass', 'warn', 'fail']).toContain(c.status)
 
     const bad = await runAsync(['doctor'], { ...world.bff.env, BFF_CLIENT_SECRET: `${world.clientSecret}x` })
     expect(bad.status).toBe(1)
     expect(bad.stdout).toMatch(/^FAIL +client authentication: .*refused.*invalid_client/m)
+    // The revocation endpoint refuses the same wrong credentials: logout could not revoke.
+    expect(bad.stdout).toMatch(/^FAIL +revocation \(RFC 7009\): .*refused the client.*logout cannot revoke/m)
+  })
+
+  it('doctor proves the revocation endpoint with a made-up token (RFC 7009 §2.2: 200) under the client’s authentication', async () => {
+    const before = world.idp.counts.revocationRequests
+    const r = await runAsync(['doctor', '--json'], world.bff.env)
+    expect(r.status).toBe(0)
+    expect(check(JSON.parse(r.stdout) as DoctorReport, 'revocation (RFC 7009)')).toMatchObject({ status: 'pass', basis: 'proven' })
+    expect(world.idp.counts.revocationRequests).toBe(before + 1)
   })
 
   it('refuses to start with a bad environment, naming the problem', () => {
     const r = run(['serve'], { ...world.bff.env, BFF_ENCRYPTION_KEYS: 'bad' })
     expect(r.status).toBe(1)
     expect(r.stderr).toContain('BFF_ENCRYPTION_KEYS')
+  })
+})
+
+describe('tokenward doctor separates what it proved from what the IdP advertises', () => {
+  let worlds: World[] = []
+  afterAll(async () => {
+    await Promise.allSettled(worlds.map((w) => w.close()))
+    worlds = []
+  })
+
+  it('an IdP whose discovery leaves refresh_token out of grant_types_supported: a warning naming the consequence, exit 0', async () => {
+    const world = await startWorld({
+      idp: {
+        discovery: (doc) => {
+          doc.grant_types_supported = (doc.grant_types_supported as string[]).filter((g) => g !== 'refresh_token')
+        },
+      },
+    })
+    worlds.push(world)
+    const discovery = (await (await fetch(`${world.idp.issuer}/.well-known/openid-configuration`)).json()) as {
+      grant_types_supported: string[]
+    }
+    expect(discovery.grant_types_supported).toContain('authorization_code')
+    expect(discovery.grant_types_supported).not.toContain('refresh_token')
+
+    const text = await runAsync(['doctor'], world.bff.env)
+    expect(text.stdout).not.toMatch(/^FAIL/m)
+    expect(text.status).toBe(0)
+    expect(text.stdout).toMatch(
+      /^WARN +refresh_token grant \[advertised\]: refresh_token not in grant_types_supported .*refresh is proven only once a refresh token is issued.*sessions end when the first access token expires/m,
+    )
+    const json = await runAsync(['doctor', '--json'], world.bff.env)
+    expect(json.status).toBe(0)
+    const report = JSON.parse(json.stdout) as DoctorReport
+    expect(report.ok).toBe(true)
+    expect(check(report, 'refresh_token grant')).toMatchObject({ status: 'warn', basis: 'advertised' })
+    // The IdP still refreshes: tokenward's session survives an expired access token.
+    const { jar } = await login(world.bff.url)
+    await expireAccessToken(world.bff, jar)
+    expect((await spaFetch(world.bff, jar, '/api/echo')).status).toBe(200)
+  })
+
+  it('an IdP without a revocation endpoint: a warning that refresh tokens outlive logout, exit 0', async () => {
+    const world = await startWorld({
+      idp: {
+        configure: (c) => {
+          c.features = { ...c.features, revocation: { enabled: false } }
+        },
+      },
+    })
+    worlds.push(world)
+    const text = await runAsync(['doctor'], world.bff.env)
+    expect(text.stdout).not.toMatch(/^FAIL/m)
+    expect(text.status).toBe(0)
+    expect(text.stdout).toMatch(
+      /^WARN +revocation \(RFC 7009\) \[advertised\]: no revocation_endpoint: refresh tokens outlive logout.*drop offline_access/m,
+    )
+    const report = JSON.parse((await runAsync(['doctor', '--json'], world.bff.env)).stdout) as DoctorReport
+    expect(report.ok).toBe(true)
+    expect(check(report, 'revocation (RFC 7009)')).toMatchObject({ status: 'warn', basis: 'advertised' })
   })
 })
 

@@ -733,6 +733,11 @@ const generators: Array<[number, string, Gen]> = [
         }),
         () => ({
           method: 'GET',
+          target: `/auth/frontchannel-logout?${pick(['iss=%zz&sid=x', 'sid=%00', 'iss=a&iss=b&sid=c', `sid=${'s'.repeat(300)}`, 'iss=http%3A%2F%2Fevil&sid=%F0%9F%92%A9', 'sid=a%0d%0aSet-Cookie:x=y', ''])}`,
+          headers: [],
+        }),
+        () => ({
+          method: 'GET',
           target: pick(['/', '/nope', '/auth', '/auth/', '/auth/../api/x', '/api/../auth/session', '/.env', '/%2e%2e/etc/passwd']),
           headers: spaHeaders(),
         }),

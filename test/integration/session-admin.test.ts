@@ -128,11 +128,11 @@ describe('tokenward doctor', () => {
     const out: string[] = []
     expect(await doctor(world.bff.config, (l) => out.push(l))).toBe(0)
     const text = out.join('\n')
-    expect(text).toMatch(/^ok +redis: write, read and delete/m)
-    expect(text).toMatch(/^ok +PKCE S256/m)
-    expect(text).toMatch(/^ok +revocation \(RFC 7009\)/m)
-    expect(text).toMatch(/^ok +back-channel logout: supported/m)
-    expect(text).toMatch(/^ok +iss in authorization response/m)
+    expect(text).toMatch(/^PASS +redis: write, read and delete/m)
+    expect(text).toMatch(/^PASS +PKCE S256 \[advertised\]/m)
+    expect(text).toMatch(/^PASS +revocation \(RFC 7009\): \S+ accepted the client and answered a made-up token with 200/m)
+    expect(text).toMatch(/^PASS +back-channel logout \[advertised\]: supported/m)
+    expect(text).toMatch(/^PASS +iss in authorization response \(RFC 9207\) \[advertised\]/m)
   })
 
   it('proves client authentication, each upstream and Redis, and warns that /metrics is public', async () => {
@@ -140,22 +140,24 @@ describe('tokenward doctor', () => {
     expect(await doctor(world.bff.config, (l) => out.push(l))).toBe(0)
     const text = out.join('\n')
     expect(text).toMatch(
-      /^ok +client authentication: client_secret_basic as \S+ accepted at http:\/\/\S+ \(a made-up code got invalid_grant\)$/m,
+      /^PASS +client authentication: client_secret_basic as \S+ accepted at http:\/\/\S+ \(a made-up code got invalid_grant\)$/m,
     )
-    expect(text).toMatch(new RegExp(`^ok +upstream /api: ${world.upstream.url.replace(/\/.*$/, '').replace(/[.]/g, '\\.')}`, 'm'))
-    expect(text).toMatch(/^ok +redis: write, read and delete in \d+ ms \(standalone, 127\.0\.0\.1:\d+\)$/m)
-    expect(text).toMatch(/^warn +metrics exposure: \/metrics is public on the main listener .*BFF_METRICS_LISTEN/m)
+    expect(text).toMatch(new RegExp(`^PASS +upstream /api: ${world.upstream.url.replace(/\/.*$/, '').replace(/[.]/g, '\\.')}`, 'm'))
+    expect(text).toMatch(/^PASS +redis: write, read and delete in \d+ ms \(standalone, 127\.0\.0\.1:\d+\)$/m)
+    expect(text).toMatch(/^WARN +metrics exposure: \/metrics is public on the main listener .*BFF_METRICS_LISTEN/m)
     const listening: string[] = []
     await doctor(loadConfig({ ...world.bff.env, BFF_METRICS_LISTEN: '127.0.0.1:9464' }), (l) => listening.push(l))
-    expect(listening.join('\n')).toMatch(/^ok +metrics exposure: \/metrics on 127\.0\.0\.1:9464 only/m)
+    expect(listening.join('\n')).toMatch(/^PASS +metrics exposure: \/metrics on 127\.0\.0\.1:9464 only/m)
   })
 
-  it('fails on a wrong client secret, naming client authentication', async () => {
+  it('fails on a wrong client secret, naming client authentication and revocation', async () => {
     const config = loadConfig({ ...world.bff.env, BFF_CLIENT_SECRET: `${world.clientSecret}x` })
     const out: string[] = []
     expect(await doctor(config, (l) => out.push(l))).toBe(1)
     const fail = out.filter((l) => l.startsWith('FAIL'))
-    expect(fail).toHaveLength(1)
+    // The revocation endpoint refuses the same credentials: logout could not revoke either.
+    expect(fail).toHaveLength(2)
+    expect(fail[1]).toMatch(/^FAIL +revocation \(RFC 7009\): \S+ refused the client \(invalid_client\): logout cannot revoke/)
     expect(fail[0]).toMatch(/^FAIL +client authentication: client_secret_basic as \S+ refused at \S+: invalid_client .*BFF_CLIENT_SECRET/)
   })
 
@@ -169,18 +171,22 @@ describe('tokenward doctor', () => {
     const out: string[] = []
     expect(await doctor(config, (l) => out.push(l), { json: true })).toBe(1)
     expect(out).toHaveLength(1)
-    const report = JSON.parse(out[0]!) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string }> }
+    const report = JSON.parse(out[0]!) as { ok: boolean; checks: Array<{ name: string; status: string; basis: string; detail: string }> }
     expect(report.ok).toBe(false)
-    for (const c of report.checks) expect(['ok', 'warn', 'fail']).toContain(c.status)
+    for (const c of report.checks) {
+      expect(['pass', 'warn', 'fail']).toContain(c.status)
+      expect(['proven', 'advertised']).toContain(c.basis)
+    }
     expect(report.checks.filter((c) => c.status === 'fail')).toEqual([
       {
         name: 'upstream /dead',
         status: 'fail',
+        basis: 'proven',
         detail: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${deadPort} unreachable: .*ECONNREFUSED`)),
       },
     ])
-    expect(report.checks.find((c) => c.name === 'upstream /api')?.status).toBe('ok')
-    expect(report.checks.find((c) => c.name === 'client authentication')?.status).toBe('ok')
+    expect(report.checks.find((c) => c.name === 'upstream /api')?.status).toBe('pass')
+    expect(report.checks.find((c) => c.name === 'client authentication')?.status).toBe('pass')
   })
 
   it('fails, naming what is down, when Redis and the IdP do not answer', async () => {
