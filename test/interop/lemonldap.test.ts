@@ -5,8 +5,10 @@
 // logout confirmation page, online refresh tokens ending with the IdP session
 // and offline ones (`offline_access`) outliving it.
 
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
@@ -17,6 +19,7 @@ import { freePort } from '../helpers/ports.js'
 import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { startEchoUpstream, type EchoUpstream } from '../helpers/upstream.js'
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const CHROMIUM = '/usr/bin/chromium'
 const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -334,5 +337,39 @@ describe('tokenward against LemonLDAP::NG 2.16', () => {
       await page.waitForURL((url) => `${url.origin}${url.pathname}` === `${publicUrl(bff)}/`)
       expect((await pageSession(page)).status).toBe(401)
     })
+  })
+})
+
+// `tokenward doctor` run from source (tsx): the same CLI as the production
+// build, without the build's time (test/integration/cli.test.ts runs the build).
+describe('tokenward doctor against LemonLDAP::NG 2.16', () => {
+  function doctor(env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'doctor'], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, ...env },
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+      child.on('close', (status) => resolve({ status, stdout, stderr }))
+    })
+  }
+
+  it('exits 0: client authentication works, and what LLNG does not advertise (revocation, back-channel logout) is a warning', async () => {
+    const r = await doctor(offline!.env)
+    expect(r.stdout, r.stderr).not.toMatch(/^FAIL/m)
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/^ok +client authentication: client_secret_post as tokenward-interop accepted/m)
+    expect(r.stdout).toMatch(/^warn\b.*revocation/im)
+    expect(r.stdout).toMatch(/^warn\b.*back-channel logout/im)
+    expect(r.stdout).toMatch(/^ok +end session: .*\/oauth2\/logout$/m)
+  })
+
+  it('with client_secret_basic it exits 1: LLNG refuses the form-encoded client id (invalid_client)', async () => {
+    const r = await doctor({ ...offline!.env, BFF_CLIENT_AUTH: 'client_secret_basic' })
+    expect(r.status).toBe(1)
+    expect(r.stdout).toMatch(/^FAIL +client authentication: client_secret_basic as tokenward-interop refused .*invalid_client/m)
   })
 })
