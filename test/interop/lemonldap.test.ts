@@ -229,6 +229,8 @@ describe('tokenward against LemonLDAP::NG 2.16', () => {
     const tokens = new Set(upstream!.requests.slice(seen).map((_, i) => bearer(seen + i)))
     expect(tokens.size).toBe(1)
     expect(tokens.has(before.accessToken)).toBe(false)
+    // LLNG 2.16 does not rotate refresh tokens: tokenward keeps the one it has.
+    expect((await sessionOf(offline!, jar))!.data.refreshToken).toBe(before.refreshToken)
   })
 
   it('RP-initiated logout: POST /auth/logout gives LLNG’s end-session URL, LLNG asks for confirmation, the browser ends at the post-logout URL without a session', async () => {
