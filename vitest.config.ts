@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config'
 
 // Test lanes. `npm test` (and CI) runs every project; `npm run test:fast` runs
-// only `fast`, `npm run test:integration`, `npm run test:e2e` and `npm run test:interop` the others.
+// only `fast`; `npm run test:integration`, `test:e2e` and `test:interop` the others.
 //
 // - fast: unit, property and store contract tests. No IdP, no tokenward server,
 //   no browser; the contract suites run against the Redis of the global setup
