@@ -119,16 +119,16 @@ async function newPage(): Promise<Page> {
 }
 
 /** Logs in from tokenward's login endpoint through LLNG's own login form; returns the session cookie as a jar for spaFetch. */
-async function signIn(page: Page, bff: TestBff): Promise<CookieJar> {
+async function signIn(page: Page, bff: TestBff, idp: LemonLdap = llng!): Promise<CookieJar> {
   await page.goto(`${publicUrl(bff)}/auth/login?returnTo=%2F`)
-  await page.waitForURL((url) => url.origin === llng!.url)
+  await page.waitForURL((url) => url.origin === idp.url)
   await page.locator('input[name="user"]').fill(USER)
   await page.locator('input[name="password"]').fill(USER)
   await page.locator('button[type="submit"]').first().click()
   await page.waitForURL(`${publicUrl(bff)}/`).catch(async (err: unknown) => {
     const warnings = bff.logs.filter((l) => /"level":(40|50)/.test(l)).slice(-3)
     const where = `at ${page.url()}: ${await pageText(page)}`
-    throw new Error(`the login did not come back, ${where}; tokenward: ${warnings.join(' ')}; LLNG: ${llng!.log.join('').slice(-1000)}`, {
+    throw new Error(`the login did not come back, ${where}; tokenward: ${warnings.join(' ')}; LLNG: ${idp.log.join('').slice(-1000)}`, {
       cause: err,
     })
   })
@@ -174,8 +174,8 @@ function frontChannelParameters(url: string | null | undefined): { iss: string |
 }
 
 /** Logs the browser out at LLNG's portal, not through tokenward (no confirmation asked there). */
-async function logoutAtIdp(page: Page): Promise<void> {
-  await page.goto(`${llng!.url}/?logout=1`)
+async function logoutAtIdp(page: Page, idp: LemonLdap = llng!): Promise<void> {
+  await page.goto(`${idp.url}/?logout=1`)
 }
 
 describe('tokenward against LemonLDAP::NG 2.16', () => {
@@ -342,6 +342,36 @@ describe('tokenward against LemonLDAP::NG 2.16', () => {
       await page.getByRole('button', { name: 'Continue' }).click()
       await page.waitForURL((url) => `${url.origin}${url.pathname}` === `${publicUrl(bff)}/`)
       expect((await pageSession(page)).status).toBe(401)
+    })
+  })
+})
+
+describe('an RP that LemonLDAP::NG does not allow offline access', () => {
+  let strict: LemonLdap | undefined
+  beforeAll(async () => {
+    strict = await startLemonLdap({
+      clientId: CLIENT_ID,
+      clientSecret,
+      redirectUris: [`${spare.origin}/auth/callback`],
+      postLogoutRedirectUris: [`${spare.origin}/`],
+      allowOffline: false,
+    })
+  })
+  afterAll(() => strict?.stop())
+
+  it('offline_access asked for anyway: LLNG ignores it, and the refresh token ends with the LLNG session', async () => {
+    const scopes = 'openid profile email offline_access'
+    await withInstance({ BFF_ISSUER: strict!.issuer, BFF_SCOPES: scopes }, async (bff) => {
+      const page = await newPage()
+      const jar = await signIn(page, bff, strict)
+      expect((await sessionOf(bff, jar))!.data.refreshToken).toBeTruthy()
+      await logoutAtIdp(page, strict)
+      await expireAccessToken(bff, jar)
+      const requests = strict!.tokenRequests().length
+      const res = await spaFetch(bff, jar, '/api/echo')
+      expect(res.status).toBe(401)
+      expect(await res.json()).toMatchObject({ error: 'login_required' })
+      expect(strict!.tokenRequests().slice(requests)).toEqual([{ grant: 'refresh_token', status: 400 }])
     })
   })
 })
