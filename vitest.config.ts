@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config'
 
 // Test lanes. `npm test` (and CI) runs every project; `npm run test:fast` runs
-// only `fast`, `npm run test:integration` and `npm run test:e2e` the others.
+// only `fast`; `npm run test:integration`, `test:e2e` and `test:interop` the others.
 //
 // - fast: unit, property and store contract tests. No IdP, no tokenward server,
 //   no browser; the contract suites run against the Redis of the global setup
@@ -10,6 +10,8 @@ import { defineConfig } from 'vitest/config'
 // - integration: real IdP, echo upstream and tokenward on free ports, real Redis
 //   (also Cluster and Sentinel topologies, the CLI and production builds, soak).
 // - e2e: a real Chromium against the demo stack.
+// - interop: tokenward against LemonLDAP::NG (Debian's packages), an IdP nobody
+//   here wrote, through its own pages in Chromium.
 //
 // The global setup (one private redis-server, or BFF_REDIS_URL) lives at the
 // root, not in the projects: Vitest runs the root's global setup once for any
@@ -19,6 +21,7 @@ import { defineConfig } from 'vitest/config'
 
 const FAST = ['test/unit/**/*.test.ts', 'test/property/**/*.test.ts', 'test/contract/**/*.test.ts']
 const E2E = ['test/e2e/**/*.test.ts']
+const INTEROP = ['test/interop/**/*.test.ts']
 
 export default defineConfig(({ mode }) => {
   const shared = {
@@ -56,6 +59,13 @@ export default defineConfig(({ mode }) => {
             ...shared,
             name: 'e2e',
             include: E2E,
+          },
+        },
+        {
+          test: {
+            ...shared,
+            name: 'interop',
+            include: INTEROP,
           },
         },
       ],
