@@ -98,11 +98,20 @@ async function checkClientAuth(config: Config, client: OidcClient): Promise<Chec
     const { error, status } = await grantError(err)
     const endpoint = client.serverMetadata?.token_endpoint ?? 'the token endpoint'
     if (error === 'invalid_client' || status === 401) {
+      const check = `check BFF_CLIENT_ID and ${config.clientAuth === 'private_key_jwt' ? 'BFF_CLIENT_PRIVATE_KEY' : 'BFF_CLIENT_SECRET'}`
+      // RFC 6749 §2.3.1 form-encodes the client id and secret inside HTTP Basic;
+      // some IdPs (LemonLDAP::NG 2.16) do not decode them, so an id or secret
+      // with characters such as `-` is refused there and accepted in the body.
+      const encoded = /[^A-Za-z0-9*._]/.test(`${config.clientId}${config.clientSecret ?? ''}`)
+      const hint =
+        config.clientAuth === 'client_secret_basic' && encoded
+          ? `${check}; the IdP may not decode the form-encoded id or secret in HTTP Basic (RFC 6749 §2.3.1): try BFF_CLIENT_AUTH=client_secret_post`
+          : check
       return {
         name,
         status: 'fail',
         basis,
-        detail: `${config.clientAuth} as ${config.clientId} refused at ${endpoint}: ${typeof error === 'string' ? error : 'HTTP 401'} (check BFF_CLIENT_ID and ${config.clientAuth === 'private_key_jwt' ? 'BFF_CLIENT_PRIVATE_KEY' : 'BFF_CLIENT_SECRET'})`,
+        detail: `${config.clientAuth} as ${config.clientId} refused at ${endpoint}: ${typeof error === 'string' ? error : 'HTTP 401'} (${hint})`,
       }
     }
     if (error === 'invalid_grant') {
