@@ -85,7 +85,7 @@ export function refreshTokenExpiry(
   { now, latest }: { readonly now: number; readonly latest: number },
 ): number | undefined {
   if (lifetime === undefined) return undefined
-  const at = lifetime.source === 'jwt_exp' ? lifetime.exp * 1000 : now + lifetime.seconds * 1000
+  const at = Math.floor(lifetime.source === 'jwt_exp' ? lifetime.exp * 1000 : now + lifetime.seconds * 1000)
   if (!Number.isFinite(at) || at <= now) return undefined
-  return Math.floor(Math.min(at, latest))
+  return Math.min(at, latest)
 }
