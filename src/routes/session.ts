@@ -35,7 +35,8 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
       // The refresh token's end as the IdP stated it (capped at the max age), or
       // null when it did not: a non-null value means expiresAt may move later at
       // a refresh (docs/endpoints.md).
-      refreshTokenExpiresAt: session.data.refreshTokenExpiresAt === undefined ? null : Math.floor(session.data.refreshTokenExpiresAt / 1000),
+      refreshTokenExpiresAt:
+        session.data.refreshTokenExpiresAt === undefined ? null : Math.floor(session.data.refreshTokenExpiresAt / 1000),
     })
   })
 

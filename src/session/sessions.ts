@@ -277,7 +277,11 @@ export class SessionManager {
    * refresh for a proxied call) slides the idle TTL as a read would, so an end
    * moved later is not cut short by a TTL the last slide capped at the old one.
    */
-  async replace(session: Session, data: SessionData, options: { slide?: boolean } = {}): Promise<{ result: ReplaceResult; session: Session }> {
+  async replace(
+    session: Session,
+    data: SessionData,
+    options: { slide?: boolean } = {},
+  ): Promise<{ result: ReplaceResult; session: Session }> {
     const target = this.absoluteExpiry(data)
     const moved = data.refreshTokenExpiresAt !== undefined && data.refreshTokenExpiresAt !== session.data.refreshTokenExpiresAt
     const absExp = moved ? target : Math.min(session.absExp, target)

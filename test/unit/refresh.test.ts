@@ -172,7 +172,8 @@ describe('TokenService', () => {
     expect(r3.session.absExp).toBe(r1.session.absExp)
 
     // Far beyond BFF_SESSION_MAX_AGE (an hour here): capped at login + max age.
-    idp.next = () => token({ refreshToken: 'rt-4', refreshTokenLifetime: { source: 'jwt_exp', exp: Math.floor(created / 1000) + 10 * 86_400 } })
+    idp.next = () =>
+      token({ refreshToken: 'rt-4', refreshTokenLifetime: { source: 'jwt_exp', exp: Math.floor(created / 1000) + 10 * 86_400 } })
     const r4 = await tokens.accessToken(await expire(r3.session))
     expect(r4.session.absExp).toBe(created + 3_600_000)
     expect(r4.session.data.refreshTokenExpiresAt).toBe(created + 3_600_000)

@@ -29,7 +29,9 @@ export class RedisRefreshLeases implements RefreshLeases {
 
   async writeJournal(sid: string, token: string, version: number, ttlMs: number): Promise<boolean> {
     const { keys } = this.#c
-    const r = await this.#c.run((redis) => redis.twJournal(keys.lock(sid), keys.journal(sid), token, version, Math.max(1, Math.floor(ttlMs))))
+    const r = await this.#c.run((redis) =>
+      redis.twJournal(keys.lock(sid), keys.journal(sid), token, version, Math.max(1, Math.floor(ttlMs))),
+    )
     return r === 1
   }
 
