@@ -17,6 +17,8 @@ import { testEnv } from '../helpers/env.js'
 class FakeIdp {
   grants = 0
   params: Array<Record<string, string> | undefined> = []
+  /** The refresh tokens presented, in order. */
+  presented: string[] = []
   revocations = 0
   async revokeRefreshToken(): Promise<boolean> {
     this.revocations++
@@ -27,6 +29,7 @@ class FakeIdp {
   async refreshTokenGrant(refreshToken: string, params?: Record<string, string>): Promise<TokenResult> {
     this.grants++
     this.params.push(params)
+    this.presented.push(refreshToken)
     if (this.delayMs) await sleep(this.delayMs)
     const r = this.next(refreshToken)
     if (r instanceof Error) throw r
@@ -219,6 +222,19 @@ describe('TokenService', () => {
     expect(a.idp.grants).toBe(1)
     expect((await service(a.sessions).accessToken(session)).token).toBe(second.token)
     expect(a.idp.grants).toBe(1)
+  })
+
+  it('the worst case: an IdP that answers 5xx is taken to have issued nothing, so the same refresh token goes again later (security model S78)', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data())
+    idp.next = () =>
+      new oidc.ResponseBodyError('server_error', { cause: { error: 'server_error' }, response: new Response(null, { status: 500 }) })
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
+    idp.next = (rt) => token({ refreshToken: `${rt}+` })
+    expect((await tokens.accessToken(session)).session.data.refreshToken).toBe('rt-1+')
+    // Twice for rt-1: had the IdP spent it before failing, the second would get
+    // invalid_grant and end the session (S36); every other path presents it once.
+    expect(idp.presented).toEqual(['rt-1', 'rt-1'])
   })
 
   it('invalid_grant ends the session with refresh_token_rejected (security model S35, S36)', async () => {
