@@ -93,6 +93,14 @@ export interface DevIdpOptions {
    * test fixtures that make the IdP slow or odd (test/helpers/test-idp.ts).
    */
   intercept?: (req: IncomingMessage, res: ServerResponse, pass: () => void) => void
+  /**
+   * Called with the provider before it serves its first request, to add Koa
+   * middleware (`provider.use`) that sees the parsed endpoints: the hook for
+   * test fixtures that shape token responses like other IdPs do
+   * (test/helpers/idp-refresh-styles.ts). Koa composes middleware when it
+   * starts serving, so later `use` calls would not take effect.
+   */
+  setup?: (provider: Provider) => void
 }
 
 export interface DevIdp {
@@ -162,6 +170,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   }
   if (options.offlineAccessWithoutConsent ?? true) implyOfflineConsent(provider)
 
+  options.setup?.(provider)
   const tokenPath = routePath(provider, 'token')
   // Undefined when a test turned revocation off (an IdP without it, as Entra ID).
   const revocationPath = optionalRoutePath(provider, 'revocation')

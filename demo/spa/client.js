@@ -44,6 +44,10 @@ const CSRF_HEADER = 'X-CSRF';
 const EVENT_SOURCE_CLOSED = 2;
 const RETRY_MIN_MS = 2_000;
 const RETRY_MAX_MS = 60_000;
+/** onSessionEnding's default warning time, in seconds. */
+const ENDING_BEFORE_S = 60;
+/** setTimeout's longest delay (2^31 - 1 ms, about 24.8 days); longer waits are done in steps. */
+const MAX_TIMER_MS = 2_147_483_647;
 export function createBff(options = {}) {
     const base = basePathOf(options.basePath ?? '');
     // Resolved on each use, not at creation, so the module can be imported
@@ -231,7 +235,52 @@ export function createBff(options = {}) {
         retryTimer = undefined;
         failures = 0;
     }
-    return { fetch: fetchWithSession, session, login, logout, onSessionEnded };
+    // -------------------------------------------------------------------------
+    // A warning before the absolute end: one timer per subscriber.
+    function onSessionEnding(callback, { before = ENDING_BEFORE_S } = {}) {
+        let stopped = false;
+        let timer;
+        const wait = (ms) => {
+            timer = setTimeout(() => void look(), Math.min(MAX_TIMER_MS, Math.max(0, ms)));
+        };
+        async function look() {
+            timer = undefined;
+            let current;
+            try {
+                current = await session({ slide: false });
+            }
+            catch {
+                // tokenward unreachable for now: look again later.
+                if (!stopped)
+                    wait(RETRY_MAX_MS / 2);
+                return;
+            }
+            if (stopped || current === null)
+                return;
+            // Asked again when the moment comes: a refresh may have moved the end later.
+            const left = current.expiresAt * 1000 - Date.now();
+            if (left > before * 1000)
+                return wait(left - before * 1000);
+            stopped = true;
+            try {
+                callback({ expiresAt: current.expiresAt, secondsLeft: Math.max(0, Math.floor(left / 1000)) });
+            }
+            catch (err) {
+                // As for onSessionEnded: the error surfaces, not as an unhandled rejection.
+                queueMicrotask(() => {
+                    throw err;
+                });
+            }
+        }
+        void look();
+        return () => {
+            stopped = true;
+            if (timer !== undefined)
+                clearTimeout(timer);
+            timer = undefined;
+        };
+    }
+    return { fetch: fetchWithSession, session, login, logout, onSessionEnded, onSessionEnding };
 }
 /** A client for tokenward at this origin's root, using the browser's globals. */
 export const bff = createBff();

@@ -15,10 +15,34 @@ export interface Session {
   readonly claims: SessionClaims
   /** tokenward's non-secret session reference (`tokenward sessions list`), not the cookie. */
   readonly sid: string
-  /** The absolute end, never extended. */
+  /**
+   * The absolute end: when a new login is needed at the latest, however
+   * active the user is. The configured maximum age, or the refresh token's
+   * end when the IdP states it and it comes first. Activity never extends it;
+   * a refresh that brings a refresh token with a later end may move it later,
+   * never past the maximum age.
+   */
   readonly expiresAt: number
   /** The end unless an API call or `session()` slides it first. */
   readonly idleExpiresAt: number
+  /**
+   * The refresh token's end as the IdP stated it (capped at the maximum age),
+   * or `null` when it did not say. Absent from tokenward releases before it.
+   */
+  readonly refreshTokenExpiresAt?: number | null
+}
+
+/** What `onSessionEnding` learns: the session needs a new login soon. */
+export interface SessionEndingEvent {
+  /** Epoch seconds: the session's `expiresAt`. */
+  readonly expiresAt: number
+  /** Seconds from now to `expiresAt` by this device's clock, at least 0. */
+  readonly secondsLeft: number
+}
+
+export interface SessionEndingOptions {
+  /** How many seconds before `expiresAt` to call back; 60 by default. */
+  readonly before?: number
 }
 
 /**
@@ -104,6 +128,16 @@ export interface Bff {
    * the unsubscribe function. This tab's own `logout()` does not call it.
    */
   onSessionEnded(callback: (event: SessionEndedEvent) => void): () => void
+  /**
+   * Calls `callback` once, `before` seconds (default 60) before the session's
+   * absolute end (`expiresAt`), when a new login will be needed whatever the
+   * user does: time to save work and sign in again. Reads `/auth/session`
+   * without sliding it, and again when the moment comes, since a refresh may
+   * have moved the end later. Nothing is called without a session; the end
+   * itself comes through `onSessionEnded` (`session_expired`) or a 401
+   * `login_required`. Returns the unsubscribe function.
+   */
+  onSessionEnding(callback: (event: SessionEndingEvent) => void, options?: SessionEndingOptions): () => void
 }
 
 /** tokenward answered something other than what the call expects. */

@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics.js'
 import { describe } from './idp-errors.js'
 import { importPrivateKey } from './keys.js'
 import { isTemplateOf, TENANT_PLACEHOLDER, TenantIssuers } from './tenants.js'
+import { readRefreshLifetime, type RefreshLifetime } from '../tokens/refresh-lifetime.js'
 
 /** The token endpoint's answer, normalised. Contains secrets: never log it. */
 export interface TokenResult {
@@ -19,8 +20,8 @@ export interface TokenResult {
   /** Seconds. */
   readonly expiresIn: number | undefined
   readonly refreshToken: string | undefined
-  /** Seconds; not standard, sent by some IdPs. */
-  readonly refreshTokenExpiresIn: number | undefined
+  /** What the response says about the refresh token's lifetime (src/tokens/refresh-lifetime.ts). */
+  readonly refreshTokenLifetime: RefreshLifetime | undefined
   readonly scope: string | undefined
   readonly idToken: string | undefined
   readonly idClaims: oidc.IDToken | undefined
@@ -333,13 +334,13 @@ export class OidcClient {
 }
 
 function normalise(r: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers): TokenResult {
-  const rtExp = (r as { refresh_token_expires_in?: unknown }).refresh_token_expires_in
   return {
     accessToken: r.access_token,
     tokenType: r.token_type,
     expiresIn: r.expiresIn(),
     refreshToken: r.refresh_token,
-    refreshTokenExpiresIn: typeof rtExp === 'number' && rtExp > 0 ? rtExp : undefined,
+    // Only when a refresh token came: a lifetime without one describes nothing we keep.
+    refreshTokenLifetime: r.refresh_token ? readRefreshLifetime(r) : undefined,
     scope: r.scope,
     idToken: r.id_token,
     idClaims: r.claims(),

@@ -12,6 +12,7 @@ import { safeReturnTo } from '../return-to.js'
 import { serializeCookie } from '../session/cookie.js'
 import { newHandle, type SessionData } from '../session/sessions.js'
 import { TRANSACTION_TTL_SECONDS } from '../session/transactions.js'
+import { refreshTokenExpiry } from '../tokens/refresh-lifetime.js'
 import type { AppEnv, Deps } from '../types.js'
 import { errorPage } from './pages.js'
 
@@ -233,7 +234,8 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
       accessTokenExpiresAt: tokens.expiresIn === undefined ? undefined : now + tokens.expiresIn * 1000,
       scope: tokens.scope,
       refreshToken: tokens.refreshToken,
-      refreshTokenExpiresAt: tokens.refreshTokenExpiresIn === undefined ? undefined : now + tokens.refreshTokenExpiresIn * 1000,
+      // The session ends with the refresh token when the IdP says when that is (security model S20, S77).
+      refreshTokenExpiresAt: refreshTokenExpiry(tokens.refreshTokenLifetime, { now, latest: deps.sessions.latestEnd({ createdAt: now }) }),
       idToken: config.logoutIdTokenHint ? tokens.idToken : undefined,
     }
 
@@ -246,9 +248,15 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     }
     const { handle, session } = await deps.sessions.create(data)
     const sealed = await deps.cookies.seal({ h: handle }, config.session.maxAge)
+    // The cookie lasts until the session's latest possible end: a refresh
+    // token with a later expiry can move the end that far, never further
+    // (security model S77). Past the session's end it names nothing.
     c.header(
       'set-cookie',
-      serializeCookie(config, config.cookie.name, sealed, { maxAge: (session.absExp - now) / 1000, sameSite: config.cookie.sameSite }),
+      serializeCookie(config, config.cookie.name, sealed, {
+        maxAge: config.session.maxAge,
+        sameSite: config.cookie.sameSite,
+      }),
     )
     auditFor(c, 'login', { outcome: 'success', sub: data.sub, sid: session.sid })
     noStore(c)

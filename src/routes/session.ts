@@ -28,8 +28,15 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
       sub: session.data.sub,
       claims: session.data.claims,
       sid: session.sid,
+      // When a new login is needed at the latest: BFF_SESSION_MAX_AGE or the
+      // refresh token's end, whichever comes first (security model S20, S77).
       expiresAt: Math.floor(session.absExp / 1000),
       idleExpiresAt: Math.floor(session.idleExp / 1000),
+      // The refresh token's end as the IdP stated it (capped at the max age), or
+      // null when it did not: a non-null value means expiresAt may move later at
+      // a refresh (docs/endpoints.md).
+      refreshTokenExpiresAt:
+        session.data.refreshTokenExpiresAt === undefined ? null : Math.floor(session.data.refreshTokenExpiresAt / 1000),
     })
   })
 

@@ -147,10 +147,19 @@ export class SessionManager {
     return Math.min(started + this.#cacheMs, session.idleExp, session.absExp)
   }
 
-  /** The absolute expiry for a new session: max age, never past the refresh token (security model S20). */
+  /** The absolute expiry: max age, never past the refresh token (security model S20, S77). */
   absoluteExpiry(data: Pick<SessionData, 'createdAt' | 'refreshTokenExpiresAt'>): number {
-    const max = data.createdAt + this.#maxAgeMs
+    const max = this.latestEnd(data)
     return data.refreshTokenExpiresAt === undefined ? max : Math.min(max, data.refreshTokenExpiresAt)
+  }
+
+  /**
+   * The latest the session can ever end: BFF_SESSION_MAX_AGE after login. A
+   * refresh token with a later expiry may move the absolute expiry up to it,
+   * never past it (security model S77).
+   */
+  latestEnd(data: Pick<SessionData, 'createdAt'>): number {
+    return data.createdAt + this.#maxAgeMs
   }
 
   #seal(sid: string, version: number, absExp: number, data: SessionData): StoredEntry {
@@ -169,9 +178,13 @@ export class SessionManager {
       const ttl = Math.min(this.#idleMs, absExp - now)
       // NX: a collision of 128-bit handles is not expected, but never overwrite.
       if (await this.#records.create(sid, entry, ttl)) {
-        // Indexes for back-channel logout (by IdP session) and administration (by user).
-        await this.#indexes.add('sub', data.sub, sid, absExp)
-        if (data.idpSid) await this.#indexes.add('idp', data.idpSid, sid, absExp)
+        // Indexes for back-channel logout (by IdP session) and administration (by
+        // user). They live until the session's latest possible end, since a
+        // refresh may move its end that far (replace): a back-channel logout
+        // must still find it then (security model S77).
+        const indexed = this.latestEnd(data)
+        await this.#indexes.add('sub', data.sub, sid, indexed)
+        if (data.idpSid) await this.#indexes.add('idp', data.idpSid, sid, indexed)
         const session: Session = Object.freeze({ sid, version: 1, absExp, idleExp: now + ttl, data: Object.freeze(data) })
         // Kept to skip the first decryption, but not served from memory: Redis
         // tracks keys a client reads, and this one was only written.
@@ -254,22 +267,35 @@ export class SessionManager {
     return session
   }
 
-  /** Compare-and-set: succeeds only if nobody replaced the session since it was read. */
-  async replace(session: Session, data: SessionData): Promise<{ result: ReplaceResult; session: Session }> {
-    const absExp = Math.min(
-      session.absExp,
-      this.absoluteExpiry({ createdAt: data.createdAt, refreshTokenExpiresAt: data.refreshTokenExpiresAt }),
-    )
+  /**
+   * Compare-and-set: succeeds only if nobody replaced the session since it was read.
+   *
+   * The absolute expiry only comes earlier, except when `data` carries a new
+   * refresh-token expiry: then it is that expiry, earlier or later, capped at
+   * BFF_SESSION_MAX_AGE (security model S20, S77), and the Redis TTL follows.
+   * `slide` (a write made for a request that slides the idle timeout, like a
+   * refresh for a proxied call) slides the idle TTL as a read would, so an end
+   * moved later is not cut short by a TTL the last slide capped at the old one.
+   */
+  async replace(
+    session: Session,
+    data: SessionData,
+    options: { slide?: boolean } = {},
+  ): Promise<{ result: ReplaceResult; session: Session }> {
+    const target = this.absoluteExpiry(data)
+    const moved = data.refreshTokenExpiresAt !== undefined && data.refreshTokenExpiresAt !== session.data.refreshTokenExpiresAt
+    const absExp = moved ? target : Math.min(session.absExp, target)
     const version = session.version + 1
     const entry = this.#seal(session.sid, version, absExp, data)
     const started = this.#now()
     const seen = this.#invalidations
-    const result = await this.#records.replace(session.sid, session.version, entry, absExp - started)
+    const slideMs = options.slide ? this.#idleMs : 0
+    const result = await this.#records.replace(session.sid, session.version, entry, absExp - started, slideMs)
     const updated: Session = Object.freeze({
       ...session,
       version,
       absExp,
-      idleExp: Math.min(session.idleExp, absExp),
+      idleExp: Math.min(Math.max(session.idleExp, started + slideMs), absExp),
       data: Object.freeze(data),
     })
     // This instance's next request uses the new tokens without reading them

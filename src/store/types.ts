@@ -31,9 +31,10 @@ export interface SessionRecords {
   read(sid: string, options: ReadOptions): Promise<{ entry: StoredEntry; ttlMs: number } | null>
   /**
    * Writes `entry` only if the stored version equals `expectedVersion`; keeps the
-   * current TTL, capped at maxTtlMs. Success also clears the refresh journal.
+   * current TTL, or slides it to `slideMs` when that is longer, capped at
+   * maxTtlMs either way. Success also clears the refresh journal.
    */
-  replace(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult>
+  replace(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number, slideMs?: number): Promise<ReplaceResult>
   /** Deletes the session with its refresh lease and journal; false when there was none. */
   delete(sid: string): Promise<boolean>
   /** Approximately how many sessions exist (for metrics); undefined when the store cannot say cheaply. */
@@ -53,8 +54,12 @@ export interface RefreshLeases {
   renew(sid: string, token: string, leaseMs: number): Promise<boolean>
   /** Releases the lease if `token` still holds it; otherwise does nothing. */
   release(sid: string, token: string): Promise<void>
-  /** Records that a refresh of `version` is about to redeem the refresh token. */
-  writeJournal(sid: string, version: number, ttlMs: number): Promise<void>
+  /**
+   * Records that a refresh of `version` is about to redeem the refresh token,
+   * only if `token` still holds the lease (atomically); false, writing nothing,
+   * when it does not.
+   */
+  writeJournal(sid: string, token: string, version: number, ttlMs: number): Promise<boolean>
   clearJournal(sid: string): Promise<void>
 }
 

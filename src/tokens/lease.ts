@@ -127,10 +127,13 @@ export class RefreshLease {
   /**
    * Records, under the lease, that the refresh token of `session.version` is
    * about to be redeemed. A successful session write clears it; so does
-   * clearJournal(). It lives as long as the session can.
+   * clearJournal(). It lives as long as the session can. False, and nothing
+   * written, when `held` no longer holds the lease: the holder paused past it,
+   * someone else may be redeeming the same token, so it must not (security
+   * model S78).
    */
-  async writeJournal(held: HeldLease, session: { readonly version: number; readonly absExp: number }): Promise<void> {
-    await this.#leases.writeJournal(held.sid, session.version, Math.max(1000, session.absExp - this.#now()))
+  async writeJournal(held: HeldLease, session: { readonly version: number; readonly absExp: number }): Promise<boolean> {
+    return this.#leases.writeJournal(held.sid, held.token, session.version, Math.max(1000, session.absExp - this.#now()))
   }
 
   /** The refresh certainly did not reach the IdP: its refresh token is unspent. Never throws. */

@@ -11,10 +11,11 @@ import type { Metrics, RefreshOutcome } from '../metrics.js'
 import { SingleFlight } from '../single-flight.js'
 import { idTokenMismatch, mayHaveReachedIdp } from './grant-checks.js'
 import { interrupted, type HeldLease, type RefreshLease } from './lease.js'
+import { refreshTokenExpiry } from './refresh-lifetime.js'
 
 export interface TokenServiceOptions {
   config: Config
-  sessions: Pick<SessionManager, 'loadBySid' | 'replace'>
+  sessions: Pick<SessionManager, 'loadBySid' | 'replace' | 'latestEnd'>
   oidc: Pick<OidcClient, 'refreshTokenGrant'>
   logger: Logger
   terminator: Pick<SessionTerminator, 'end'>
@@ -185,7 +186,15 @@ export class TokenService {
       await this.#end(session, 'session_expired', false, 'access token expired and no refresh token')
       throw new LoginRequiredError('The session has expired.')
     }
-    await this.#o.lease.writeJournal(held, session)
+    if (!(await this.#o.lease.writeJournal(held, session))) {
+      // The lease expired before the journal was written (a pause longer than
+      // the lease): another holder may be redeeming this very refresh token, and
+      // a second presentation could trip the IdP's reuse detection (RFC 9700
+      // §4.14.2; security model S78). Not presented: 503, and the retry finds
+      // the other holder's tokens.
+      this.#count('lock_timeout')
+      throw new IdpUnavailableError({ logDetail: 'refresh lease lost before redeeming; the refresh token was not presented' })
+    }
     return this.#o.lease.renewing(held, () => this.#grant(session, held, refreshToken, audience))
   }
 
@@ -267,20 +276,25 @@ export class TokenService {
               [key]: { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresAt },
             },
           }
+    const latest = sessions.latestEnd(session.data)
+    const rotatedExpiry = tokens.refreshToken ? refreshTokenExpiry(tokens.refreshTokenLifetime, { now, latest }) : undefined
     const data: SessionData = {
       ...session.data,
       ...own,
       // RFC 6749 §6: the AS MAY issue a new refresh token; when it does not, keep ours.
       refreshToken: tokens.refreshToken ?? session.data.refreshToken,
-      refreshTokenExpiresAt:
-        tokens.refreshToken && tokens.refreshTokenExpiresIn !== undefined
-          ? now + tokens.refreshTokenExpiresIn * 1000
-          : session.data.refreshTokenExpiresAt,
+      // A rotated refresh token brings its own expiry, earlier or later than the
+      // last one; the session's end follows it within BFF_SESSION_MAX_AGE
+      // (SessionManager.replace; security model S20, S77). Without a new
+      // refresh token, or when the IdP does not say, the known expiry stays: a
+      // planned end that is too early beats a surprise 401.
+      refreshTokenExpiresAt: rotatedExpiry ?? session.data.refreshTokenExpiresAt,
       // An audience token's scope is the route's, not the session's.
       scope: key === '' ? (tokens.scope ?? session.data.scope) : session.data.scope,
       idToken: this.#o.config.logoutIdTokenHint && tokens.idToken ? tokens.idToken : session.data.idToken,
     }
-    const { result, session: updated } = await sessions.replace(session, data)
+    // The refresh runs for a proxied call, which slides the idle timeout (security model S19).
+    const { result, session: updated } = await sessions.replace(session, data, { slide: true })
     if (result !== 'ok') {
       // Only the lock holder refreshes, so a conflict means the session was ended
       // meanwhile (logout, revoke): the new tokens must not resurrect it.

@@ -101,9 +101,16 @@ eachStore('RefreshLeases', (subject) => {
   })
 
   describe('journal', () => {
+    /** Writes the journal as a holder does: under the lease, released afterwards. */
+    const journal = async (sid: string, version: number, ttlMs: number) => {
+      expect((await leases().acquire(sid, 'writer', 5_000)).acquired).toBe(true)
+      expect(await leases().writeJournal(sid, 'writer', version, ttlMs)).toBe(true)
+      await leases().release(sid, 'writer')
+    }
+
     it('written: reported by every acquire, whether it gets the lease or not', async () => {
       const sid = newSid()
-      await leases().writeJournal(sid, 7, 60_000)
+      await journal(sid, 7, 60_000)
       expect(await leases().acquire(sid, 'a', 5_000)).toEqual({ acquired: true, journal: 7 })
       expect(await leases().acquire(sid, 'b', 5_000)).toEqual({ acquired: false, journal: 7 })
       const other = await subject().peer()
@@ -112,22 +119,22 @@ eachStore('RefreshLeases', (subject) => {
 
     it('a later write replaces it', async () => {
       const sid = newSid()
-      await leases().writeJournal(sid, 7, 60_000)
-      await leases().writeJournal(sid, 8, 60_000)
+      await journal(sid, 7, 60_000)
+      await journal(sid, 8, 60_000)
       expect((await leases().acquire(sid, 'a', 5_000)).journal).toBe(8)
     })
 
     it('survives the lease: a holder that dies leaves it for the next one', async () => {
       const sid = newSid()
       await leases().acquire(sid, 'a', 100)
-      await leases().writeJournal(sid, 3, 60_000)
+      expect(await leases().writeJournal(sid, 'a', 3, 60_000)).toBe(true)
       await sleep(250)
       expect(await leases().acquire(sid, 'b', 5_000)).toEqual({ acquired: true, journal: 3 })
     })
 
     it('cleared: acquire reports null', async () => {
       const sid = newSid()
-      await leases().writeJournal(sid, 7, 60_000)
+      await journal(sid, 7, 60_000)
       await leases().clearJournal(sid)
       expect((await leases().acquire(sid, 'a', 5_000)).journal).toBeNull()
       await expect(leases().clearJournal(newSid())).resolves.toBeUndefined()
@@ -135,14 +142,28 @@ eachStore('RefreshLeases', (subject) => {
 
     it('expires after its ttl', async () => {
       const sid = newSid()
-      await leases().writeJournal(sid, 7, 150)
+      await journal(sid, 7, 150)
       await sleep(300)
       expect((await leases().acquire(sid, 'a', 5_000)).journal).toBeNull()
     })
 
+    it('only the lease holder writes it: a holder whose lease expired and was taken writes nothing (security model S78)', async () => {
+      const sid = newSid()
+      expect(await leases().writeJournal(sid, 'a', 1, 60_000)).toBe(false)
+      expect((await leases().acquire(sid, 'a', 100)).journal).toBeNull()
+      await sleep(250)
+      const other = await subject().peer()
+      expect((await other.leases.acquire(sid, 'b', 5_000)).acquired).toBe(true)
+      // 'a' paused past its lease; 'b' now holds it and may be redeeming.
+      expect(await leases().writeJournal(sid, 'a', 1, 60_000)).toBe(false)
+      expect(await other.leases.writeJournal(sid, 'b', 1, 60_000)).toBe(true)
+      await other.leases.release(sid, 'b')
+      expect((await leases().acquire(sid, 'c', 5_000)).journal).toBe(1)
+    })
+
     it('journals of different sessions are independent', async () => {
       const a = newSid()
-      await leases().writeJournal(a, 1, 60_000)
+      await journal(a, 1, 60_000)
       expect((await leases().acquire(newSid(), 'x', 5_000)).journal).toBeNull()
     })
 
@@ -150,7 +171,7 @@ eachStore('RefreshLeases', (subject) => {
       const { store } = subject()
       const sid = newSid()
       await store.records.create(sid, entry(1), 60_000)
-      await leases().writeJournal(sid, 1, 60_000)
+      await journal(sid, 1, 60_000)
       expect(await store.records.replace(sid, 5, entry(6), 60_000)).toBe('conflict')
       expect((await leases().acquire(sid, 'a', 5_000)).journal).toBe(1)
       expect(await store.records.replace(sid, 1, entry(2), 60_000)).toBe('ok')
@@ -163,7 +184,7 @@ eachStore('RefreshLeases', (subject) => {
     const sid = newSid()
     await store.records.create(sid, entry(1), 60_000)
     await leases().acquire(sid, 'a', 60_000)
-    await leases().writeJournal(sid, 1, 60_000)
+    expect(await leases().writeJournal(sid, 'a', 1, 60_000)).toBe(true)
     expect(await store.records.delete(sid)).toBe(true)
     expect(await leases().acquire(sid, 'b', 5_000)).toEqual({ acquired: true, journal: null })
   })

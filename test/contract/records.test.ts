@@ -141,6 +141,21 @@ eachStore('SessionRecords', (subject) => {
       expect(r!.ttlMs).toBeLessThanOrEqual(1_000)
     })
 
+    it('security model S19, S77: slideMs slides the TTL as a read would, never past maxTtlMs, and never shortens it', async () => {
+      const id = newSid()
+      await store().records.create(id, entry(1, Buffer.from('v1')), 2_000)
+      expect(await store().records.replace(id, 1, entry(2, Buffer.from('v2')), 60_000, 30_000)).toBe('ok')
+      const slid = (await read(id))!.ttlMs
+      expect(slid).toBeGreaterThan(25_000)
+      expect(slid).toBeLessThanOrEqual(30_000)
+      expect(await store().records.replace(id, 2, entry(3, Buffer.from('v3')), 60_000, 1_000)).toBe('ok')
+      expect((await read(id))!.ttlMs).toBeGreaterThan(25_000)
+      expect(await store().records.replace(id, 3, entry(4, Buffer.from('v4')), 10_000, 30_000)).toBe('ok')
+      const capped = (await read(id))!.ttlMs
+      expect(capped).toBeGreaterThan(0)
+      expect(capped).toBeLessThanOrEqual(10_000)
+    })
+
     it('security model S34: a stale version is a conflict and leaves the entry unchanged', async () => {
       const id = newSid()
       await store().records.create(id, entry(1, Buffer.from('v1')), 60_000)

@@ -60,7 +60,13 @@ describe('session lifetimes, enforced server-side', () => {
   it('/auth/session reports the absolute and idle expiry in epoch seconds', async () => {
     const before = Math.floor(Date.now() / 1000)
     const r = await login(world.bff.url)
-    const body = (await (await spaFetch(world.bff, r.jar, '/auth/session')).json()) as { expiresAt: number; idleExpiresAt: number }
+    const body = (await (await spaFetch(world.bff, r.jar, '/auth/session')).json()) as {
+      expiresAt: number
+      idleExpiresAt: number
+      refreshTokenExpiresAt: number | null
+    }
+    // The dev IdP states no refresh-token lifetime: the max age alone (security model S77).
+    expect(body.refreshTokenExpiresAt).toBeNull()
     expect(body.expiresAt).toBeGreaterThanOrEqual(before + 3)
     expect(body.expiresAt).toBeLessThanOrEqual(before + 5)
     expect(body.idleExpiresAt).toBeGreaterThanOrEqual(before + 1)

@@ -93,7 +93,7 @@ describe('limits with clear errors (issue 9)', () => {
           tokenType: 'Bearer',
           expiresIn: 300,
           refreshToken: undefined,
-          refreshTokenExpiresIn: undefined,
+          refreshTokenLifetime: undefined,
           scope: undefined,
           idToken: undefined,
           idClaims: undefined,

@@ -440,6 +440,84 @@ describe('onSessionEnded', () => {
   })
 })
 
+describe('onSessionEnding', () => {
+  const at = (seconds: number) => vi.setSystemTime(seconds * 1000)
+
+  it('calls back once, `before` seconds ahead of expiresAt, after reading the session again without sliding it', async () => {
+    vi.useFakeTimers()
+    at(SESSION.expiresAt - 300)
+    const { bff, calls } = client({ 'GET /auth/session?slide=false': () => json(200, SESSION) })
+    const ending = vi.fn()
+    bff.onSessionEnding(ending, { before: 60 })
+    await vi.advanceTimersByTimeAsync(239_000)
+    expect(ending).not.toHaveBeenCalled()
+    await vi.advanceTimersByTimeAsync(1_000)
+    expect(ending).toHaveBeenCalledExactlyOnceWith({ expiresAt: SESSION.expiresAt, secondsLeft: 60 })
+    expect(calls.map((c) => c.url)).toEqual(['/auth/session?slide=false', '/auth/session?slide=false'])
+    await vi.advanceTimersByTimeAsync(600_000)
+    expect(ending).toHaveBeenCalledTimes(1)
+    expect(calls).toHaveLength(2)
+  })
+
+  it('waits for the new end when a refresh moved it later (a rotated refresh token), by default 60 s ahead', async () => {
+    vi.useFakeTimers()
+    at(SESSION.expiresAt - 120)
+    let expiresAt = SESSION.expiresAt
+    const { bff } = client({ 'GET /auth/session?slide=false': () => json(200, { ...SESSION, expiresAt }) })
+    const ending = vi.fn()
+    bff.onSessionEnding(ending)
+    await vi.advanceTimersByTimeAsync(0)
+    expiresAt += 600
+    await vi.advanceTimersByTimeAsync(60_000)
+    expect(ending).not.toHaveBeenCalled()
+    await vi.advanceTimersByTimeAsync(600_000)
+    expect(ending).toHaveBeenCalledExactlyOnceWith({ expiresAt, secondsLeft: 60 })
+  })
+
+  it('already within `before`: at once; signed out: never; unsubscribed: never; tokenward down: asks again later', async () => {
+    vi.useFakeTimers()
+    at(SESSION.expiresAt - 10)
+    const soon = vi.fn()
+    client({ 'GET /auth/session?slide=false': () => json(200, SESSION) }).bff.onSessionEnding(soon)
+    await vi.advanceTimersByTimeAsync(0)
+    expect(soon).toHaveBeenCalledExactlyOnceWith({ expiresAt: SESSION.expiresAt, secondsLeft: 10 })
+
+    const signedOut = vi.fn()
+    client({ 'GET /auth/session?slide=false': () => json(401, { authenticated: false, ...LOGIN_REQUIRED }) }).bff.onSessionEnding(signedOut)
+    const gone = vi.fn()
+    at(SESSION.expiresAt - 300)
+    const stop = client({ 'GET /auth/session?slide=false': () => json(200, SESSION) }).bff.onSessionEnding(gone)
+    await vi.advanceTimersByTimeAsync(0)
+    stop()
+    let down = true
+    const later = vi.fn()
+    client({
+      'GET /auth/session?slide=false': () =>
+        down ? json(503, { error: 'session_store_unavailable', message: '...' }) : json(200, SESSION),
+    }).bff.onSessionEnding(later)
+    await vi.advanceTimersByTimeAsync(1_000)
+    down = false
+    await vi.advanceTimersByTimeAsync(300_000)
+    expect(signedOut).not.toHaveBeenCalled()
+    expect(gone).not.toHaveBeenCalled()
+    expect(later).toHaveBeenCalledTimes(1)
+    expect(location.assigned).toEqual([])
+  })
+
+  it('a session end further away than a timer can wait is reached in steps', async () => {
+    vi.useFakeTimers()
+    at(SESSION.expiresAt - 40 * 86_400)
+    const { bff } = client({ 'GET /auth/session?slide=false': () => json(200, SESSION) })
+    const ending = vi.fn()
+    bff.onSessionEnding(ending)
+    await vi.advanceTimersByTimeAsync(0)
+    await vi.advanceTimersByTimeAsync(30 * 86_400_000)
+    expect(ending).not.toHaveBeenCalled()
+    await vi.advanceTimersByTimeAsync(10 * 86_400_000)
+    expect(ending).toHaveBeenCalledExactlyOnceWith({ expiresAt: SESSION.expiresAt, secondsLeft: 60 })
+  })
+})
+
 describe('packaging', () => {
   it('keeps nothing in browser storage', async () => {
     const source = await readFile(join(root, 'src/client/index.ts'), 'utf8')

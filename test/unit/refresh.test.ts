@@ -10,13 +10,15 @@ import { SessionTerminator } from '../../src/lifecycle/terminate.js'
 import { SessionManager, type SessionData } from '../../src/session/sessions.js'
 import { MemoryStore } from '../../src/store/memory/store.js'
 import { RefreshLease } from '../../src/tokens/lease.js'
-import { TokenService } from '../../src/tokens/refresh.js'
+import { TokenService, type TokenServiceOptions } from '../../src/tokens/refresh.js'
 import { testEnv } from '../helpers/env.js'
 
 /** A stand-in for the IdP's token endpoint: these tests are about tokenward's logic, the integration tests use a real IdP. */
 class FakeIdp {
   grants = 0
   params: Array<Record<string, string> | undefined> = []
+  /** The refresh tokens presented, in order. */
+  presented: string[] = []
   revocations = 0
   async revokeRefreshToken(): Promise<boolean> {
     this.revocations++
@@ -27,6 +29,7 @@ class FakeIdp {
   async refreshTokenGrant(refreshToken: string, params?: Record<string, string>): Promise<TokenResult> {
     this.grants++
     this.params.push(params)
+    this.presented.push(refreshToken)
     if (this.delayMs) await sleep(this.delayMs)
     const r = this.next(refreshToken)
     if (r instanceof Error) throw r
@@ -40,7 +43,7 @@ function token(over: Partial<TokenResult> = {}): TokenResult {
     tokenType: 'Bearer',
     expiresIn: 300,
     refreshToken: undefined,
-    refreshTokenExpiresIn: undefined,
+    refreshTokenLifetime: undefined,
     scope: 'openid',
     idToken: undefined,
     idClaims: undefined,
@@ -139,12 +142,99 @@ describe('TokenService', () => {
     const r1 = await tokens.accessToken(session)
     expect(r1.session.data.refreshToken).toBe('rt-1')
     const expired = await sessions.replace(r1.session, { ...r1.session.data, accessTokenExpiresAt: 0 })
-    idp.next = () => token({ refreshToken: 'rt-2', refreshTokenExpiresIn: 60 })
+    idp.next = () => token({ refreshToken: 'rt-2', refreshTokenLifetime: { source: 'refresh_token_expires_in', seconds: 60 } })
     const r2 = await tokens.accessToken(expired.session)
     expect(r2.session.data.refreshToken).toBe('rt-2')
     expect((await sessions.loadBySid(session.sid, { slide: false }))!.data.refreshToken).toBe('rt-2')
     // A session never outlives its refresh token (security model S20).
     expect(r2.session.absExp).toBeLessThanOrEqual(Date.now() + 60_000)
+  })
+
+  it('a rotated refresh token moves the end to its own expiry, later too, never past the max age; without one the known expiry stays (security model S77)', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const created = Date.now()
+    const { session } = await sessions.create(data({ createdAt: created, refreshTokenExpiresAt: created + 60_000 }))
+    expect(session.absExp).toBe(created + 60_000)
+    const expire = async (s: typeof session) => (await sessions.replace(s, { ...s.data, accessTokenExpiresAt: 0 })).session
+    const lifetime = (seconds: number) => ({ source: 'refresh_expires_in' as const, seconds })
+
+    // Later than the last one: the end moves later, and the Redis entry's TTL follows it.
+    idp.next = () => token({ refreshToken: 'rt-2', refreshTokenLifetime: lifetime(600) })
+    const r1 = await tokens.accessToken(session)
+    expect(r1.session.absExp).toBeGreaterThanOrEqual(created + 590_000)
+    expect(r1.session.absExp).toBeLessThanOrEqual(Date.now() + 600_000)
+    expect((await sessions.loadBySid(session.sid, { slide: false }))!.absExp).toBe(r1.session.absExp)
+
+    // A new refresh token without a stated lifetime, or none at all: the known expiry stays.
+    idp.next = () => token({ refreshToken: 'rt-3' })
+    const r2 = await tokens.accessToken(await expire(r1.session))
+    expect(r2.session.data.refreshToken).toBe('rt-3')
+    expect(r2.session.absExp).toBe(r1.session.absExp)
+    idp.next = () => token({ refreshToken: undefined, refreshTokenLifetime: lifetime(5) })
+    const r3 = await tokens.accessToken(await expire(r2.session))
+    expect(r3.session.absExp).toBe(r1.session.absExp)
+
+    // Far beyond BFF_SESSION_MAX_AGE (an hour here): capped at login + max age.
+    idp.next = () =>
+      token({ refreshToken: 'rt-4', refreshTokenLifetime: { source: 'jwt_exp', exp: Math.floor(created / 1000) + 10 * 86_400 } })
+    const r4 = await tokens.accessToken(await expire(r3.session))
+    expect(r4.session.absExp).toBe(created + 3_600_000)
+    expect(r4.session.data.refreshTokenExpiresAt).toBe(created + 3_600_000)
+
+    // Earlier again: the end comes earlier.
+    idp.next = () => token({ refreshToken: 'rt-5', refreshTokenLifetime: lifetime(30) })
+    const r5 = await tokens.accessToken(await expire(r4.session))
+    expect(r5.session.absExp).toBeLessThanOrEqual(Date.now() + 30_000)
+  })
+
+  it('a holder whose lease expired before it wrote the journal does not present the refresh token (security model S78)', async () => {
+    const a = setup()
+    const { session } = await a.sessions.create(a.data())
+    // Instance A pauses (a long GC, a blocked event loop) right after its
+    // re-read under the lease, past the 300 ms lease: instance B takes over.
+    let loads = 0
+    const pausing = {
+      loadBySid: async (sid: string, options: { slide: boolean }) => {
+        const s = await a.sessions.loadBySid(sid, options)
+        if (++loads === 2) await sleep(700)
+        return s
+      },
+      replace: a.sessions.replace.bind(a.sessions),
+      latestEnd: a.sessions.latestEnd.bind(a.sessions),
+    }
+    const service = (sessions: TokenServiceOptions['sessions']) =>
+      new TokenService({
+        config: a.config,
+        sessions,
+        oidc: a.idp as unknown as OidcClient,
+        logger: createLogger('silent'),
+        terminator: a.terminator,
+        lease: new RefreshLease({ leases: a.store.leases, leaseMs: 300, logger: createLogger('silent') }),
+        now: Date.now,
+        lockWaitMs: 2000,
+      })
+    const first = service(pausing).accessToken(session)
+    await sleep(50)
+    const second = await service(a.sessions).accessToken(session)
+    expect(second.session.data.refreshToken).toBe('rt-1+')
+    await expect(first).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
+    // rt-1 went to the IdP once; the retry uses B's tokens.
+    expect(a.idp.grants).toBe(1)
+    expect((await service(a.sessions).accessToken(session)).token).toBe(second.token)
+    expect(a.idp.grants).toBe(1)
+  })
+
+  it('the worst case: an IdP that answers 5xx is taken to have issued nothing, so the same refresh token goes again later (security model S78)', async () => {
+    const { sessions, tokens, idp, data } = setup()
+    const { session } = await sessions.create(data())
+    idp.next = () =>
+      new oidc.ResponseBodyError('server_error', { cause: { error: 'server_error' }, response: new Response(null, { status: 500 }) })
+    await expect(tokens.accessToken(session)).rejects.toMatchObject({ code: 'idp_unavailable', status: 503 })
+    idp.next = (rt) => token({ refreshToken: `${rt}+` })
+    expect((await tokens.accessToken(session)).session.data.refreshToken).toBe('rt-1+')
+    // Twice for rt-1: had the IdP spent it before failing, the second would get
+    // invalid_grant and end the session (S36); every other path presents it once.
+    expect(idp.presented).toEqual(['rt-1', 'rt-1'])
   })
 
   it('invalid_grant ends the session with refresh_token_rejected (security model S35, S36)', async () => {

@@ -28,8 +28,11 @@ export class MemoryRefreshLeases implements RefreshLeases {
     if (k.live(k.locks, sid)?.value === token) k.locks.delete(sid)
   }
 
-  async writeJournal(sid: string, version: number, ttlMs: number): Promise<void> {
-    this.#k.journals.set(sid, { value: version, expiresAt: this.#k.now() + Math.max(1, Math.floor(ttlMs)) })
+  async writeJournal(sid: string, token: string, version: number, ttlMs: number): Promise<boolean> {
+    const k = this.#k
+    if (k.live(k.locks, sid)?.value !== token) return false
+    k.journals.set(sid, { value: version, expiresAt: k.now() + Math.max(1, Math.floor(ttlMs)) })
+    return true
   }
 
   async clearJournal(sid: string): Promise<void> {

@@ -28,12 +28,12 @@ export class MemorySessionRecords implements SessionRecords {
     return { entry: item.value, ttlMs: item.expiresAt - k.now() }
   }
 
-  async replace(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult> {
+  async replace(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number, slideMs = 0): Promise<ReplaceResult> {
     const k = this.#k
     const item = k.live(k.sessions, sid)
     if (!item) return 'missing'
     if (item.value.version !== expectedVersion) return 'conflict'
-    const ttl = Math.min(item.expiresAt - k.now(), maxTtlMs)
+    const ttl = Math.min(Math.max(item.expiresAt - k.now(), slideMs), maxTtlMs)
     if (ttl <= 0) {
       k.sessions.delete(sid)
       return 'missing'

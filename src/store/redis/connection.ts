@@ -5,7 +5,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { Config } from '../../config.js'
 import { SessionStoreUnavailableError } from '../../errors.js'
 import type { IndexKind } from '../types.js'
-import { ACQUIRE_SCRIPT, INDEX_ADD_SCRIPT, READ_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, REPLACE_SCRIPT } from './scripts.js'
+import { ACQUIRE_SCRIPT, INDEX_ADD_SCRIPT, JOURNAL_SCRIPT, READ_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, REPLACE_SCRIPT } from './scripts.js'
 
 export type Client = Redis | Cluster
 
@@ -14,7 +14,8 @@ const READY_WAIT_MS = 1500
 interface ScriptCommands {
   twRead(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
   twReadBuffer(key: string, now: number, slide: number): Promise<[Buffer, number] | null>
-  twReplace(session: string, journal: string, expected: number, value: Buffer, maxTtl: number): Promise<number>
+  twReplace(session: string, journal: string, expected: number, value: Buffer, maxTtl: number, slide: number): Promise<number>
+  twJournal(lock: string, journal: string, token: string, version: number, ttl: number): Promise<number>
   twAcquire(lock: string, journal: string, token: string, lease: number): Promise<[number, string | null]>
   twRenew(lock: string, token: string, lease: number): Promise<number>
   twRelease(lock: string, token: string): Promise<number>
@@ -134,6 +135,7 @@ export class RedisConnection {
     redis.defineCommand('twRead', { numberOfKeys: 1, lua: READ_SCRIPT })
     redis.defineCommand('twReplace', { numberOfKeys: 2, lua: REPLACE_SCRIPT })
     redis.defineCommand('twAcquire', { numberOfKeys: 2, lua: ACQUIRE_SCRIPT })
+    redis.defineCommand('twJournal', { numberOfKeys: 2, lua: JOURNAL_SCRIPT })
     redis.defineCommand('twRenew', { numberOfKeys: 1, lua: RENEW_SCRIPT })
     redis.defineCommand('twRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT })
     redis.defineCommand('twIndexAdd', { numberOfKeys: 1, lua: INDEX_ADD_SCRIPT })

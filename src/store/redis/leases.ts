@@ -27,8 +27,12 @@ export class RedisRefreshLeases implements RefreshLeases {
     await this.#c.run((redis) => redis.twRelease(this.#c.keys.lock(sid), token))
   }
 
-  async writeJournal(sid: string, version: number, ttlMs: number): Promise<void> {
-    await this.#c.run((redis) => redis.set(this.#c.keys.journal(sid), String(version), 'PX', Math.max(1, Math.floor(ttlMs))))
+  async writeJournal(sid: string, token: string, version: number, ttlMs: number): Promise<boolean> {
+    const { keys } = this.#c
+    const r = await this.#c.run((redis) =>
+      redis.twJournal(keys.lock(sid), keys.journal(sid), token, version, Math.max(1, Math.floor(ttlMs))),
+    )
+    return r === 1
   }
 
   async clearJournal(sid: string): Promise<void> {

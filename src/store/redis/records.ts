@@ -23,10 +23,17 @@ export class RedisSessionRecords implements SessionRecords {
     return entry ? { entry, ttlMs: Number(r[1]) } : null
   }
 
-  async replace(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number): Promise<ReplaceResult> {
+  async replace(sid: string, expectedVersion: number, entry: StoredEntry, maxTtlMs: number, slideMs = 0): Promise<ReplaceResult> {
     const { keys } = this.#c
     const r = await this.#c.run((redis) =>
-      redis.twReplace(keys.session(sid), keys.journal(sid), expectedVersion, encodeEntry(entry), Math.max(1, Math.floor(maxTtlMs))),
+      redis.twReplace(
+        keys.session(sid),
+        keys.journal(sid),
+        expectedVersion,
+        encodeEntry(entry),
+        Math.max(1, Math.floor(maxTtlMs)),
+        Math.max(0, Math.floor(slideMs)),
+      ),
     )
     return r === 1 ? 'ok' : r === -1 ? 'conflict' : 'missing'
   }

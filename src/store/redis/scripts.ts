@@ -34,7 +34,9 @@ return {v, redis.call('PTTL', KEYS[1])}
  * Compare-and-set on the session version, so a stale writer can never overwrite
  * a newer entry (for example a rotated refresh token; RFC 9700 §4.14.2).
  * KEYS[1] session key, KEYS[2] refresh journal; ARGV[1] expected version;
- * ARGV[2] new value; ARGV[3] max TTL (ms). Returns 1 ok, 0 missing, -1 conflict.
+ * ARGV[2] new value; ARGV[3] max TTL (ms); ARGV[4] idle slide (ms, 0 = keep the
+ * TTL; else at least this, still capped by ARGV[3]). Returns 1 ok, 0 missing,
+ * -1 conflict.
  */
 export const REPLACE_SCRIPT = `
 local v = redis.call('GET', KEYS[1])
@@ -42,6 +44,8 @@ if not v then return 0 end
 local a = string.find(v, ':', 1, true)
 if not a or string.sub(v, 1, a - 1) ~= ARGV[1] then return -1 end
 local ttl = redis.call('PTTL', KEYS[1])
+local slide = tonumber(ARGV[4])
+if slide > ttl then ttl = slide end
 local cap = tonumber(ARGV[3])
 if ttl < 0 or cap < ttl then ttl = cap end
 if ttl <= 0 then
@@ -59,6 +63,19 @@ return 1
 export const ACQUIRE_SCRIPT = `
 local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 return {ok and 1 or 0, redis.call('GET', KEYS[2])}
+`
+
+/**
+ * The refresh journal, written only by the lease's holder: a holder whose
+ * lease expired (a pause longer than the lease) may find that another one has
+ * taken over and is redeeming the same refresh token, so it must not redeem
+ * it too (RFC 9700 §4.14.2; security model S78).
+ * KEYS[1] lock, KEYS[2] journal; ARGV[1] token, ARGV[2] version, ARGV[3] ttl (ms). Returns 1 written, 0 not the holder.
+ */
+export const JOURNAL_SCRIPT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
 `
 
 /** Compare-and-expire / compare-and-delete: only the holder's token may renew or release. */
