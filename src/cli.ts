@@ -53,6 +53,10 @@ async function serve(): Promise<void> {
         () => process.exit(1),
       )
   }
+  // SIGHUP reads the TLS client certificate and key again (security model S82).
+  process.on('SIGHUP', () => {
+    if (!server.deps.tls?.reload('SIGHUP')) server.deps.logger.info('SIGHUP: TLS client certificate unchanged or refused')
+  })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
 }

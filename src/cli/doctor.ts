@@ -6,6 +6,7 @@ import { createLogger } from '../log.js'
 import { describe } from '../oidc/idp-errors.js'
 import type { OidcClient } from '../oidc/client.js'
 import { networkCause, probeHttp, probeTcp } from './probe.js'
+import type { ClientTls } from '../tls/client-tls.js'
 
 type Out = (line: string) => void
 type Status = 'ok' | 'warn' | 'fail'
@@ -83,7 +84,7 @@ async function checkClientAuth(config: Config, client: OidcClient): Promise<Chec
       return {
         name,
         status: 'fail',
-        detail: `${config.clientAuth} as ${config.clientId} refused at ${endpoint}: ${typeof error === 'string' ? error : 'HTTP 401'} (check BFF_CLIENT_ID and ${config.clientAuth === 'private_key_jwt' ? 'BFF_CLIENT_PRIVATE_KEY' : 'BFF_CLIENT_SECRET'})`,
+        detail: `${config.clientAuth} as ${config.clientId} refused at ${endpoint}: ${typeof error === 'string' ? error : 'HTTP 401'} (check BFF_CLIENT_ID and ${credentialHint(config)})`,
       }
     }
     if (error === 'invalid_grant') {
@@ -116,10 +117,46 @@ async function grantError(err: unknown): Promise<{ error: string | undefined; st
   return { error: undefined, status: undefined }
 }
 
-async function checkUpstreams(config: Config): Promise<Check[]> {
+/** Which variables hold the credentials the IdP refused. */
+function credentialHint(config: Config): string {
+  switch (config.clientAuth) {
+    case 'private_key_jwt':
+      return 'BFF_CLIENT_PRIVATE_KEY'
+    case 'tls_client_auth':
+      return 'BFF_TLS_CLIENT_CERT: its subject must match the registered tls_client_auth_subject_dn or SAN, and its CA be trusted by the IdP'
+    case 'self_signed_tls_client_auth':
+      return "BFF_TLS_CLIENT_CERT: the IdP's registered jwks must hold this certificate (a JWK with x5c)"
+    default:
+      return 'BFF_CLIENT_SECRET'
+  }
+}
+
+/** Days before expiry from which doctor warns about the TLS client certificate. */
+export const CERTIFICATE_WARN_DAYS = 14
+
+/** The TLS client certificate (RFC 8705): whose it is, and how long it has left. */
+function checkClientCertificate(config: Config, tls: ClientTls | undefined, now = Date.now()): Check[] {
+  const pair = tls?.pair
+  if (!pair) return []
+  const days = (pair.notAfter - now) / 86_400_000
+  const shown = `${config.clientAuth}; subject ${pair.certificate.subject.replace(/\n/g, ', ')}, issuer ${pair.certificate.issuer.replace(/\n/g, ', ')}, x5t#S256 ${pair.thumbprint}, expires ${new Date(pair.notAfter).toISOString()}`
+  return [
+    {
+      name: 'client certificate',
+      status: days <= 0 ? 'fail' : days < CERTIFICATE_WARN_DAYS ? 'warn' : 'ok',
+      detail:
+        days < CERTIFICATE_WARN_DAYS
+          ? `expires in ${Math.max(0, days).toFixed(1)} days (renew it: the new files are picked up without a restart): ${shown}`
+          : shown,
+    },
+  ]
+}
+
+async function checkUpstreams(config: Config, tls: ClientTls | undefined): Promise<Check[]> {
   return Promise.all(
     config.routes.map(async (route) => {
-      const r = await probeHttp(route.upstream, Math.min(route.timeoutMs, 5000))
+      const transport = tls ? (route.mtls === true ? tls.fetch : tls.fetchWithoutCertificate) : undefined
+      const r = await probeHttp(route.upstream, Math.min(route.timeoutMs, 5000), transport)
       const name = `upstream ${route.prefix}`
       return 'error' in r
         ? { name, status: 'fail' as const, detail: `${route.upstream.origin} unreachable: ${r.error}` }
@@ -161,6 +198,27 @@ function idpChecks(config: Config, m: oidc.ServerMetadata): Check[] {
       status: advertised(m.grant_types_supported, 'client_credentials'),
       detail: String(m.grant_types_supported ?? 'not advertised'),
     })
+  }
+  if (config.tls?.certFile) {
+    const bound = m.tls_client_certificate_bound_access_tokens === true
+    const unbound = config.routes.filter((r) => r.token !== 'none' && r.mtls !== true).map((r) => r.prefix)
+    checks.push(
+      {
+        name: 'certificate-bound tokens (RFC 8705 §3)',
+        // Whether this client's tokens are bound is its registration's business; the IdP only says it can.
+        status: bound && unbound.length > 0 ? 'warn' : 'ok',
+        detail: bound
+          ? `the IdP can bind tokens to the certificate${unbound.length > 0 ? `; routes without "mtls": true (${unbound.join(', ')}) fail if it binds this client's` : ''}`
+          : 'not advertised',
+      },
+      {
+        name: 'mTLS endpoint aliases (RFC 8705 §5)',
+        status: 'ok',
+        detail: m.mtls_endpoint_aliases
+          ? `used: ${JSON.stringify(m.mtls_endpoint_aliases)}`
+          : 'none advertised: the certificate goes to the regular endpoints',
+      },
+    )
   }
   checks.push(
     { name: 'refresh token rotation', status: 'warn', detail: 'not discoverable; tokenward handles both rotating and non-rotating IdPs' },
@@ -215,7 +273,8 @@ export async function doctor(config: Config, out: Out, opts: DoctorOptions = {})
   for (const w of config.warnings) checks.push({ name: 'configuration', status: 'warn', detail: w })
   const deps = createDeps(config, { logger: createLogger('silent'), store: 'redis' })
   try {
-    const upstreams = checkUpstreams(config)
+    checks.push(...checkClientCertificate(config, deps.tls))
+    const upstreams = checkUpstreams(config, deps.tls)
     checks.push(await checkRedis(config, deps))
     try {
       checks.push(...idpChecks(config, (await deps.oidc.configuration()).serverMetadata()))
@@ -226,6 +285,7 @@ export async function doctor(config: Config, out: Out, opts: DoctorOptions = {})
     checks.push(...(await upstreams))
     checks.push(checkMetrics(config))
   } finally {
+    await deps.tls?.close()
     await deps.store.close()
   }
   const failed = checks.some((c) => c.status === 'fail')
