@@ -79,7 +79,10 @@ async function checkClientAuth(config: Config, client: OidcClient): Promise<Chec
     return { name, status: 'warn', detail: `${config.clientAuth}: the IdP accepted a made-up authorization code` }
   } catch (err) {
     const { error, status } = await grantError(err)
-    const endpoint = client.serverMetadata?.token_endpoint ?? 'the token endpoint'
+    // With a certificate, openid-client calls the RFC 8705 §5 alias where there is one.
+    const m = client.serverMetadata
+    const endpoint =
+      (config.tls?.certFile ? m?.mtls_endpoint_aliases?.token_endpoint : undefined) ?? m?.token_endpoint ?? 'the token endpoint'
     if (error === 'invalid_client' || status === 401) {
       return {
         name,
