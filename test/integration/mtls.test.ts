@@ -157,7 +157,7 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     await bff.close() // its port is the next test's
   })
 
-  it('the upstream refuses the bound token without the certificate, so a route without "mtls" is refused by tokenward and by startup', async () => {
+  it('the upstream refuses the bound token without the certificate, so a route without mtls is refused by tokenward and by startup', async () => {
     const bff = await start('mtls-pki', ports.pki, mtlsEnv('tls_client_auth', client), [
       { prefix: '/api', upstream: upstream.url, token: 'user', mtls: true },
       { prefix: '/plain', upstream: upstream.url, token: 'user', mtls: false },
@@ -219,6 +219,37 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     )
     expect(cert).toMatchObject({ status: 'ok' })
     expect(cert?.detail).toMatch(/^tls_client_auth; subject O=Tokenward Tests, CN=tokenward-test, issuer CN=tokenward test CA/)
+  })
+
+  it('an IdP served over HTTPS itself, without aliases: BFF_TLS_CA verifies it and the certificate goes to its own token endpoint', async () => {
+    const direct = await startDevIdp({
+      mtls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca.cert, aliases: false },
+      clients: [
+        { client_id: 'mtls-direct', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: SUBJECT_DN, ...uris(9) },
+      ],
+    })
+    try {
+      expect(direct.issuer).toMatch(/^https:/)
+      const run = async (env: Record<string, string | undefined>) => {
+        const lines: string[] = []
+        const code = await doctor(
+          loadConfig({ ...cliEnv('mtls-direct', mtlsEnv('tls_client_auth', client)), BFF_ISSUER: direct.issuer, ...env }),
+          (l) => lines.push(l),
+          { json: true },
+        )
+        return { code, checks: (JSON.parse(lines[0]!) as { checks: Array<{ name: string; status: string; detail: string }> }).checks }
+      }
+      const ok = await run({})
+      expect(ok.checks.find((c) => c.name === 'client authentication')).toMatchObject({ status: 'ok' })
+      expect(ok.checks.find((c) => c.name === 'client authentication')?.detail).toContain(`accepted at ${direct.issuer}/token`)
+      // Without the test CA the IdP's certificate is not trusted: discovery fails, clearly.
+      const untrusted = await run({ BFF_TLS_CA: undefined })
+      expect(untrusted.code).toBe(1)
+      expect(untrusted.checks.find((c) => c.name === 'idp discovery')).toMatchObject({ status: 'fail' })
+      expect(untrusted.checks.find((c) => c.name === 'idp discovery')?.detail).toMatch(/certificate/i)
+    } finally {
+      await direct.close()
+    }
   })
 
   it('rotation during traffic: the renewed pair is picked up without a restart and no request fails', async () => {

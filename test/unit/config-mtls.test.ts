@@ -92,7 +92,7 @@ describe('BFF_CLIENT_AUTH=tls_client_auth / self_signed_tls_client_auth with BFF
 })
 
 describe('routes and certificate-bound tokens (security model S81)', () => {
-  it('"mtls": true needs an https upstream, even with BFF_ALLOW_HTTP', () => {
+  it('mtls: true needs an https upstream, even with BFF_ALLOW_HTTP', () => {
     expect(
       configProblems(
         env({ BFF_ROUTES: JSON.stringify([{ prefix: '/api', upstream: 'http://127.0.0.1:5000', token: 'user', mtls: true }]) }),
@@ -100,7 +100,7 @@ describe('routes and certificate-bound tokens (security model S81)', () => {
     ).toContain('BFF_ROUTES[0].mtls needs an https:// upstream')
   })
 
-  it('"mtls": true needs the certificate and key', () => {
+  it('mtls: true needs the certificate and key', () => {
     const problems = configProblems(testEnv({ BFF_ROUTES: mtlsRoute() }))
     expect(problems).toContain('BFF_ROUTES route /api has "mtls": true but BFF_TLS_CLIENT_CERT and BFF_TLS_CLIENT_KEY are not set')
   })
