@@ -25,7 +25,7 @@ let idp: DevIdp
 let upstream: MtlsUpstream
 let client: Issued
 let selfSigned: Issued
-const ports: Record<'pki' | 'self' | 'rotate', number> = { pki: 0, self: 0, rotate: 0 }
+const ports: Record<'pki' | 'self' | 'rotate' | 'wrong', number> = { pki: 0, self: 0, rotate: 0, wrong: 0 }
 const bffs: TestBff[] = []
 
 const uris = (port: number) => ({
@@ -194,6 +194,11 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
   it('a certificate the IdP does not know is refused as invalid_client, clearly', async () => {
     const stranger = pki.selfSigned('stranger', SUBJECT) // same subject, not issued by the CA the IdP trusts
     const config = loadConfig(cliEnv('mtls-pki', mtlsEnv('tls_client_auth', stranger)))
+    // A login: the pushed authorization request (RFC 9126, authenticated like
+    // the token request) is refused, no session, and the log says why.
+    const bff = await start('mtls-wrong', ports.wrong, mtlsEnv('tls_client_auth', stranger))
+    await expect(login(bff.url)).rejects.toThrow(/answered 4\d\d/)
+    expect(bff.logs.some((l) => l.includes('authorization request refused: invalid_client (HTTP 401)'))).toBe(true)
     const lines: string[] = []
     expect(await doctor(config, (l) => lines.push(l), { json: true })).toBe(1)
     const report = JSON.parse(lines[0]!) as { checks: Array<{ name: string; status: string; detail: string }> }
