@@ -263,6 +263,7 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     const bff = await start('mtls-rotate', ports.rotate, mtlsEnv('tls_client_auth', live))
     const { jar } = await login(bff.url)
     const renewed = pki.client('renewed', SUBJECT, { days: 1 })
+    const refreshes = idp.counts.refreshGrants
     const failures: number[] = []
     let ok = 0
     let stop = false
@@ -288,6 +289,10 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     await Promise.all(workers)
     expect(failures).toEqual([])
     expect(ok).toBeGreaterThan(20)
+    // The token bound to the old certificate was renewed before it was sent,
+    // once for all three concurrent callers: the upstream never refused one.
+    expect(upstream.requests.filter((r) => r.url === '/traffic' && r.status === 401)).toEqual([])
+    expect(idp.counts.refreshGrants).toBe(refreshes + 1)
     // The session survived, and its token is now bound to the new certificate.
     expect(cnf((await sessionOf(bff, jar))!.data.accessToken)).toBe(renewed.thumbprint)
     const reload = bff.logs
