@@ -1,14 +1,13 @@
 // The dev IdP's oidc-provider configuration: flows, claims, lifetimes,
 // features and the signing key.
 
-import { randomBytes, X509Certificate } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
-import { TLSSocket } from 'node:tls'
+import { randomBytes } from 'node:crypto'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose'
 import { errors, type Configuration } from 'oidc-provider'
 import type { DevIdpOptions } from '../idp.js'
 import { CLAIMS, findAccount } from './accounts.js'
 import { refreshTokenPolicy, withClientDefaults } from './grants.js'
+import { mutualTls } from './mtls.js'
 import { errorPage, loggedOutPage, logoutPage } from './pages.js'
 
 const DAY = 24 * 60 * 60
@@ -100,57 +99,6 @@ export async function buildConfiguration(options: DevIdpOptions, key: JWK, mtlsA
   if (options.mtls) mutualTls(configuration, mtlsAliasOrigin)
   options.configure?.(configuration)
   return configuration
-}
-
-/**
- * RFC 8705 on oidc-provider: the client certificate is read from the TLS
- * socket (HTTPS is terminated by this process, not by a proxy in front), and
- * tls_client_auth compares the registered subject DN with the certificate's.
- */
-function mutualTls(configuration: Configuration, aliasOrigin: string | undefined): void {
-  const peer = (ctx: { req: IncomingMessage }): X509Certificate | undefined => {
-    const socket = ctx.req.socket
-    if (!(socket instanceof TLSSocket)) return undefined
-    const raw = socket.getPeerCertificate(false)?.raw
-    return raw ? new X509Certificate(raw) : undefined
-  }
-  configuration.clientAuthMethods = [
-    'client_secret_basic',
-    'client_secret_post',
-    'private_key_jwt',
-    'tls_client_auth',
-    'self_signed_tls_client_auth',
-  ]
-  configuration.features = {
-    ...configuration.features,
-    mTLS: {
-      enabled: true,
-      certificateBoundAccessTokens: true,
-      tlsClientAuth: true,
-      selfSignedTlsClientAuth: true,
-      getCertificate: (ctx) => peer(ctx),
-      // Verified against the listener's `ca` during the handshake.
-      certificateAuthorized: (ctx) => ctx.req.socket instanceof TLSSocket && ctx.req.socket.authorized,
-      certificateSubjectMatches: (ctx, property, expected) => {
-        const cert = peer(ctx)
-        if (!cert || property !== 'tls_client_auth_subject_dn') return false
-        // RFC 4514 writes the most specific RDN first; Node lists them in certificate order.
-        return cert.subject.split('\n').reverse().join(',') === expected
-      },
-    },
-  }
-  if (aliasOrigin) {
-    configuration.discovery = {
-      ...configuration.discovery,
-      mtls_endpoint_aliases: {
-        token_endpoint: `${aliasOrigin}/token`,
-        revocation_endpoint: `${aliasOrigin}/token/revocation`,
-        introspection_endpoint: `${aliasOrigin}/token/introspection`,
-        userinfo_endpoint: `${aliasOrigin}/me`,
-        pushed_authorization_request_endpoint: `${aliasOrigin}/request`,
-      },
-    }
-  }
 }
 
 function resourceIndicators(resource: string, accessTokenTtl: number): NonNullable<Configuration['features']>['resourceIndicators'] {

@@ -16,6 +16,7 @@ import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 // (§2.1 PKI, §2.2 self-signed) at its mtls_endpoint_aliases (§5), and
 // certificate-bound access tokens (§3) enforced by an HTTPS upstream.
 const API = 'https://api.example'
+const API_B = 'https://api-b.example'
 const SUBJECT = '/O=Tokenward Tests/CN=tokenward-test'
 /** RFC 4514: the most specific RDN first. */
 const SUBJECT_DN = 'CN=tokenward-test,O=Tokenward Tests'
@@ -41,6 +42,7 @@ beforeAll(async () => {
   const bound = { tls_client_certificate_bound_access_tokens: true, grant_types: ['authorization_code', 'refresh_token'] }
   idp = await startDevIdp({
     resource: API,
+    tokenExchange: { targets: { [API_B]: ['b.read'] } },
     mtls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca.cert, aliases: true },
     clients: [
       {
@@ -94,7 +96,10 @@ async function start(clientId: string, port: number, env: Record<string, string 
     clientId,
     clientSecret: 'unused',
     port,
-    routes: routes ?? [{ prefix: '/api', upstream: upstream.url, token: 'user', mtls: true }],
+    routes: routes ?? [
+      { prefix: '/api', upstream: upstream.url, token: 'user', mtls: true },
+      { prefix: '/b', upstream: upstream.url, token: 'user', mtls: true, tokenExchange: { audience: API_B } },
+    ],
     env,
   })
   bffs.push(bff)
@@ -126,36 +131,46 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
   it.each([
     ['tls_client_auth (subject DN registered)', 'mtls-pki', 'pki', () => client],
     ['self_signed_tls_client_auth (certificate registered as a JWK)', 'mtls-self', 'self', () => selfSigned],
-  ] as const)('%s: login, bound token accepted upstream, refresh keeps the binding, logout revokes', async (_n, clientId, port, pair) => {
-    const bff = await start(
-      clientId,
-      ports[port],
-      mtlsEnv(clientId === 'mtls-pki' ? 'tls_client_auth' : 'self_signed_tls_client_auth', pair()),
-    )
-    // The issuer is plain http: only its HTTPS alias listener (RFC 8705 §5)
-    // can see a certificate, so a login at all proves the alias was used.
-    const { jar } = await login(bff.url)
-    const s = (await sessionOf(bff, jar))!
-    expect(cnf(s.data.accessToken)).toBe(pair().thumbprint)
+  ] as const)(
+    '%s: login, bound token accepted upstream, refresh and token exchange keep the binding, logout revokes',
+    async (_n, clientId, port, pair) => {
+      const bff = await start(
+        clientId,
+        ports[port],
+        mtlsEnv(clientId === 'mtls-pki' ? 'tls_client_auth' : 'self_signed_tls_client_auth', pair()),
+      )
+      // The issuer is plain http: only its HTTPS alias listener (RFC 8705 §5)
+      // can see a certificate, so a login at all proves the alias was used.
+      const { jar } = await login(bff.url)
+      const s = (await sessionOf(bff, jar))!
+      expect(cnf(s.data.accessToken)).toBe(pair().thumbprint)
 
-    const res = await spaFetch(bff, jar, '/api/orders')
-    expect(res.status).toBe(200)
-    expect(upstream.requests.at(-1)).toMatchObject({ url: '/orders', presented: pair().thumbprint, status: 200 })
+      const res = await spaFetch(bff, jar, '/api/orders')
+      expect(res.status).toBe(200)
+      expect(upstream.requests.at(-1)).toMatchObject({ url: '/orders', presented: pair().thumbprint, status: 200 })
 
-    await expireAccessToken(bff, jar)
-    const grants = idp.counts.refreshGrants
-    expect((await spaFetch(bff, jar, '/api/again')).status).toBe(200)
-    expect(idp.counts.refreshGrants).toBe(grants + 1)
-    const fresh = (await sessionOf(bff, jar))!
-    expect(fresh.data.accessToken).not.toBe(s.data.accessToken)
-    expect(cnf(fresh.data.accessToken)).toBe(pair().thumbprint)
+      await expireAccessToken(bff, jar)
+      const grants = idp.counts.refreshGrants
+      expect((await spaFetch(bff, jar, '/api/again')).status).toBe(200)
+      expect(idp.counts.refreshGrants).toBe(grants + 1)
+      const fresh = (await sessionOf(bff, jar))!
+      expect(fresh.data.accessToken).not.toBe(s.data.accessToken)
+      expect(cnf(fresh.data.accessToken)).toBe(pair().thumbprint)
 
-    const revocations = idp.counts.revocations
-    expect((await spaFetch(bff, jar, '/auth/logout', { method: 'POST' })).status).toBe(200)
-    expect(idp.counts.revocations).toBe(revocations + 1)
-    bffs.splice(bffs.indexOf(bff), 1)
-    await bff.close() // its port is the next test's
-  })
+      // RFC 8693 with a bound subject token: the exchange presents the
+      // certificate, and the exchanged token is bound to it as well.
+      const exchanges = idp.counts.tokenExchanges
+      expect((await spaFetch(bff, jar, '/b/items')).status).toBe(200)
+      expect(idp.counts.tokenExchanges).toBe(exchanges + 1)
+      expect(upstream.requests.at(-1)).toMatchObject({ url: '/items', presented: pair().thumbprint, status: 200 })
+
+      const revocations = idp.counts.revocations
+      expect((await spaFetch(bff, jar, '/auth/logout', { method: 'POST' })).status).toBe(200)
+      expect(idp.counts.revocations).toBe(revocations + 1)
+      bffs.splice(bffs.indexOf(bff), 1)
+      await bff.close() // its port is the next test's
+    },
+  )
 
   it('the upstream refuses the bound token without the certificate, so a route without mtls is refused by tokenward and by startup', async () => {
     const bff = await start('mtls-pki', ports.pki, mtlsEnv('tls_client_auth', client), [
