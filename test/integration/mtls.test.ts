@@ -39,7 +39,10 @@ beforeAll(async () => {
   client = pki.client('client', SUBJECT)
   selfSigned = pki.selfSigned('self', '/CN=tokenward-self-signed')
   for (const k of Object.keys(ports) as Array<keyof typeof ports>) ports[k] = await freePort()
-  const bound = { tls_client_certificate_bound_access_tokens: true, grant_types: ['authorization_code', 'refresh_token'] }
+  const bound = {
+    tls_client_certificate_bound_access_tokens: true,
+    grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+  }
   idp = await startDevIdp({
     resource: API,
     tokenExchange: { targets: { [API_B]: ['b.read'] } },
@@ -172,10 +175,11 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     },
   )
 
-  it('the upstream refuses the bound token without the certificate, so a route without mtls is refused by tokenward and by startup', async () => {
+  it('the upstream refuses the bound token without the certificate, so a route without mtls is refused by tokenward and by startup; client credentials are bound too', async () => {
     const bff = await start('mtls-pki', ports.pki, mtlsEnv('tls_client_auth', client), [
       { prefix: '/api', upstream: upstream.url, token: 'user', mtls: true },
       { prefix: '/plain', upstream: upstream.url, token: 'user', mtls: false },
+      { prefix: '/svc', upstream: upstream.url, token: 'client', mtls: true },
     ])
     const { jar } = await login(bff.url)
     const token = (await sessionOf(bff, jar))!.data.accessToken
@@ -198,6 +202,10 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     expect(((await res.json()) as { error: string }).error).toBe('upstream_unavailable')
     expect(upstream.requests.length).toBe(n)
     expect(bff.logs.some((l) => l.includes('certificate-bound access token') && l.includes('/plain'))).toBe(true)
+
+    // tokenward's own token (client credentials) is bound and presented alike.
+    expect((await spaFetch(bff, jar, '/svc/jobs')).status).toBe(200)
+    expect(upstream.requests.at(-1)).toMatchObject({ url: '/jobs', presented: client.thumbprint, status: 200 })
 
     // Left unsaid, it is a configuration error at startup.
     expect(() =>
