@@ -55,7 +55,10 @@ async function serve(): Promise<void> {
   }
   // SIGHUP reads the TLS client certificate and key again (security model S82).
   process.on('SIGHUP', () => {
-    if (!server.deps.tls?.reload('SIGHUP')) server.deps.logger.info('SIGHUP: TLS client certificate unchanged or refused')
+    const tls = server.deps.tls
+    if (!tls?.pair) server.deps.logger.info('SIGHUP: no TLS client certificate configured, nothing to reload')
+    // A refused pair is audited by reload() itself.
+    else if (!tls.reload('SIGHUP')) server.deps.logger.info('SIGHUP: the TLS client certificate files are unchanged or refused')
   })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))

@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import { request } from 'node:https'
@@ -6,6 +7,7 @@ import { startDevIdp, type DevIdp } from '../../demo/idp.js'
 import { doctor } from '../../src/cli/doctor.js'
 import { loadConfig } from '../../src/config.js'
 import { startBff, testSecrets, type TestBff } from '../helpers/bff.js'
+import { buildCli, waitHealthy } from '../helpers/cli-build.js'
 import { login } from '../helpers/login.js'
 import { startMtlsUpstream, type MtlsUpstream } from '../helpers/mtls-upstream.js'
 import { certificateJwk, createPki, replaceFile, type Issued, type Pki } from '../helpers/pki.js'
@@ -338,3 +340,57 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20))
   }
 }
+
+describe('the production CLI with a client certificate (node dist/cli.js)', () => {
+  let build: ReturnType<typeof buildCli>
+  beforeAll(() => {
+    build = buildCli('mtls')
+  }, 120_000)
+  afterAll(() => build?.cleanup())
+
+  it('check-config refuses an expired certificate (exit 1); serve reloads the pair on SIGHUP', async () => {
+    const expired = pki.client('cli-expired', SUBJECT, { expired: true })
+    const refused = spawnSync(process.execPath, [build.cli, 'check-config'], {
+      env: { PATH: process.env.PATH, ...cliEnv('mtls-pki', mtlsEnv('tls_client_auth', expired)) } as NodeJS.ProcessEnv,
+      encoding: 'utf8',
+    })
+    expect(refused.status).toBe(1)
+    expect(refused.stderr).toContain(`BFF_TLS_CLIENT_CERT ${expired.certFile} expired on 2020-01-02T00:00:00.000Z`)
+
+    const live = pki.client('cli-live', SUBJECT)
+    const next = pki.client('cli-next', SUBJECT)
+    const port = await freePort()
+    const child = spawn(process.execPath, [build.cli, 'serve'], {
+      env: {
+        PATH: process.env.PATH,
+        ...cliEnv('mtls-pki', mtlsEnv('tls_client_auth', live)),
+        BFF_PORT: String(port),
+        BFF_HOST: '127.0.0.1',
+        BFF_LOG_LEVEL: 'info',
+      } as NodeJS.ProcessEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+    try {
+      await waitHealthy(`http://127.0.0.1:${port}`)
+      replaceFile(live.keyFile, next.key)
+      replaceFile(live.certFile, next.cert)
+      // Before the file watch's debounce: this reload is SIGHUP's.
+      child.kill('SIGHUP')
+      await waitFor(() => out.includes('client_certificate_reload'))
+      const reload = out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.event === 'client_certificate_reload')
+      expect(reload).toMatchObject({ outcome: 'success', trigger: 'SIGHUP', previous: live.thumbprint, thumbprint: next.thumbprint })
+      expect(out).not.toContain('PRIVATE KEY')
+    } finally {
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+    }
+  }, 60_000)
+})
