@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 
 export interface MtlsUpstreamRequest {
@@ -55,6 +57,22 @@ export async function startMtlsUpstream(tls: { cert: string; key: string; ca: st
     }
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
     res.end(JSON.stringify({ url: req.url, presented }))
+  })
+  // A WebSocket handshake (RFC 6455 §4.2.2) is held to the same binding rule.
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    const raw = (req.socket as TLSSocket).getPeerCertificate(false)?.raw
+    const presented = raw ? createHash('sha256').update(raw).digest('base64url') : undefined
+    const expected = bound(req.headers.authorization)
+    const ok = expected !== undefined && expected === presented
+    requests.push({ url: req.url ?? '/', presented, status: ok ? 101 : 401 })
+    socket.on('error', () => socket.destroy())
+    if (!ok) {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+      return
+    }
+    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+    socket.on('end', () => socket.end())
   })
   server.on('connection', (s: Socket) => {
     sockets.add(s)

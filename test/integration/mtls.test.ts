@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { connect } from 'node:net'
 import { decodeJwt } from 'jose'
 import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
@@ -177,11 +178,12 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     },
   )
 
-  it('the upstream refuses the bound token without the certificate, so a route without mtls is refused by tokenward and by startup; client credentials are bound too', async () => {
+  it('the upstream refuses the bound token without the certificate, so a route without mtls is refused by tokenward and by startup; client credentials and WebSockets are bound too', async () => {
     const bff = await start('mtls-pki', ports.pki, mtlsEnv('tls_client_auth', client), [
       { prefix: '/api', upstream: upstream.url, token: 'user', mtls: true },
       { prefix: '/plain', upstream: upstream.url, token: 'user', mtls: false },
       { prefix: '/svc', upstream: upstream.url, token: 'client', mtls: true },
+      { prefix: '/ws', upstream: upstream.url, token: 'user', mtls: true, websocket: true },
     ])
     const { jar } = await login(bff.url)
     const token = (await sessionOf(bff, jar))!.data.accessToken
@@ -204,6 +206,10 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     expect(((await res.json()) as { error: string }).error).toBe('upstream_unavailable')
     expect(upstream.requests.length).toBe(n)
     expect(bff.logs.some((l) => l.includes('certificate-bound access token') && l.includes('/plain'))).toBe(true)
+
+    // A WebSocket handshake on an mtls route presents the certificate too.
+    expect(await websocketStatus(bff, '/ws/chat', jar.header(bff.url))).toBe(101)
+    expect(upstream.requests.at(-1)).toMatchObject({ url: '/chat', presented: client.thumbprint, status: 101 })
 
     // tokenward's own token (client credentials) is bound and presented alike.
     expect((await spaFetch(bff, jar, '/svc/jobs')).status).toBe(200)
@@ -332,6 +338,33 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     expect(text).toContain('tokenward_client_auth_info{method="tls_client_auth"} 1')
   }, 30_000)
 })
+
+/** The status of a raw WebSocket handshake (RFC 6455 §4.1) through tokenward, as a browser sends it. */
+function websocketStatus(bff: TestBff, path: string, cookie: string): Promise<number> {
+  const { port, host } = new URL(bff.url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1')
+    socket.on('error', reject)
+    socket.once('data', (d: Buffer) => {
+      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'))?.[1] ?? 0))
+      socket.destroy()
+    })
+    socket.write(
+      [
+        `GET ${path} HTTP/1.1`,
+        `Host: ${host}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        `Origin: ${bff.url}`,
+        `Cookie: ${cookie}`,
+        '',
+        '',
+      ].join('\r\n'),
+    )
+  })
+}
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
   const until = Date.now() + ms
