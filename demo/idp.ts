@@ -10,6 +10,7 @@
 // (the login and consent flow and its HTML), events.ts (counts and event log).
 
 import { createServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { JWK } from 'jose'
@@ -101,6 +102,24 @@ export interface DevIdpOptions {
    * starts serving, so later `use` calls would not take effect.
    */
   setup?: (provider: Provider) => void
+  /**
+   * Mutual TLS (RFC 8705): client authentication by certificate (§2.1 against
+   * `ca`, §2.2 self-signed) and certificate-bound tokens (§3). With `aliases`
+   * the issuer stays as it is and a second, HTTPS listener that asks for (not
+   * requires) client certificates serves the back-channel endpoints,
+   * advertised as `mtls_endpoint_aliases` (§5); without, the issuer itself is
+   * served over HTTPS and asks for client certificates.
+   */
+  mtls?: DevIdpMtls
+}
+
+export interface DevIdpMtls {
+  /** The server's certificate and key (PEM). */
+  cert: string
+  key: string
+  /** The CA (PEM) that verifies clients' certificates for tls_client_auth. */
+  ca: string
+  aliases: boolean
 }
 
 export interface DevIdp {
@@ -127,15 +146,26 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.writeHead(503).end()
   }
-  const server = createServer((req, res) => handler(req, res))
+  const { mtls } = options
+  // Asks for a client certificate without requiring one: the IdP decides per
+  // client (RFC 8705 §2), and browsers on the same host are not asked to pick one.
+  const tlsOptions = mtls ? { cert: mtls.cert, key: mtls.key, ca: mtls.ca, requestCert: true, rejectUnauthorized: false } : undefined
+  const serve = (req: IncomingMessage, res: ServerResponse): void => handler(req, res)
+  const server: Server = tlsOptions && !mtls?.aliases ? createHttpsServer(tlsOptions, serve) : createServer(serve)
+  const aliasServer: Server | undefined = tlsOptions && mtls?.aliases ? createHttpsServer(tlsOptions, serve) : undefined
   const sockets = new Set<Socket>()
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
+  for (const s of [server, aliasServer]) {
+    s?.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.on('close', () => sockets.delete(socket))
+    })
+  }
   await listen(server, options.port ?? 0, host)
+  if (aliasServer) await listen(aliasServer, 0, host)
   const port = (server.address() as AddressInfo).port
-  const issuer = options.issuer ?? `http://${urlHost(host)}:${port}`
+  const scheme = tlsOptions && !mtls?.aliases ? 'https' : 'http'
+  const issuer = options.issuer ?? `${scheme}://${urlHost(host)}:${port}`
+  const aliasOrigin = aliasServer ? `https://${urlHost(host)}:${(aliasServer.address() as AddressInfo).port}` : undefined
   const counts = newCounts()
   const events: DevIdpEvent[] = []
   const record = recorder(events, options.maxEvents ?? 10_000)
@@ -144,7 +174,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   const frontchannel = options.frontchannelLogout ? new FrontchannelLogout() : undefined
   try {
     key = await signingKey()
-    provider = new Provider(issuer, await buildConfiguration(options, key, frontchannel))
+    provider = new Provider(issuer, await buildConfiguration(options, key, { frontchannel, mtlsAliasOrigin: aliasOrigin }))
     // Before the first client lookup below: clients are checked against the registered grant types.
     if (options.tokenExchange) {
       await registerTokenExchange(provider, options.tokenExchange, options.tokenExchange.ttl ?? options.accessTokenTtl ?? 60, key, record)
@@ -208,6 +238,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       if (!server.listening) await listen(server, port, host)
     },
     async close() {
+      if (aliasServer) await closeServer(aliasServer, sockets)
       await closeServer(server, sockets)
     },
   }

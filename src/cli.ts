@@ -53,6 +53,13 @@ async function serve(): Promise<void> {
         () => process.exit(1),
       )
   }
+  // SIGHUP reads the TLS client certificate and key again (security model S82).
+  process.on('SIGHUP', () => {
+    const tls = server.deps.tls
+    if (!tls?.pair) server.deps.logger.info('SIGHUP: no TLS client certificate configured, nothing to reload')
+    // A refused pair is audited by reload() itself.
+    else if (!tls.reload('SIGHUP')) server.deps.logger.info('SIGHUP: the TLS client certificate files are unchanged or refused')
+  })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
 }

@@ -28,8 +28,13 @@ export const envSchema = z.object({
   BFF_ISSUER_TENANTS: z.string().optional(),
   BFF_CLIENT_ID: z.string().min(1, 'is required'),
   BFF_CLIENT_SECRET: z.string().min(1).optional(),
-  BFF_CLIENT_AUTH: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
+  BFF_CLIENT_AUTH: z
+    .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'])
+    .default('client_secret_basic'),
   BFF_CLIENT_PRIVATE_KEY: z.string().min(1).optional(),
+  BFF_TLS_CLIENT_CERT: z.string().min(1).optional(),
+  BFF_TLS_CLIENT_KEY: z.string().min(1).optional(),
+  BFF_TLS_CA: z.string().min(1).optional(),
   BFF_SCOPES: z.string().default(DEFAULT_SCOPES),
   BFF_AUTH_PARAMS: z.string().default(''),
   BFF_PAR: z.enum(['auto', 'always', 'never']).default('auto'),

@@ -64,6 +64,7 @@ const routeSchema = z
     maxBodyBytes: z.number().int().nonnegative().optional(),
     websocket: z.boolean().optional(),
     tokenExchange: tokenExchangeSchema.optional(),
+    mtls: z.boolean().optional(),
   })
   .strict()
 
@@ -103,6 +104,8 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
     if (upstream.protocol === 'http:' && !allowHttp) {
       problems.push(`BFF_ROUTES[${i}].upstream must be https:// (set BFF_ALLOW_HTTP=true for development only)`)
     }
+    // A client certificate is a TLS handshake: over plain http there is none to present (RFC 8705 §3).
+    if (r.mtls === true && upstream.protocol !== 'https:') problems.push(`BFF_ROUTES[${i}].mtls needs an https:// upstream`)
     if (upstream.search || upstream.hash || upstream.username || upstream.password) {
       problems.push(`BFF_ROUTES[${i}].upstream must not carry a query, fragment or credentials`)
     }
@@ -153,6 +156,7 @@ export function parseRoutes(raw: string | undefined, allowHttp: boolean, problem
               scopes: r.tokenExchange.scopes ? Object.freeze([...r.tokenExchange.scopes]) : undefined,
             })
           : undefined,
+        mtls: r.mtls,
       }),
     )
   })

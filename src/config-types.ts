@@ -1,7 +1,11 @@
 /** The validated configuration (loadConfig in config.ts builds it once at startup). */
 
 export type TokenMode = 'user' | 'optional' | 'none' | 'client'
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'
+export type ClientAuthMethod =
+  'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth' | 'self_signed_tls_client_auth'
+
+/** RFC 8705 §2: the methods that authenticate tokenward by its TLS client certificate. */
+export const MTLS_CLIENT_AUTH: readonly ClientAuthMethod[] = ['tls_client_auth', 'self_signed_tls_client_auth']
 
 export interface RouteConfig {
   /** Normalised: starts with `/`, no trailing slash. */
@@ -34,6 +38,13 @@ export interface RouteConfig {
    * `user` and `optional` routes, and never with the route's own `resource` or `scopes`.
    */
   readonly tokenExchange: TokenExchangeConfig | undefined
+  /**
+   * RFC 8705: calls to this upstream present tokenward's TLS client
+   * certificate, so certificate-bound access tokens (§3) are usable there.
+   * Undefined when the route did not say (allowed only while tokenward
+   * presents no certificate to the IdP; security model S81).
+   */
+  readonly mtls: boolean | undefined
 }
 
 /** The target of a route's token exchange (RFC 8693 §2.1); at least one of `audience` and `resource`. */
@@ -65,6 +76,13 @@ export interface Config {
   readonly clientSecret: string | undefined
   readonly clientAuth: ClientAuthMethod
   readonly clientPrivateKey: string | undefined
+  /**
+   * PEM file paths (RFC 8705): tokenward's TLS client certificate and key,
+   * presented to the IdP and to `mtls` routes, and a CA bundle that verifies
+   * the IdP and upstreams besides Node's roots. Undefined when none is set.
+   */
+  readonly tls:
+    { readonly certFile: string | undefined; readonly keyFile: string | undefined; readonly caFile: string | undefined } | undefined
   readonly scopes: readonly string[]
   readonly authParams: ReadonlyArray<readonly [string, string]>
   /** Pushed Authorization Requests (RFC 9126): when the IdP advertises them, always, or never. */

@@ -10,7 +10,8 @@ import { ENTRA_CONSUMERS_TENANT, entraAlias, isTenantId } from './oidc/tenants.j
 export { RESERVED_PREFIXES } from './protocol.js'
 
 export type { ClientAuthMethod, Config, EncryptionKey, RouteConfig, TokenExchangeConfig, TokenMode } from './config-types.js'
-import type { Config } from './config-types.js'
+import { MTLS_CLIENT_AUTH, type Config, type RouteConfig } from './config-types.js'
+import { CertificateError, readCaBundle, readCertificatePair } from './tls/certificate.js'
 
 /**
  * A loopback origin is a "potentially trustworthy" secure context (W3C Secure
@@ -78,6 +79,47 @@ function parseIssuerTenants(issuer: string | undefined, raw: string | undefined,
 }
 
 /**
+ * The TLS client certificate (RFC 8705), checked here so that check-config and
+ * startup refuse what the first handshake would (security model S80), and the
+ * routes' `mtls` rule (security model S81): once tokenward presents a
+ * certificate to the IdP, the IdP may bind the tokens to it (RFC 8705 §3), and
+ * a bound token is useless, and so an outage, on a call without the
+ * certificate. Every route that sends a token must then say whether its
+ * upstream gets the certificate.
+ */
+function tlsProblems(env: Env, routes: readonly RouteConfig[], problems: string[]): Config['tls'] {
+  const certFile = env.BFF_TLS_CLIENT_CERT
+  const keyFile = env.BFF_TLS_CLIENT_KEY
+  const caFile = env.BFF_TLS_CA
+  if (Boolean(certFile) !== Boolean(keyFile)) problems.push('BFF_TLS_CLIENT_CERT and BFF_TLS_CLIENT_KEY must be set together')
+  if (certFile && keyFile) {
+    try {
+      readCertificatePair(certFile, keyFile)
+    } catch (err) {
+      problems.push(err instanceof CertificateError ? err.message : `BFF_TLS_CLIENT_CERT ${certFile} cannot be used`)
+    }
+  }
+  if (caFile) {
+    try {
+      readCaBundle(caFile)
+    } catch (err) {
+      problems.push(err instanceof CertificateError ? err.message : `BFF_TLS_CA ${caFile} cannot be used`)
+    }
+  }
+  routes.forEach((r) => {
+    if (r.mtls === true && !(certFile && keyFile)) {
+      problems.push(`BFF_ROUTES route ${r.prefix} has "mtls": true but BFF_TLS_CLIENT_CERT and BFF_TLS_CLIENT_KEY are not set`)
+    }
+    if (certFile && keyFile && r.token !== 'none' && r.mtls === undefined) {
+      problems.push(
+        `BFF_ROUTES route ${r.prefix} sends access tokens that the IdP may bind to tokenward's client certificate (RFC 8705 §3): set "mtls": true to present the certificate to its upstream, or "mtls": false when the IdP does not bind this client's tokens`,
+      )
+    }
+  })
+  return certFile || keyFile || caFile ? Object.freeze({ certFile, keyFile, caFile }) : undefined
+}
+
+/**
  * Reads and validates the whole configuration once. Every problem is collected and
  * reported together in one ConfigError naming the variables, so an operator fixes them in one pass.
  */
@@ -135,9 +177,14 @@ export function loadConfig(env: Env): Config {
       if (!type || !/^(rsa|ec:prime256v1|ed25519)$/.test(type))
         problems.push('BFF_CLIENT_PRIVATE_KEY must be a private RSA, P-256 or Ed25519 key (JWK or PKCS#8 PEM)')
     }
+  } else if (MTLS_CLIENT_AUTH.includes(clientAuth)) {
+    if (!cleaned.BFF_TLS_CLIENT_CERT || !cleaned.BFF_TLS_CLIENT_KEY)
+      problems.push(`BFF_TLS_CLIENT_CERT and BFF_TLS_CLIENT_KEY are required when BFF_CLIENT_AUTH=${clientAuth}`)
   } else if (!cleaned.BFF_CLIENT_SECRET) {
     problems.push(`BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=${clientAuth}`)
   }
+
+  const tls = tlsProblems(cleaned, routes, problems)
 
   // Keys are checked here, not at first use, so check-config catches them.
   if (cleaned.BFF_DPOP_KEY !== undefined && privateKeyType(cleaned.BFF_DPOP_KEY) !== 'ec:prime256v1') {
@@ -230,6 +277,7 @@ export function loadConfig(env: Env): Config {
     clientSecret: e.BFF_CLIENT_SECRET,
     clientAuth,
     clientPrivateKey: e.BFF_CLIENT_PRIVATE_KEY,
+    tls,
     scopes,
     authParams,
     par: e.BFF_PAR,

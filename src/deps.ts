@@ -17,6 +17,8 @@ import { TokenExchanger } from './tokens/exchange.js'
 import { RefreshLease } from './tokens/lease.js'
 import { TokenService } from './tokens/refresh.js'
 import type { Deps } from './types.js'
+import { retirePools } from './proxy/pool.js'
+import { ClientTls } from './tls/client-tls.js'
 
 export interface DepsOptions {
   logger: Logger
@@ -58,7 +60,13 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     now,
     onUndecryptable: (sid, err) => logger.warn({ sid, reason: err.message }, 'session entry cannot be decrypted; treated as no session'),
   })
-  const oidc = new OidcClient(config, { timeout: 10, logger, metrics, ...options.oidc })
+  // Read once here (loadConfig checked the files); reloaded by watch() and SIGHUP (server.ts, cli.ts).
+  const tls = config.tls ? new ClientTls(config.tls, logger) : undefined
+  if (tls) {
+    tls.onRetire(retirePools)
+    metrics.clientCertificate(config.clientAuth, () => tls.pair?.notAfter)
+  } else metrics.clientCertificate(config.clientAuth, () => undefined)
+  const oidc = new OidcClient(config, { timeout: 10, logger, metrics, tls, ...options.oidc })
   const terminator = new SessionTerminator({ sessions, events: store.events, oidc, logger })
   // One lease for refresh and token exchange alike: both write the session, and a write clears the refresh journal.
   const lease = new RefreshLease({ leases: store.leases, leaseMs: 5000, logger, now })
@@ -79,6 +87,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     events: new SessionEventHub(store.events, logger),
     metrics,
     clientAddress: clientAddressResolver(config.trustedProxies),
+    tls,
     now,
   }
 }

@@ -16,6 +16,7 @@ export type AuditEvent =
   | 'session_expired'
   | 'session_revoked'
   | 'csrf_rejected'
+  | 'client_certificate_reload'
 
 /** Field names that must never reach a log line, wherever they appear. */
 const REDACT = [

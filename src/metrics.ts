@@ -144,6 +144,30 @@ export class Metrics {
     })
   }
 
+  /**
+   * The client-authentication method (an info gauge, always 1) and, when a TLS
+   * client certificate is configured (RFC 8705), the seconds until it expires,
+   * read at every scrape so a reloaded certificate shows at once.
+   */
+  clientCertificate(method: string, notAfter: () => number | undefined): void {
+    const registers = [this.registry]
+    new Gauge({
+      name: 'tokenward_client_auth_info',
+      help: 'Always 1; how tokenward authenticates at the token endpoint (BFF_CLIENT_AUTH)',
+      labelNames: ['method'],
+      registers,
+    }).set({ method }, 1)
+    new Gauge({
+      name: 'tokenward_client_certificate_expiry_seconds',
+      help: 'Seconds until the TLS client certificate (BFF_TLS_CLIENT_CERT) expires; absent without one',
+      registers,
+      collect() {
+        const at = notAfter()
+        if (at !== undefined) this.set((at - Date.now()) / 1000)
+      },
+    })
+  }
+
   metrics(): Promise<string> {
     return this.registry.metrics()
   }

@@ -64,6 +64,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const logger = options.logger ?? createLogger(config.logLevel)
   for (const w of config.warnings) logger.warn(w)
   const deps = createDeps(config, { logger, store: options.store ?? 'redis', ...(options.oidc ? { oidc: options.oidc } : {}) })
+  // A renewed certificate on disk is picked up without a restart (security model S82).
+  deps.tls?.watch()
   if (deps.store.kind === 'memory') {
     logger.warn('IN-MEMORY SESSION STORE: sessions live in this process only and vanish on restart. Development only.')
   }
@@ -136,6 +138,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         server.closeIdleConnections()
       })
       await metricsListener?.close()
+      await deps.tls?.close()
       await deps.store.close()
     },
   }

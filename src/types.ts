@@ -13,6 +13,7 @@ import type { TransactionStore } from './session/transactions.js'
 import type { SessionTerminator } from './lifecycle/terminate.js'
 import type { SessionEventHub } from './session/events.js'
 import type { Store } from './store/types.js'
+import type { ClientTls } from './tls/client-tls.js'
 
 /** Everything the app needs, built once by createDeps (or by tests). */
 export interface Deps {
@@ -33,6 +34,8 @@ export interface Deps {
   readonly metrics: Metrics
   /** Who the client is, through the trusted proxies (BFF_TRUSTED_PROXIES). */
   readonly clientAddress: ClientAddressResolver
+  /** tokenward's TLS client certificate and CA bundle (RFC 8705), when BFF_TLS_* are set. */
+  readonly tls: ClientTls | undefined
   readonly now: () => number
 }
 

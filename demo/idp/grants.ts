@@ -16,6 +16,8 @@ import type {
 import type { Recorder } from './events.js'
 import { routePath } from './paths.js'
 
+import { certificateThumbprint, peerCertificate } from './mtls.js'
+
 /** RFC 8693 §2.1 grant type and §3 token type identifiers. */
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
@@ -112,6 +114,8 @@ interface Subject {
   readonly grantId: string | undefined
   /** RFC 9449 §6: the key the subject token is bound to, if any. */
   readonly jkt: string | undefined
+  /** RFC 8705 §3.1: the certificate the subject token is bound to, if any. */
+  readonly x5t: string | undefined
   /** Not secret: lets tests tell which subject token was exchanged. */
   readonly jti: string | undefined
 }
@@ -171,6 +175,12 @@ export async function registerTokenExchange(
     if (subject.jkt !== undefined && subject.jkt !== jkt)
       throw new errors.InvalidRequest('subject_token is DPoP-bound: the request needs a DPoP proof with its key')
 
+    // RFC 8705 §3: a certificate-bound subject token is exchanged only by a
+    // caller presenting that certificate, and the new token is bound to it too.
+    const cert = peerCertificate(ctx)
+    if (subject.x5t !== undefined && (!cert || certificateThumbprint(cert) !== subject.x5t))
+      throw new errors.InvalidRequest('subject_token is certificate-bound: the request needs that client certificate')
+
     const resourceServer: ResourceServerInstance = {
       audience,
       scope,
@@ -189,6 +199,7 @@ export async function registerTokenExchange(
       resourceServer,
     })
     if (jkt) at.setThumbprint('jkt', jkt)
+    if (cert && (subject.x5t !== undefined || client.tlsClientCertificateBoundAccessTokens)) at.setThumbprint('x5t', cert)
     const value = await at.save()
     record('token_exchange', {
       clientId: client.clientId,
@@ -238,11 +249,12 @@ async function verifySubject(
     if (typeof claims.sub !== 'string' || !claims.sub) throw invalid('has no subject')
     // RFC 8693 §5: which client may exchange which token is the AS's policy; here, only its own.
     if (claims.client_id !== client.clientId) throw invalid('was not issued to this client')
-    const cnf = claims.cnf as { jkt?: unknown } | undefined
+    const cnf = claims.cnf as { jkt?: unknown; 'x5t#S256'?: unknown } | undefined
     return {
       accountId: claims.sub,
       grantId: undefined,
       jkt: typeof cnf?.jkt === 'string' ? cnf.jkt : undefined,
+      x5t: typeof cnf?.['x5t#S256'] === 'string' ? cnf['x5t#S256'] : undefined,
       jti: typeof claims.jti === 'string' ? claims.jti : undefined,
     }
   }
@@ -253,7 +265,7 @@ async function verifySubject(
   const grant = await provider.Grant.find(at.grantId)
   if (!grant || grant.accountId !== at.accountId || grant.clientId !== client.clientId)
     throw invalid('belongs to a grant that no longer exists')
-  return { accountId: at.accountId, grantId: at.grantId, jkt: at.jkt, jti: at.jti }
+  return { accountId: at.accountId, grantId: at.grantId, jkt: at.jkt, x5t: at['x5t#S256'], jti: at.jti }
 }
 
 /** RFC 9449 §4.3 checks of the request's DPoP proof; the key's thumbprint, or undefined without a proof. */

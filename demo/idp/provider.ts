@@ -8,12 +8,22 @@ import type { DevIdpOptions } from '../idp.js'
 import { CLAIMS, findAccount } from './accounts.js'
 import { refreshTokenPolicy, withClientDefaults } from './grants.js'
 import type { FrontchannelLogout } from './frontchannel.js'
+import { mutualTls } from './mtls.js'
 import { errorPage, loggedOutCsp, loggedOutPage, logoutPage } from './pages.js'
 
 const DAY = 24 * 60 * 60
 
-/** `frontchannel`: front-channel logout, when the dev IdP offers it (DevIdpOptions.frontchannelLogout). */
-export async function buildConfiguration(options: DevIdpOptions, key: JWK, frontchannel?: FrontchannelLogout): Promise<Configuration> {
+/**
+ * `frontchannel`: front-channel logout, when the dev IdP offers it
+ * (DevIdpOptions.frontchannelLogout); `mtlsAliasOrigin`: where the RFC 8705 §5
+ * aliases are served, when DevIdpOptions.mtls asks for them.
+ */
+export async function buildConfiguration(
+  options: DevIdpOptions,
+  key: JWK,
+  extras: { frontchannel?: FrontchannelLogout | undefined; mtlsAliasOrigin?: string | undefined } = {},
+): Promise<Configuration> {
+  const { frontchannel, mtlsAliasOrigin } = extras
   const accessTokenTtl = options.accessTokenTtl ?? 60
   const refreshTokenTtl = options.refreshTokenTtl ?? 14 * DAY
   const sessionTtl = options.sessionTtl ?? 14 * DAY
@@ -101,6 +111,7 @@ export async function buildConfiguration(options: DevIdpOptions, key: JWK, front
     },
   }
   frontchannel?.configure(configuration)
+  if (options.mtls) mutualTls(configuration, mtlsAliasOrigin)
   options.configure?.(configuration)
   return configuration
 }

@@ -6,6 +6,7 @@ import { createLogger } from '../log.js'
 import { classifyIdpError, describe } from '../oidc/idp-errors.js'
 import type { OidcClient } from '../oidc/client.js'
 import { networkCause, probeHttp, probeTcp } from './probe.js'
+import type { ClientTls } from '../tls/client-tls.js'
 
 type Out = (line: string) => void
 
@@ -96,9 +97,12 @@ async function checkClientAuth(config: Config, client: OidcClient): Promise<Chec
     return { name, status: 'warn', basis, detail: `${config.clientAuth}: the IdP accepted a made-up authorization code` }
   } catch (err) {
     const { error, status } = await grantError(err)
-    const endpoint = client.serverMetadata?.token_endpoint ?? 'the token endpoint'
+    // With a certificate, openid-client calls the RFC 8705 §5 alias where there is one.
+    const m = client.serverMetadata
+    const endpoint =
+      (config.tls?.certFile ? m?.mtls_endpoint_aliases?.token_endpoint : undefined) ?? m?.token_endpoint ?? 'the token endpoint'
     if (error === 'invalid_client' || status === 401) {
-      const check = `check BFF_CLIENT_ID and ${config.clientAuth === 'private_key_jwt' ? 'BFF_CLIENT_PRIVATE_KEY' : 'BFF_CLIENT_SECRET'}`
+      const check = `check BFF_CLIENT_ID and ${credentialHint(config)}`
       // RFC 6749 §2.3.1 form-encodes the client id and secret inside HTTP Basic;
       // some IdPs (LemonLDAP::NG 2.16) do not decode them, so an id or secret
       // with characters such as `-` is refused there and accepted in the body.
@@ -212,10 +216,47 @@ async function grantError(err: unknown): Promise<{ error: string | undefined; st
   return { error: undefined, status: undefined }
 }
 
-async function checkUpstreams(config: Config): Promise<Check[]> {
+/** Which variables hold the credentials the IdP refused. */
+function credentialHint(config: Config): string {
+  switch (config.clientAuth) {
+    case 'private_key_jwt':
+      return 'BFF_CLIENT_PRIVATE_KEY'
+    case 'tls_client_auth':
+      return 'BFF_TLS_CLIENT_CERT: its subject must match the registered tls_client_auth_subject_dn or SAN, and its CA be trusted by the IdP'
+    case 'self_signed_tls_client_auth':
+      return "BFF_TLS_CLIENT_CERT: the IdP's registered jwks must hold this certificate (a JWK with x5c)"
+    default:
+      return 'BFF_CLIENT_SECRET'
+  }
+}
+
+/** Days before expiry from which doctor warns about the TLS client certificate. */
+export const CERTIFICATE_WARN_DAYS = 14
+
+/** The TLS client certificate (RFC 8705): whose it is, and how long it has left. */
+function checkClientCertificate(config: Config, tls: ClientTls | undefined, now = Date.now()): Check[] {
+  const pair = tls?.pair
+  if (!pair) return []
+  const days = (pair.notAfter - now) / 86_400_000
+  const shown = `${config.clientAuth}; subject ${pair.certificate.subject.replace(/\n/g, ', ')}, issuer ${pair.certificate.issuer.replace(/\n/g, ', ')}, x5t#S256 ${pair.thumbprint}, expires ${new Date(pair.notAfter).toISOString()}`
+  return [
+    {
+      name: 'client certificate',
+      status: days <= 0 ? 'fail' : days < CERTIFICATE_WARN_DAYS ? 'warn' : 'pass',
+      basis: 'proven',
+      detail:
+        days < CERTIFICATE_WARN_DAYS
+          ? `expires in ${Math.max(0, days).toFixed(1)} days (renew it: the new files are picked up without a restart): ${shown}`
+          : shown,
+    },
+  ]
+}
+
+async function checkUpstreams(config: Config, tls: ClientTls | undefined): Promise<Check[]> {
   return Promise.all(
     config.routes.map(async (route): Promise<Check> => {
-      const r = await probeHttp(route.upstream, Math.min(route.timeoutMs, 5000))
+      const transport = tls ? (route.mtls === true ? tls.fetch : tls.fetchWithoutCertificate) : undefined
+      const r = await probeHttp(route.upstream, Math.min(route.timeoutMs, 5000), transport)
       const name = `upstream ${route.prefix}`
       return 'error' in r
         ? { name, status: 'fail', basis: 'proven', detail: `${route.upstream.origin} unreachable: ${r.error}` }
@@ -286,6 +327,29 @@ function idpChecks(config: Config, m: oidc.ServerMetadata): Check[] {
         ? listed(grants)
         : `client_credentials not in grant_types_supported (${listed(grants)}): not advertised; client routes get 503 if the IdP refuses it, proven only at the first call to one`,
     })
+  }
+  if (config.tls?.certFile) {
+    const bound = m.tls_client_certificate_bound_access_tokens === true
+    const unbound = config.routes.filter((r) => r.token !== 'none' && r.mtls !== true).map((r) => r.prefix)
+    checks.push(
+      {
+        name: 'certificate-bound tokens (RFC 8705 §3)',
+        // Whether this client's tokens are bound is its registration's business; the IdP only says it can.
+        status: bound && unbound.length > 0 ? 'warn' : 'pass',
+        basis,
+        detail: bound
+          ? `the IdP can bind tokens to the certificate${unbound.length > 0 ? `; routes without "mtls": true (${unbound.join(', ')}) fail if it binds this client's` : ''}`
+          : 'not advertised',
+      },
+      {
+        name: 'mTLS endpoint aliases (RFC 8705 §5)',
+        status: 'pass',
+        basis,
+        detail: m.mtls_endpoint_aliases
+          ? `used: ${JSON.stringify(m.mtls_endpoint_aliases)}`
+          : 'none advertised: the certificate goes to the regular endpoints',
+      },
+    )
   }
 
   const authMethods = m.token_endpoint_auth_methods_supported
@@ -368,7 +432,8 @@ export async function doctor(config: Config, out: Out, opts: DoctorOptions = {})
   for (const w of config.warnings) checks.push({ name: 'configuration', status: 'warn', basis: 'proven', detail: w })
   const deps = createDeps(config, { logger: createLogger('silent'), store: 'redis' })
   try {
-    const upstreams = checkUpstreams(config)
+    checks.push(...checkClientCertificate(config, deps.tls))
+    const upstreams = checkUpstreams(config, deps.tls)
     checks.push(await checkRedis(config, deps))
     try {
       const metadata = (await deps.oidc.configuration()).serverMetadata()
@@ -381,6 +446,7 @@ export async function doctor(config: Config, out: Out, opts: DoctorOptions = {})
     checks.push(...(await upstreams))
     checks.push(checkMetrics(config))
   } finally {
+    await deps.tls?.close()
     await deps.store.close()
   }
   const failed = checks.some((c) => c.status === 'fail')

@@ -27,10 +27,15 @@ export function probeTcp(host: string, port: number, timeoutMs = 2000): Promise<
  * the upstream's root is still a reachable upstream); a refused connection, a
  * TLS failure or no answer within the timeout does not.
  */
-export async function probeHttp(url: URL, timeoutMs = 3000): Promise<{ status: number; ms: number } | { error: string }> {
+export async function probeHttp(
+  url: URL,
+  timeoutMs = 3000,
+  /** With tokenward's client certificate or CA bundle (RFC 8705 `mtls` routes); the global fetch otherwise. */
+  transport: (url: string, init: RequestInit) => Promise<Response> = (u, i) => fetch(u, i),
+): Promise<{ status: number; ms: number } | { error: string }> {
   const started = Date.now()
   try {
-    const res = await fetch(url, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) })
+    const res = await transport(url.href, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) })
     await res.body?.cancel()
     return { status: res.status, ms: Date.now() - started }
   } catch (err) {

@@ -41,7 +41,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
 
 Starts the server. ${ENV}
 An invalid configuration (including an unknown BFF_* variable) is reported, every
-problem at once, and the process exits 1. SIGTERM and SIGINT drain and stop it.
+problem at once, and the process exits 1. SIGTERM and SIGINT drain and stop it;
+SIGHUP reads the TLS client certificate and key (BFF_TLS_CLIENT_CERT) again.
 `,
   },
   'check-config': {

@@ -13,6 +13,8 @@ import { importPrivateKey } from './keys.js'
 import { isTemplateOf, TENANT_PLACEHOLDER, TenantIssuers } from './tenants.js'
 import { readRefreshLifetime, type RefreshLifetime } from '../tokens/refresh-lifetime.js'
 
+import type { ClientTls } from '../tls/client-tls.js'
+
 /** The token endpoint's answer, normalised. Contains secrets: never log it. */
 export interface TokenResult {
   readonly accessToken: string
@@ -56,6 +58,8 @@ export interface OidcClientOptions {
   customFetch?: oidc.CustomFetch
   /** Where IdP call durations and outcomes are counted. */
   metrics?: Pick<Metrics, 'idpDuration' | 'idpRequests'>
+  /** tokenward's TLS client certificate and CA bundle (RFC 8705), when configured. */
+  tls?: ClientTls | undefined
 }
 
 /**
@@ -77,7 +81,9 @@ export class OidcClient {
     this.#config = config
     this.#options = {
       ...options,
-      customFetch: options.customFetch ?? createIdpFetch(() => this.#configuration?.serverMetadata(), options.metrics),
+      customFetch:
+        options.customFetch ??
+        createIdpFetch(() => this.#configuration?.serverMetadata(), options.metrics, options.tls ? options.tls.fetch : undefined),
     }
   }
 
@@ -121,7 +127,11 @@ export class OidcClient {
       if (c.allowHttp) execute.push(oidc.allowInsecureRequests)
       // Discovery compares the returned `issuer` with the configured one exactly
       // (OpenID Connect Discovery §4.3; security model S5).
-      const configuration = await oidc.discovery(new URL(c.issuer), c.clientId, undefined, auth, {
+      // RFC 8705 §5: a client presenting a certificate uses the IdP's
+      // mtls_endpoint_aliases where it advertises them (often a host that asks
+      // for client certificates while the browser-facing one does not).
+      const metadata = this.#options.tls?.pair ? { use_mtls_endpoint_aliases: true } : undefined
+      const configuration = await oidc.discovery(new URL(c.issuer), c.clientId, metadata, auth, {
         execute,
         timeout: this.#options.timeout ?? 10,
         ...(this.#options.customFetch ? { [oidc.customFetch]: this.#options.customFetch } : {}),
@@ -180,6 +190,13 @@ export class OidcClient {
         return oidc.ClientSecretPost(c.clientSecret)
       case 'private_key_jwt':
         return oidc.PrivateKeyJwt(await importPrivateKey(c.clientPrivateKey ?? ''))
+      // RFC 8705 §2.1 and §2.2 look alike on the wire: the request carries only
+      // client_id, the certificate in the TLS handshake (ClientTls.fetch)
+      // authenticates; the IdP checks it against the registered subject (§2.1)
+      // or the registered key set (§2.2).
+      case 'tls_client_auth':
+      case 'self_signed_tls_client_auth':
+        return oidc.TlsClientAuth()
       default:
         return oidc.ClientSecretBasic(c.clientSecret)
     }

@@ -8,6 +8,8 @@ export interface IdpEndpoints {
   readonly revocation_endpoint?: string | undefined
   readonly pushed_authorization_request_endpoint?: string | undefined
   readonly userinfo_endpoint?: string | undefined
+  /** RFC 8705 §5: where a client presenting a certificate sends the same requests. */
+  readonly mtls_endpoint_aliases?: Omit<IdpEndpoints, 'mtls_endpoint_aliases' | 'jwks_uri'> | undefined
 }
 
 /** Token-endpoint grants by `grant_type` (RFC 6749 §4.1.3, §6, §4.4; RFC 8693 §2.1). */
@@ -40,6 +42,11 @@ export function idpOperation(url: string, body: FetchBody, endpoints: IdpEndpoin
   // Before discovery succeeded, discovery is the only request there is.
   if (endpoints === undefined || new URL(url).pathname.includes('/.well-known/')) return 'discovery'
   if (sameEndpoint(url, endpoints.jwks_uri)) return 'jwks'
+  const aliases = endpoints.mtls_endpoint_aliases
+  if (aliases) {
+    const viaAlias = idpOperation(url, body, { ...aliases, jwks_uri: undefined })
+    if (viaAlias !== 'other') return viaAlias
+  }
   if (sameEndpoint(url, endpoints.token_endpoint)) return GRANTS[grantType(body) ?? ''] ?? 'other'
   if (sameEndpoint(url, endpoints.revocation_endpoint)) return 'revocation'
   if (sameEndpoint(url, endpoints.pushed_authorization_request_endpoint)) return 'par'
@@ -90,6 +97,8 @@ function limited(res: Response): Response {
 export function createIdpFetch(
   endpoints: () => IdpEndpoints | undefined,
   metrics?: Pick<Metrics, 'idpDuration' | 'idpRequests'>,
+  /** What sends the request: with a TLS client certificate (RFC 8705), or the global fetch. */
+  transport: (url: string, init: RequestInit) => Promise<Response> = fetch,
 ): CustomFetch {
   let lastJwks: { at: number; status: number; headers: Headers; body: ArrayBuffer } | undefined
   let inflight: Promise<NonNullable<typeof lastJwks>> | undefined
@@ -98,7 +107,7 @@ export function createIdpFetch(
     const operation = idpOperation(url, options.body, endpoints())
     const started = performance.now()
     try {
-      const res = limited(await fetch(url, options))
+      const res = limited(await transport(url, options as RequestInit))
       const outcome = res.status >= 500 ? 'server_error' : res.status >= 400 ? 'client_error' : 'success'
       metrics?.idpRequests.inc({ operation, outcome })
       return res

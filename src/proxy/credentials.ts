@@ -1,6 +1,8 @@
 import type { RouteConfig } from '../config.js'
 import type { Session } from '../session/sessions.js'
 import type { Deps } from '../types.js'
+import { BffError } from '../errors.js'
+import { boundCertificate } from '../tls/binding.js'
 
 export interface UpstreamCredentials {
   /** `Bearer …` or `DPoP …`; undefined when the route sends no token. */
@@ -47,6 +49,30 @@ export async function upstreamCredentials(
     token = at
   }
   if (!token) return { authorization: undefined, dpopProof: undefined, session }
+  // RFC 8705 §3: tokens can be bound only while tokenward presents a certificate to the IdP.
+  const pair = deps.tls?.pair
+  const bound = pair ? boundCertificate(token.token) : undefined
+  if (bound !== undefined) {
+    if (route.mtls !== true) {
+      // Startup refuses such routes once a certificate is configured (security
+      // model S81); an IdP that binds although the route said "mtls": false
+      // ends here: the token would only be refused upstream.
+      throw new BffError('upstream_unavailable', 'The upstream API could not be reached.', {
+        logDetail: `certificate-bound access token (cnf x5t#S256) for route ${route.prefix}, which has no "mtls": true; not sent (security model S81)`,
+      })
+    }
+    if (bound !== pair!.thumbprint && !force) {
+      // Bound to a certificate a reload replaced (security model S82): renew
+      // it, with the new certificate, before the upstream refuses it.
+      return upstreamCredentials(deps, route, session, {
+        method: request.method,
+        force: true,
+        get target() {
+          return request.target
+        },
+      })
+    }
+  }
   const dpop = deps.oidc.dpop
   const dpopProof = dpop && token.type.toLowerCase() === 'dpop' ? await dpop.proof(request.method, request.target, token.token) : undefined
   return { authorization: authorizationHeader(token.type, token.token), dpopProof, session }

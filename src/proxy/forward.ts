@@ -4,6 +4,7 @@ import { cutShort } from '../http/body.js'
 import { REPLAYABLE_METHODS } from '../protocol.js'
 import { copyHeaders, inboundFrom, outboundHeaders } from './headers.js'
 import { poolFor } from './pool.js'
+import type { UpstreamTls } from '../tls/client-tls.js'
 import { UploadBody, withBody } from './upload.js'
 
 export interface ForwardOptions {
@@ -19,6 +20,8 @@ export interface ForwardOptions {
   client: string | undefined
   /** tokenward's DPoP proof for this request (RFC 9449 §7.1), when the token is DPoP-bound. */
   dpopProof?: string | undefined
+  /** TLS material for the upstream connection: the client certificate on an `mtls` route (RFC 8705), the CA bundle. */
+  tls?: UpstreamTls | undefined
   /** W3C trace context of tokenward's upstream span; replaces the browser's when tracing is on. */
   traceHeaders?: Record<string, string> | undefined
   /** tokenward's id for this request (the browser's when well-formed), so logs correlate end to end. */
@@ -127,7 +130,7 @@ function dispatch(o: ForwardOptions, body: Buffer | UploadBody | null): Promise<
       else resume?.()
     }
 
-    poolFor(o.upstream).dispatch(
+    poolFor(o.upstream, o.tls).dispatch(
       {
         origin: o.upstream.origin,
         path: o.path,

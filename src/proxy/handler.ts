@@ -95,6 +95,7 @@ export function createProxyHandler(deps: Deps): ProxyHandler {
           client: rc.client.client,
           requestId: rc.requestId,
           dpopProof,
+          tls: deps.tls?.upstream(route.mtls === true),
           timeoutMs: route.timeoutMs,
           maxBodyBytes: route.maxBodyBytes,
           hasBody,

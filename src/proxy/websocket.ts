@@ -73,7 +73,14 @@ export async function proxyWebSocket(
   headers.upgrade = 'websocket'
 
   const isHttps = target.protocol === 'https:'
-  const upstreamReq = (isHttps ? https : http).request(target, { method: 'GET', headers })
+  // On an `mtls` route the handshake presents tokenward's client certificate too (RFC 8705).
+  const tls = isHttps ? deps.tls?.upstream(route.mtls === true) : undefined
+  const upstreamReq = (isHttps ? https : http).request(target, {
+    method: 'GET',
+    headers,
+    ...(tls?.cert ? { cert: tls.cert, key: tls.key } : {}),
+    ...(tls?.ca ? { ca: [...tls.ca] } : {}),
+  })
   const timer = setTimeout(() => upstreamReq.destroy(new Error('timeout')), route.timeoutMs)
 
   return new Promise<number>((resolve, reject) => {

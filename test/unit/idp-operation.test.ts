@@ -29,6 +29,22 @@ describe('idpOperation: a bounded label for every IdP request', () => {
     expect(idpOperation('https://elsewhere.example/token', grant('refresh_token'), endpoints)).toBe('other')
   })
 
+  it('knows the RFC 8705 §5 mTLS endpoint aliases as the same operations', () => {
+    const withAliases = {
+      ...endpoints,
+      mtls_endpoint_aliases: {
+        token_endpoint: 'https://mtls.idp.example/token',
+        revocation_endpoint: 'https://mtls.idp.example/token/revocation',
+        pushed_authorization_request_endpoint: 'https://mtls.idp.example/request',
+      },
+    }
+    expect(idpOperation('https://mtls.idp.example/token', 'grant_type=refresh_token&refresh_token=x', withAliases)).toBe('refresh')
+    expect(idpOperation('https://mtls.idp.example/token/revocation', 'token=x', withAliases)).toBe('revocation')
+    expect(idpOperation('https://mtls.idp.example/request', 'client_id=x', withAliases)).toBe('par')
+    expect(idpOperation('https://idp.example/token', 'grant_type=refresh_token', withAliases)).toBe('refresh')
+    expect(idpOperation('https://mtls.idp.example/jwks', undefined, withAliases)).toBe('other')
+  })
+
   it('bounds methods and statuses', () => {
     expect(methodLabel('GET')).toBe('GET')
     expect(methodLabel('PROPFIND')).toBe('OTHER')
