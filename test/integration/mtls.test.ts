@@ -241,7 +241,7 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     const good: string[] = []
     expect(await doctor(loadConfig(cliEnv('mtls-pki', mtlsEnv('tls_client_auth', client))), (l) => good.push(l), { json: true })).toBe(0)
     const checks = (JSON.parse(good[0]!) as { checks: Array<{ name: string; status: string; detail: string }> }).checks
-    expect(checks.find((c) => c.name === 'client authentication')?.status).toBe('ok')
+    expect(checks.find((c) => c.name === 'client authentication')?.status).toBe('pass')
     // Two days left: a warning ahead of expiry, with the method and the subject.
     expect(checks.find((c) => c.name === 'client certificate')).toMatchObject({ status: 'warn' })
     expect(checks.find((c) => c.name === 'client certificate')?.detail).toMatch(
@@ -253,7 +253,7 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     const cert = (JSON.parse(later[0]!) as { checks: Array<{ name: string; status: string; detail: string }> }).checks.find(
       (c) => c.name === 'client certificate',
     )
-    expect(cert).toMatchObject({ status: 'ok' })
+    expect(cert).toMatchObject({ status: 'pass' })
     expect(cert?.detail).toMatch(/^tls_client_auth; subject O=Tokenward Tests, CN=tokenward-test, issuer CN=tokenward test CA/)
   })
 
@@ -276,7 +276,7 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
         return { code, checks: (JSON.parse(lines[0]!) as { checks: Array<{ name: string; status: string; detail: string }> }).checks }
       }
       const ok = await run({})
-      expect(ok.checks.find((c) => c.name === 'client authentication')).toMatchObject({ status: 'ok' })
+      expect(ok.checks.find((c) => c.name === 'client authentication')).toMatchObject({ status: 'pass' })
       expect(ok.checks.find((c) => c.name === 'client authentication')?.detail).toContain(`accepted at ${direct.issuer}/token`)
       // Without the test CA the IdP's certificate is not trusted: discovery fails, clearly.
       const untrusted = await run({ BFF_TLS_CA: undefined })
