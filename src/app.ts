@@ -9,6 +9,7 @@ import { serverSpan, tracingEnabled } from './tracing.js'
 import { authRoutes } from './routes/auth.js'
 import { sessionRoutes } from './routes/session.js'
 import { backchannelRoutes } from './routes/backchannel.js'
+import { dbscRoutes } from './routes/dbsc.js'
 import { eventRoutes } from './routes/events.js'
 import { healthRoutes } from './routes/health.js'
 import type { AppEnv, Deps } from './types.js'
@@ -50,6 +51,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   app.route('/auth', sessionRoutes(deps))
   app.route('/auth', backchannelRoutes(deps))
   app.route('/auth', eventRoutes(deps))
+  if (deps.config.dbsc.enabled) app.route('/auth', dbscRoutes(deps))
   app.route('/', healthRoutes(deps))
 
   // A path that reaches a route only once normalised (`/x/../api`), or escapes

@@ -15,6 +15,9 @@ export type AuditEvent =
   | 'session_expired'
   | 'session_revoked'
   | 'csrf_rejected'
+  | 'dbsc_registered'
+  | 'dbsc_proof_rejected'
+  | 'dbsc_cookie_refused'
 
 /** Field names that must never reach a log line, wherever they appear. */
 const REDACT = [

@@ -30,6 +30,7 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
       sid: session.sid,
       expiresAt: Math.floor(session.absExp / 1000),
       idleExpiresAt: Math.floor(session.idleExp / 1000),
+      deviceBound: session.data.dbsc !== undefined,
     })
   })
 
