@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
-import { loadConfig, type Config } from '../../src/config.js'
+import { loadConfig, type Config, type LoadConfigOptions } from '../../src/config.js'
 import { createLogger } from '../../src/log.js'
 import { startServer, type RunningServer } from '../../src/server.js'
 import type { Store } from '../../src/store/types.js'
@@ -29,6 +29,7 @@ export interface TestBffOptions {
   routes?: unknown[]
   env?: Record<string, string | undefined>
   store?: Store | 'memory' | 'redis'
+  configOptions?: LoadConfigOptions
 }
 
 export function testSecrets(): { cookieSecret: string; encryptionKeys: string } {
@@ -61,7 +62,7 @@ export async function startBff(o: TestBffOptions): Promise<TestBff> {
     if (v === undefined) delete env[k]
     else env[k] = v
   }
-  const config = loadConfig(env)
+  const config = loadConfig(env, o.configOptions)
   const logs: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { inject } from 'vitest'
 import type { DevIdpOptions } from '../../demo/idp.js'
+import type { LoadConfigOptions } from '../../src/config.js'
 import { startBff, type TestBff } from './bff.js'
 import { freePort } from './ports.js'
 import { startTestIdp, type TestIdp } from './test-idp.js'
@@ -26,6 +27,14 @@ export interface WorldOptions {
   redisUrl?: string
   /** Routes; `{upstream}` in an upstream is replaced by the echo upstream's URL. */
   routes?: Array<Record<string, unknown>>
+  /**
+   * `https`: tokenward's public URL (and the IdP's registered redirect URIs)
+   * say https while the test still talks plain http to its port, as behind a
+   * TLS-terminating proxy: what Device Bound Session Credentials need.
+   */
+  publicScheme?: 'http' | 'https'
+  /** Passed to loadConfig (test-only lower bounds). */
+  configOptions?: LoadConfigOptions
 }
 
 /**
@@ -34,7 +43,7 @@ export interface WorldOptions {
  */
 export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const port = await freePort()
-  const publicUrl = `http://127.0.0.1:${port}`
+  const publicUrl = `${options.publicScheme ?? 'http'}://127.0.0.1:${port}`
   const clientSecret = randomBytes(24).toString('base64url')
   const idp = await startTestIdp({
     accessTokenTtl: 60,
@@ -57,7 +66,9 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     upstream: String(r.upstream).replace('{upstream}', upstream.url),
   }))
   const redisUrl = options.redisUrl ?? inject('redisUrl')
-  const bff = await startBff({ issuer: idp.issuer, redisUrl, clientId: CLIENT_ID, clientSecret, port, routes, env: options.env })
+  const env = options.publicScheme === 'https' ? { BFF_PUBLIC_URL: publicUrl, ...options.env } : options.env
+  const configOptions = options.configOptions
+  const bff = await startBff({ issuer: idp.issuer, redisUrl, clientId: CLIENT_ID, clientSecret, port, routes, env, configOptions })
   const extra: TestBff[] = []
   return {
     idp,
@@ -73,6 +84,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         routes,
         env: { ...bff.env, BFF_PORT: undefined, ...env },
         redisPrefix: bff.env.BFF_REDIS_PREFIX,
+        configOptions,
       })
       extra.push(other)
       return other
