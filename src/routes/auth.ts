@@ -250,8 +250,6 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
       'set-cookie',
       serializeCookie(config, config.cookie.name, sealed, { maxAge: (session.absExp - now) / 1000, sameSite: config.cookie.sameSite }),
     )
-    // Device Bound Session Credentials: a browser that supports them registers a key (security model S84).
-    if (deps.dbsc.enabled) c.header('secure-session-registration', await deps.dbsc.registrationOffer(session.sid))
     auditFor(c, 'login', { outcome: 'success', sub: data.sub, sid: session.sid })
     noStore(c)
     // 303 to the app: the code leaves the address bar and the Referer (RFC 9700 §4.2.4).

@@ -23,6 +23,9 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
     if (!session) {
       return c.json({ authenticated: false, error: 'login_required', message: 'No active session.' }, 401)
     }
+    // Device Bound Session Credentials: a browser that supports them registers a key (security model S84).
+    const offer = await deps.dbsc.offerFor(session)
+    if (offer) c.header('secure-session-registration', offer)
     return c.json({
       authenticated: true,
       sub: session.data.sub,

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Config } from '../config.js'
+import { Lru } from '../lru.js'
 import { cookieValue } from '../http/headers.js'
 import type { TransactionRecords } from '../store/types.js'
 import type { CookieSealer } from './cookie.js'
@@ -32,6 +33,8 @@ export const DBSC_UNBOUND_PATHS = [
 
 /** A registration challenge is signed right after the login's redirect. */
 const REGISTER_CHALLENGE_MS = 300_000
+/** How often one instance offers registration to one unbound session. */
+const OFFER_INTERVAL_MS = 60_000
 /** A challenge answered with a 403 is signed at once. */
 const REFRESH_CHALLENGE_MS = 60_000
 /** Leeway when checking a bound cookie's own expiry (clock differences between instances). */
@@ -126,10 +129,27 @@ export class DeviceBinding {
     return this.#config.dbsc.enabled && session.data.dbsc !== undefined
   }
 
+  /** Sessions this instance offered registration to lately: a polling SPA does not make a challenge per poll. */
+  readonly #offered = new Lru<string, true>(10_000, OFFER_INTERVAL_MS)
+
   /**
-   * The `Secure-Session-Registration` header offered with a new session: a
-   * fresh challenge and authorization, both tied to this session.
+   * The `Secure-Session-Registration` header for a session that is not bound
+   * yet, at most once a minute per session and instance; undefined otherwise.
+   *
+   * It goes on a same-origin answer that carried the session cookie
+   * (/auth/session), not on the login callback's redirect: the browser sends
+   * its registration request in the context of the response that offered it,
+   * and after the IdP's cross-site redirect chain the SameSite session cookie
+   * is withheld from it (Chromium, checked in test/e2e/dbsc.test.ts), so the
+   * registration could not name its session.
    */
+  async offerFor(session: Session): Promise<string | undefined> {
+    if (!this.#config.dbsc.enabled || session.data.dbsc !== undefined || this.#offered.get(session.sid)) return undefined
+    this.#offered.set(session.sid, true)
+    return this.registrationOffer(session.sid)
+  }
+
+  /** A `Secure-Session-Registration` header value: a fresh challenge and authorization, both tied to this session. */
   async registrationOffer(sid: string): Promise<string> {
     const authorization = randomBytes(24).toString('base64url')
     const challenge = await this.challenges.issue(sid, 'register', REGISTER_CHALLENGE_MS, authorization)

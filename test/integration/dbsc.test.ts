@@ -11,7 +11,7 @@ import { startWorld, type World } from '../helpers/world.js'
 // answered with proofs. tokenward's public URL is https (as behind a TLS
 // proxy); the test talks plain http to its port.
 
-/** Logs in; returns the jar and the callback's Secure-Session-Registration header. */
+/** Logs in; returns the jar and the Secure-Session-Registration header of the first /auth/session. */
 async function loginAt(bff: TestBff): Promise<{ jar: CookieJar; registration: string | null }> {
   const jar = new CookieJar()
   const authorizationUrl = await startLogin(bff.url, jar)
@@ -23,7 +23,11 @@ async function loginAt(bff: TestBff): Promise<{ jar: CookieJar; registration: st
   })
   expect(res.status).toBe(303)
   jar.store(bff.url, res.headers)
-  return { jar, registration: res.headers.get('secure-session-registration') }
+  // Not on the callback's redirect: the browser would send the registration without the SameSite cookie.
+  expect(res.headers.get('secure-session-registration')).toBeNull()
+  const session = await spaFetch(bff, jar, '/auth/session')
+  expect(session.status).toBe(200)
+  return { jar, registration: session.headers.get('secure-session-registration') }
 }
 
 /** A POST the browser makes to a DBSC endpoint. */
@@ -78,6 +82,8 @@ describe('device-bound sessions', () => {
     const { bff } = world
     const { jar, registration } = await loginAt(bff)
     const offer = parseRegistration(registration)
+    // Offered once a minute per session and instance, not on every poll.
+    expect((await spaFetch(bff, jar, '/auth/session')).headers.get('secure-session-registration')).toBeNull()
     expect(offer.algs).toEqual(['ES256', 'RS256'])
     expect(offer.path).toBe('/auth/dbsc/register')
     expect(offer.challenge).toMatch(/^[\w-]{43}$/)
