@@ -71,7 +71,7 @@ export const envSchema = z.object({
   BFF_LOGOUT_ID_TOKEN_HINT: bool.default(false),
   BFF_COOKIE_SAMESITE: z.enum(['strict', 'lax', 'Strict', 'Lax']).default('strict'),
   BFF_STATIC_DIR: z.string().min(1).optional(),
-  BFF_DBSC: z.enum(['auto', 'off']).default('off'),
+  BFF_DBSC: z.enum(['auto', 'off']).default('auto'),
   // The minimum (130 s, above Chromium's refresh threshold of about 120 s) is checked in loadConfig.
   BFF_DBSC_COOKIE_TTL: seconds(1).default(600),
   BFF_DBSC_MAX_REJECTIONS: z

@@ -48,6 +48,7 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
 
   const clearSessionCookie = (c: Ctx) => {
     c.header('set-cookie', clearCookie(config, config.cookie.name, config.cookie.sameSite), { append: true })
+    if (config.dbsc.enabled) c.header('set-cookie', clearCookie(config, config.dbsc.cookieName, config.cookie.sameSite), { append: true })
     // Proxied answers are `private` (never in a shared cache), but the browser's
     // own cache may keep them: the next person to sign in on this browser must
     // not be served the last one's (W3C Clear Site Data §3.1, "cache").
