@@ -33,6 +33,12 @@ export const DBSC_UNBOUND_PATHS = [
 
 /** A registration challenge is signed right after the login's redirect. */
 const REGISTER_CHALLENGE_MS = 300_000
+/**
+ * Registration is offered only this long after login: a browser that supports
+ * it registers at its first /auth/session, and a cookie stolen later cannot
+ * bind the session to the thief's key (and lock out the victim's browser).
+ */
+const OFFER_WINDOW_MS = 300_000
 /** How often one instance offers registration to one unbound session. */
 const OFFER_INTERVAL_MS = 60_000
 /** A challenge answered with a 403 is signed at once. */
@@ -145,6 +151,7 @@ export class DeviceBinding {
    */
   async offerFor(session: Session): Promise<string | undefined> {
     if (!this.#config.dbsc.enabled || session.data.dbsc !== undefined || this.#offered.get(session.sid)) return undefined
+    if (this.#now() - session.data.createdAt > OFFER_WINDOW_MS) return undefined
     this.#offered.set(session.sid, true)
     return this.registrationOffer(session.sid)
   }
