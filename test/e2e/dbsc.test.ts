@@ -230,7 +230,7 @@ describe('Device Bound Session Credentials in Chromium', () => {
     await thief.addCookies(stolen)
     const thiefPage = thief.pages()[0] ?? (await thief.newPage())
     await thiefPage.goto(`${publicUrl}/`)
-    // Until the bound cookie's sealed expiry (130 s here; measured in test/integration/dbsc.test.ts).
+    // Until the bound cookie's sealed expiry (130 s here; the next test waits for it).
     expect(await pageFetch(thiefPage, '/api/hello')).toBe(200)
     // The long-lived cookie alone, as once the bound one has expired: refused, and this browser cannot refresh.
     await thief.clearCookies({ name: BOUND })
@@ -240,6 +240,39 @@ describe('Device Bound Session Credentials in Chromium', () => {
     // The victim's browser is not affected.
     expect(await pageFetch(page, '/api/hello')).toBe(200)
   })
+
+  it("a copied bound cookie kept alive in the thief's browser stops working at its sealed expiry", async () => {
+    const victim = await browserContext(true)
+    const page = victim.pages()[0] ?? (await victim.newPage())
+    await signIn(page, 'dave')
+    const bound = await waitFor('the bound cookie', async () => (await victim.cookies(publicUrl)).find((c) => c.name === BOUND))
+    const issuedAt = (bound.expires - BOUND_TTL) * 1000
+    const stolen = (await victim.cookies(publicUrl))
+      .filter((c) => c.name === SESSION || c.name === BOUND)
+      // The thief ignores Max-Age: its copies never expire in its browser.
+      .map((c) => ({ ...c, expires: Math.floor(Date.now() / 1000) + 3600 }))
+    const thief = await browserContext(false)
+    await thief.addCookies(stolen)
+    const thiefPage = thief.pages()[0] ?? (await thief.newPage())
+    await thiefPage.goto(`${publicUrl}/`)
+    let lastOk = 0
+    for (;;) {
+      const status = await pageFetch(thiefPage, '/api/hello')
+      if (status !== 200) {
+        expect(status).toBe(401)
+        break
+      }
+      lastOk = Date.now()
+      expect(lastOk - issuedAt).toBeLessThan((BOUND_TTL + 10) * 1000)
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+    const usefulLife = (lastOk - issuedAt) / 1000
+    console.info(`copied bound cookie (BFF_DBSC_COOKIE_TTL=${BOUND_TTL}) last worked ${usefulLife.toFixed(1)} s after it was issued`)
+    expect(usefulLife).toBeGreaterThan(BOUND_TTL - 5)
+    expect(usefulLife).toBeLessThanOrEqual(BOUND_TTL + 5 + 1)
+    // Meanwhile the victim's browser kept refreshing its own and still works.
+    expect(await pageFetch(page, '/api/hello')).toBe(200)
+  }, 200_000)
 
   it('a browser without DBSC logs in and works as before', async () => {
     const context = await browserContext(false)
