@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { listSessions } from '../../src/commands.js'
 import { auditEvents, type TestBff } from '../helpers/bff.js'
 import { deviceKey, parseChallenge, parseRegistration, proof, type DeviceKey } from '../helpers/dbsc-client.js'
 import { CookieJar, completeAtIdp, startLogin } from '../helpers/login.js'
@@ -144,6 +145,11 @@ describe('device-bound sessions', () => {
 
     const after = (await (await spaFetch(bff, jar, '/auth/session')).json()) as { deviceBound: boolean }
     expect(after.deviceBound).toBe(true)
+    // What `tokenward sessions list --json` prints (the CLI's command, in-process).
+    const lines: string[] = []
+    expect(await listSessions(bff.config, 'alice', true, (l) => lines.push(l))).toBe(0)
+    const rows = lines.map((l) => JSON.parse(l) as { sid: string; deviceBound: boolean })
+    expect(rows.find((r) => r.sid === before.sid)?.deviceBound).toBe(true)
     expect((await spaFetch(bff, jar, '/api/x')).status).toBe(200)
     expect(await handshakeStatus(bff, '/ws', jar.header(bff.url))).toMatch(/^HTTP\/1\.1 101 /)
     const events = auditEvents(bff.logs).filter((e) => e.event === 'dbsc_registered' && e.sid === before.sid)
