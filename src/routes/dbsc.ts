@@ -61,6 +61,7 @@ export function dbscRoutes(deps: Deps): Hono<AppEnv> {
       if (result === 'missing') return null
       current = await deps.sessions.loadBySid(current.sid, { slide: false })
     }
+    if (!current) return null
     throw new BffError('server_error', 'The session changed too often to be updated; try again.')
   }
 
@@ -89,7 +90,9 @@ export function dbscRoutes(deps: Deps): Hono<AppEnv> {
       throw new BffError('invalid_request', 'The device key proof was refused.', { logDetail: 'registration challenge not live' })
     }
     const key: BoundDeviceKey = { alg: proof.alg, jwk: proof.jwk, thumbprint: proof.thumbprint, boundAt: deps.now(), rejections: 0 }
-    const written = await update(session, (data) => (data.dbsc ? null : { ...data, dbsc: key }))
+    let raced = false
+    const written = await update(session, (data) => (data.dbsc ? ((raced = true), null) : { ...data, dbsc: key }))
+    if (raced) throw new BffError('invalid_request', 'This session is already bound to a device key.')
     if (!written) throw new LoginRequiredError('No active session.')
     deps.metrics.dbscRegistrations.inc()
     auditFor(c, 'dbsc_registered', {
