@@ -10,6 +10,7 @@ import { authRoutes } from './routes/auth.js'
 import { sessionRoutes } from './routes/session.js'
 import { backchannelRoutes } from './routes/backchannel.js'
 import { frontchannelRoutes } from './routes/frontchannel.js'
+import { dbscRoutes } from './routes/dbsc.js'
 import { eventRoutes } from './routes/events.js'
 import { healthRoutes } from './routes/health.js'
 import type { AppEnv, Deps } from './types.js'
@@ -52,6 +53,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   app.route('/auth', backchannelRoutes(deps))
   app.route('/auth', frontchannelRoutes(deps))
   app.route('/auth', eventRoutes(deps))
+  if (deps.config.dbsc.enabled) app.route('/auth', dbscRoutes(deps))
   app.route('/', healthRoutes(deps))
 
   // A path that reaches a route only once normalised (`/x/../api`), or escapes

@@ -27,6 +27,7 @@ function describeSession(s: Session, idleMs: number) {
     lastUsed: iso(Math.max(s.data.createdAt, s.idleExp - idleMs)),
     idleExpires: iso(s.idleExp),
     expires: iso(s.absExp),
+    deviceBound: s.data.dbsc !== undefined,
   }
 }
 
@@ -38,7 +39,8 @@ export async function listSessions(config: Config, sub: string, json: boolean, o
     if (json) for (const r of rows) out(JSON.stringify(r))
     else {
       out(`${rows.length} session(s) for sub ${sub}`)
-      for (const r of rows) out(`${r.sid}  created ${r.created}  last used ${r.lastUsed}  expires ${r.expires}`)
+      for (const r of rows)
+        out(`${r.sid}  created ${r.created}  last used ${r.lastUsed}  expires ${r.expires}${r.deviceBound ? '  device-bound' : ''}`)
     }
     return 0
   } finally {

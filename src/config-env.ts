@@ -77,6 +77,15 @@ export const envSchema = z.object({
   BFF_LOGOUT_ID_TOKEN_HINT: bool.default(false),
   BFF_COOKIE_SAMESITE: z.enum(['strict', 'lax', 'Strict', 'Lax']).default('strict'),
   BFF_STATIC_DIR: z.string().min(1).optional(),
+  BFF_DBSC: z.enum(['auto', 'off']).default('auto'),
+  // The minimum (130 s, above Chromium's refresh threshold of about 120 s) is checked in loadConfig.
+  BFF_DBSC_COOKIE_TTL: seconds(1).default(600),
+  BFF_DBSC_MAX_REJECTIONS: z
+    .string()
+    .regex(/^\d{1,3}$/, 'must be a whole number')
+    .transform(Number)
+    .refine((n) => n >= 1, 'must be between 1 and 999')
+    .default(3),
   BFF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 

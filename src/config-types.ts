@@ -134,6 +134,18 @@ export interface Config {
     readonly secure: boolean
     readonly sameSite: 'Strict' | 'Lax'
   }
+  /**
+   * Device Bound Session Credentials (W3C webappsec-dbsc; src/session/dbsc.ts).
+   * `enabled` only with BFF_DBSC=auto and an https public URL.
+   */
+  readonly dbsc: {
+    readonly enabled: boolean
+    /** Seconds the short-lived bound cookie lives (and is accepted). */
+    readonly cookieTtl: number
+    /** Failed refresh proofs that end the session. */
+    readonly maxRejections: number
+    readonly cookieName: string
+  }
   readonly staticDir: string | undefined
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** Problems worth a startup warning (not errors). */

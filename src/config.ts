@@ -123,7 +123,19 @@ function tlsProblems(env: Env, routes: readonly RouteConfig[], problems: string[
  * Reads and validates the whole configuration once. Every problem is collected and
  * reported together in one ConfigError naming the variables, so an operator fixes them in one pass.
  */
-export function loadConfig(env: Env): Config {
+/** Chromium refreshes a bound cookie about 120 s before it expires (docs/configuration.md). */
+export const DBSC_MIN_COOKIE_TTL = 130
+
+/** Options no environment variable can reach. */
+export interface LoadConfigOptions {
+  /**
+   * Tests only: a lower floor for BFF_DBSC_COOKIE_TTL, to watch a stolen bound
+   * cookie die in seconds. Production configuration cannot lower it.
+   */
+  readonly dbscMinCookieTtl?: number
+}
+
+export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
   const problems: string[] = []
   const warnings: string[] = []
   // Treat empty strings like unset variables, as shells and compose files produce them.
@@ -262,6 +274,16 @@ export function loadConfig(env: Env): Config {
     warnings.push('BFF_ALLOW_HTTP=true: plain-http issuer and upstreams are allowed; never use this in production')
   }
 
+  const dbscMin = options.dbscMinCookieTtl ?? DBSC_MIN_COOKIE_TTL
+  if (f.BFF_DBSC_COOKIE_TTL !== undefined && f.BFF_DBSC_COOKIE_TTL < dbscMin) {
+    problems.push(`BFF_DBSC_COOKIE_TTL must be at least ${dbscMin} (browsers refresh a bound cookie about 120 s before it expires)`)
+  }
+  // DBSC works on secure origins only: browsers ignore it on plain http (security model S84).
+  const dbscEnabled = f.BFF_DBSC === 'auto' && publicUrl?.protocol === 'https:'
+  if (f.BFF_DBSC === 'auto' && publicUrl && !dbscEnabled) {
+    warnings.push('BFF_DBSC=auto but BFF_PUBLIC_URL is not https: device-bound sessions are off')
+  }
+
   let postLogoutRedirect = publicUrl ? `${publicUrl.origin}/` : ''
   if (f.BFF_POST_LOGOUT_REDIRECT) postLogoutRedirect = f.BFF_POST_LOGOUT_REDIRECT
 
@@ -308,6 +330,12 @@ export function loadConfig(env: Env): Config {
       transactionName: txName,
       secure: cookieSecure,
       sameSite: e.BFF_COOKIE_SAMESITE.toLowerCase() === 'lax' ? 'Lax' : 'Strict',
+    },
+    dbsc: {
+      enabled: dbscEnabled,
+      cookieTtl: e.BFF_DBSC_COOKIE_TTL,
+      maxRejections: e.BFF_DBSC_MAX_REJECTIONS,
+      cookieName: `${cookieName}-bound`,
     },
     staticDir: e.BFF_STATIC_DIR === undefined ? undefined : isAbsolute(e.BFF_STATIC_DIR) ? e.BFF_STATIC_DIR : resolve(e.BFF_STATIC_DIR),
     logLevel: e.BFF_LOG_LEVEL,

@@ -6,6 +6,7 @@ import { Metrics } from './metrics.js'
 import { OidcClient, type OidcClientOptions } from './oidc/client.js'
 import { SessionTerminator } from './lifecycle/terminate.js'
 import { CookieSealer } from './session/cookie.js'
+import { DeviceBinding } from './session/dbsc.js'
 import { SessionManager } from './session/sessions.js'
 import { SessionEventHub } from './session/events.js'
 import { TransactionStore } from './session/transactions.js'
@@ -70,6 +71,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
   const terminator = new SessionTerminator({ sessions, events: store.events, oidc, logger })
   // One lease for refresh and token exchange alike: both write the session, and a write clears the refresh journal.
   const lease = new RefreshLease({ leases: store.leases, leaseMs: 5000, logger, now })
+  const cookies = new CookieSealer(config.cookieSecrets)
   const maxInflight = 1000
   const tokens = new TokenService({ config, sessions, oidc, logger, terminator, lease, metrics, now, maxInflight })
   return {
@@ -78,7 +80,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     store,
     sessions,
     oidc,
-    cookies: new CookieSealer(config.cookieSecrets),
+    cookies,
     tokens,
     exchangedTokens: new TokenExchanger({ config, sessions, oidc, logger, now, tokens, lease, maxInflight }),
     clientTokens: new ClientTokenService({ oidc, logger, skewSeconds: config.refreshSkew, now }),
@@ -86,6 +88,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     terminator,
     events: new SessionEventHub(store.events, logger),
     metrics,
+    dbsc: new DeviceBinding({ config, cookies, challenges: store.transactions, now }),
     clientAddress: clientAddressResolver(config.trustedProxies),
     tls,
     now,

@@ -17,6 +17,9 @@ export type AuditEvent =
   | 'session_revoked'
   | 'csrf_rejected'
   | 'client_certificate_reload'
+  | 'dbsc_registered'
+  | 'dbsc_proof_rejected'
+  | 'dbsc_cookie_refused'
 
 /** Field names that must never reach a log line, wherever they appear. */
 const REDACT = [

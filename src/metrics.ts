@@ -56,6 +56,9 @@ export class Metrics {
   readonly invalidGrants: Counter
   readonly storeErrors: Counter
   readonly csrfRejections: Counter
+  readonly dbscRegistrations: Counter
+  readonly dbscRefreshes: Counter
+  readonly dbscRejections: Counter<'reason'>
 
   constructor(options: { activeSessions?: () => Promise<number | undefined> } = {}) {
     const registers = [this.registry]
@@ -130,6 +133,22 @@ export class Metrics {
     this.csrfRejections = new Counter({
       name: 'tokenward_csrf_rejections_total',
       help: 'Requests refused by the CSRF checks',
+      registers,
+    })
+    this.dbscRegistrations = new Counter({
+      name: 'tokenward_dbsc_registrations_total',
+      help: 'Sessions bound to a device key (Device Bound Session Credentials)',
+      registers,
+    })
+    this.dbscRefreshes = new Counter({
+      name: 'tokenward_dbsc_refreshes_total',
+      help: 'Bound cookies issued after a verified refresh proof',
+      registers,
+    })
+    this.dbscRejections = new Counter({
+      name: 'tokenward_dbsc_rejections_total',
+      help: 'Refused device-bound session requests: proof (bad signature or key), challenge (unknown, used or expired), cookie (bound session without a valid bound cookie)',
+      labelNames: ['reason'],
       registers,
     })
     const activeSessions = options.activeSessions

@@ -2,6 +2,7 @@ import type { HttpBindings } from '@hono/node-server'
 import type { ClientAddress, ClientAddressResolver } from './client-address.js'
 import type { Config } from './config.js'
 import type { CookieSealer } from './session/cookie.js'
+import type { DeviceBinding } from './session/dbsc.js'
 import type { SessionManager } from './session/sessions.js'
 import type { OidcClient } from './oidc/client.js'
 import type { Logger } from './log.js'
@@ -32,6 +33,8 @@ export interface Deps {
   readonly terminator: SessionTerminator
   readonly events: SessionEventHub
   readonly metrics: Metrics
+  /** Device Bound Session Credentials: challenges and the bound cookie (src/session/dbsc.ts). */
+  readonly dbsc: DeviceBinding
   /** Who the client is, through the trusted proxies (BFF_TRUSTED_PROXIES). */
   readonly clientAddress: ClientAddressResolver
   /** tokenward's TLS client certificate and CA bundle (RFC 8705), when BFF_TLS_* are set. */

@@ -68,7 +68,13 @@ export function createProxyHandler(deps: Deps): ProxyHandler {
     if (length > route.maxBodyBytes) throw new BffError('payload_too_large', 'The request body is too large for this route.')
     const hasBody = incoming.headers['transfer-encoding'] !== undefined || length > 0
 
-    let session = await routeSession(deps, route.token, incoming.headers.cookie)
+    let session = await routeSession(
+      deps,
+      route.token,
+      incoming.headers.cookie,
+      rc.log,
+      requester(rc.client.client, incoming.headers['user-agent']),
+    )
     const forwarded = { for: rc.client.forwardedFor, proto, host }
     let refreshed = false
     let nonceRetried = false

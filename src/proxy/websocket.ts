@@ -47,7 +47,7 @@ export async function proxyWebSocket(
       path: route.prefix,
     })
 
-  let session = await routeSession(deps, route.token, req.headers.cookie)
+  let session = await routeSession(deps, route.token, req.headers.cookie, rc.log, requester(rc.client.client, req.headers['user-agent']))
   const credentials = await upstreamCredentials(deps, route, session, { method: 'GET', target })
   session = credentials.session
   const { authorization, dpopProof } = credentials

@@ -23,6 +23,9 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
     if (!session) {
       return c.json({ authenticated: false, error: 'login_required', message: 'No active session.' }, 401)
     }
+    // Device Bound Session Credentials: a browser that supports them registers a key (security model S84).
+    const offer = await deps.dbsc.offerFor(session)
+    if (offer) c.header('secure-session-registration', offer)
     return c.json({
       authenticated: true,
       sub: session.data.sub,
@@ -37,6 +40,7 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
       // a refresh (docs/endpoints.md).
       refreshTokenExpiresAt:
         session.data.refreshTokenExpiresAt === undefined ? null : Math.floor(session.data.refreshTokenExpiresAt / 1000),
+      deviceBound: session.data.dbsc !== undefined,
     })
   })
 
@@ -51,6 +55,7 @@ export function sessionRoutes(deps: Deps): Hono<AppEnv> {
 
   const clearSessionCookie = (c: Ctx) => {
     c.header('set-cookie', clearCookie(config, config.cookie.name, config.cookie.sameSite), { append: true })
+    if (config.dbsc.enabled) c.header('set-cookie', clearCookie(config, config.dbsc.cookieName, config.cookie.sameSite), { append: true })
     // Proxied answers are `private` (never in a shared cache), but the browser's
     // own cache may keep them: the next person to sign in on this browser must
     // not be served the last one's (W3C Clear Site Data §3.1, "cache").

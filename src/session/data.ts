@@ -1,9 +1,26 @@
+import type { DbscAlgorithm, DbscPublicJwk } from './dbsc-proof.js'
+
 /** An access token kept in the session beside the session's own. */
 export interface KeptToken {
   readonly accessToken: string
   readonly tokenType: string
   /** Epoch ms; undefined when the IdP did not say. */
   readonly expiresAt: number | undefined
+}
+
+/**
+ * The device key a session is bound to (Device Bound Session Credentials,
+ * src/session/dbsc.ts; security model S84-S87). Public key material only.
+ */
+export interface BoundDeviceKey {
+  readonly alg: DbscAlgorithm
+  readonly jwk: DbscPublicJwk
+  /** RFC 7638 thumbprint of `jwk`. */
+  readonly thumbprint: string
+  /** Epoch ms. */
+  readonly boundAt: number
+  /** Refresh proofs refused so far; BFF_DBSC_MAX_REJECTIONS of them end the session. */
+  readonly rejections: number
 }
 
 /** What tokenward keeps per session, encrypted, in the store. Never sent to the browser. */
@@ -33,6 +50,8 @@ export interface SessionData {
   readonly audienceTokens?: Readonly<Record<string, KeptToken>> | undefined
   /** Access tokens obtained by RFC 8693 token exchange, by exchangeKey (src/tokens/exchange.ts). */
   readonly exchangedTokens?: Readonly<Record<string, KeptToken>> | undefined
+  /** Set once the browser registered a device key; from then on the short-lived bound cookie is required too. */
+  readonly dbsc?: BoundDeviceKey | undefined
 }
 
 /**

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
-import { loadConfig, type Config } from '../../src/config.js'
+import { loadConfig, type Config, type LoadConfigOptions } from '../../src/config.js'
 import { createLogger } from '../../src/log.js'
 import type { OidcClientOptions } from '../../src/oidc/client.js'
 import { startServer, type RunningServer } from '../../src/server.js'
@@ -32,6 +32,7 @@ export interface TestBffOptions {
   store?: Store | 'memory' | 'redis'
   /** The IdP client's options, e.g. a fetch that routes a public issuer to a local IdP. */
   oidc?: OidcClientOptions
+  configOptions?: LoadConfigOptions
 }
 
 export function testSecrets(): { cookieSecret: string; encryptionKeys: string } {
@@ -64,7 +65,7 @@ export async function startBff(o: TestBffOptions): Promise<TestBff> {
     if (v === undefined) delete env[k]
     else env[k] = v
   }
-  const config = loadConfig(env)
+  const config = loadConfig(env, o.configOptions)
   const logs: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

@@ -3,6 +3,7 @@ import { inject } from 'vitest'
 import type { ClientMetadata } from 'oidc-provider'
 import type { DevIdpOptions } from '../../demo/idp.js'
 import type { OidcClientOptions } from '../../src/oidc/client.js'
+import type { LoadConfigOptions } from '../../src/config.js'
 import { startBff, type TestBff } from './bff.js'
 import { freePort } from './ports.js'
 import { startTestIdp, type TestIdp } from './test-idp.js'
@@ -32,6 +33,14 @@ export interface WorldOptions {
   routes?: Array<Record<string, unknown>>
   /** The IdP client's options of the first instance (e.g. a fetch that routes a public issuer here). */
   oidc?: OidcClientOptions
+  /**
+   * `https`: tokenward's public URL (and the IdP's registered redirect URIs)
+   * say https while the test still talks plain http to its port, as behind a
+   * TLS-terminating proxy: what Device Bound Session Credentials need.
+   */
+  publicScheme?: 'http' | 'https'
+  /** Passed to loadConfig (test-only lower bounds). */
+  configOptions?: LoadConfigOptions
 }
 
 /**
@@ -40,7 +49,7 @@ export interface WorldOptions {
  */
 export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const port = await freePort()
-  const publicUrl = `http://127.0.0.1:${port}`
+  const publicUrl = `${options.publicScheme ?? 'http'}://127.0.0.1:${port}`
   const clientSecret = randomBytes(24).toString('base64url')
   const idp = await startTestIdp({
     accessTokenTtl: 60,
@@ -69,6 +78,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     upstream: String(r.upstream).replace('{upstream}', upstream.url),
   }))
   const redisUrl = options.redisUrl ?? inject('redisUrl')
+  const env = options.publicScheme === 'https' ? { BFF_PUBLIC_URL: publicUrl, ...options.env } : options.env
   const bff = await startBff({
     issuer: idp.issuer,
     redisUrl,
@@ -76,7 +86,8 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     clientSecret,
     port,
     routes,
-    env: options.env,
+    env,
+    configOptions: options.configOptions,
     ...(options.oidc ? { oidc: options.oidc } : {}),
   })
   const extra: TestBff[] = []
@@ -94,6 +105,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         routes,
         env: { ...bff.env, BFF_PORT: undefined, ...env },
         redisPrefix: bff.env.BFF_REDIS_PREFIX,
+        configOptions: options.configOptions,
       })
       extra.push(other)
       return other
