@@ -95,9 +95,13 @@ describe('tokenward sessions list / revoke', () => {
     const s1 = (await sessionOf(world.bff, a1.jar))!
     const lines: string[] = []
     expect(await listSessions(world.bff.config, 'ivy', true, (l) => lines.push(l))).toBe(0)
-    const rows = lines.map((l) => JSON.parse(l) as Record<string, string>)
+    const rows = lines.map((l) => JSON.parse(l) as Record<string, string | boolean>)
     expect(rows.map((r) => r.sid).sort()).toEqual([s1.sid, (await sessionOf(world.bff, a2.jar))!.sid].sort())
-    for (const r of rows) expect(Object.keys(r).sort()).toEqual(['created', 'expires', 'idleExpires', 'lastUsed', 'sid', 'sub'])
+    for (const r of rows) {
+      expect(Object.keys(r).sort()).toEqual(['created', 'deviceBound', 'expires', 'idleExpires', 'lastUsed', 'sid', 'sub'])
+      // No browser here registered a device key (security model S84).
+      expect(r.deviceBound).toBe(false)
+    }
     expect(lines.join('\n')).not.toContain(s1.data.accessToken)
     expect(lines.join('\n')).not.toContain(s1.data.refreshToken!)
 
