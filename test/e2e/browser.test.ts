@@ -9,7 +9,8 @@ import { createServer, request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core'
+import type { Browser, BrowserContext, Page, Response } from 'playwright-core'
+import { launchChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
 import { startDemoApi, type DemoApi } from '../../demo/api.js'
 import { startDevIdp, type DevIdp } from '../../demo/idp.js'
@@ -18,17 +19,6 @@ import { CookieJar } from '../helpers/login.js'
 import { freePort } from '../helpers/ports.js'
 import { containsAny, sessionOf } from '../helpers/session.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-// The flags known to work on these machines (no background networking: the network is closed). Playwright adds --headless itself.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 const CLIENT_ID = 'tokenward-e2e'
 const PASSWORD = 'demo'
 // Short enough that a test can wait one out; BFF_REFRESH_SKEW=1 makes tokenward
@@ -66,10 +56,7 @@ let attackerPort = 0
 const contexts: BrowserContext[] = []
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    // CI installs it; a skip here would hide that the browser suite never ran.
-    throw new Error(`Chromium is missing at ${CHROMIUM}: the browser end-to-end tests need it (apt-get install -y chromium)`)
-  }
+  requireChromium('the browser end-to-end tests')
   const apiPort = await freePort()
   const audience = `http://127.0.0.1:${apiPort}`
   const bffPort = await freePort()
@@ -107,7 +94,7 @@ beforeAll(async () => {
   const started = await startAttacker(publicUrl)
   attacker = started.server
   attackerPort = started.port
-  browser = await launchChromium()
+  browser = await launchBrowser()
 })
 
 afterAll(async () => {
@@ -371,7 +358,7 @@ describe('the demo SPA in Chromium', () => {
   // still showing the user. index.html is now no-store and the SPA re-checks
   // the session on `pageshow`.
   it('with the real back/forward cache, Back after sign-out shows the SPA signed out', async () => {
-    bfcacheBrowser ??= await launchChromium(true)
+    bfcacheBrowser ??= await launchBrowser(true)
     const real = await newContext(bfcacheBrowser)
     const tab = await real.newPage()
     await signIn(tab, 'frank')
@@ -456,13 +443,8 @@ describe('the demo SPA in Chromium', () => {
  * Playwright turns Chromium's back/forward cache off by default; `realBfcache`
  * keeps it on, as in the browsers users have.
  */
-function launchChromium(realBfcache = false): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    ...(realBfcache ? { ignoreDefaultArgs: ['--disable-back-forward-cache'] } : {}),
-  })
+function launchBrowser(realBfcache = false): Promise<Browser> {
+  return launchChromium([], realBfcache ? { ignoreDefaultArgs: ['--disable-back-forward-cache'] } : {})
 }
 
 async function newContext(on: Browser = browser!): Promise<BrowserContext> {

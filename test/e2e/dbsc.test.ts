@@ -6,7 +6,6 @@
 
 import { execFileSync } from 'node:child_process'
 import { randomBytes, createHash, X509Certificate } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { request as httpRequest, type Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
@@ -14,7 +13,8 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
+import { launchPersistentChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startDemoApi, type DemoApi } from '../../demo/api.js'
 import { startDevIdp, type DevIdp } from '../../demo/idp.js'
@@ -23,7 +23,6 @@ import { CookieJar } from '../helpers/login.js'
 import { freePort } from '../helpers/ports.js'
 import { sessionOf } from '../helpers/session.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const HOST = 'tokenward.test'
 const CLIENT_ID = 'tokenward-dbsc-e2e'
 const PASSWORD = 'demo'
@@ -32,15 +31,6 @@ const BOUND = '__Host-tokenward-bound'
 const SESSION = '__Host-tokenward'
 /** The lowest BFF_DBSC_COOKIE_TTL: Chromium refreshes about 120 s before expiry. */
 const BOUND_TTL = 130
-const BASE_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 // Software keys stand in for the TPM; only for testing. The origin trial and the refresh quota are off.
 const DBSC_FEATURES =
   '--enable-features=DeviceBoundSessions:RequireOriginTrialTokens/false/RefreshQuota/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting'
@@ -57,7 +47,7 @@ let publicUrl = ''
 const contexts: BrowserContext[] = []
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}`)
+  requireChromium('the device-bound session tests')
   dir = await mkdtemp(join(tmpdir(), 'tokenward-dbsc-'))
   // A self-signed certificate for the test host, trusted by its key's pin only.
   execFileSync(
@@ -139,16 +129,11 @@ afterEach(async () => {
 /** A browser with a fresh profile (DBSC sessions live in the profile), trusting the test certificate. */
 async function browserContext(dbsc: boolean): Promise<BrowserContext> {
   const profile = await mkdtemp(join(dir, 'profile-'))
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      ...BASE_ARGS,
-      `--ignore-certificate-errors-spki-list=${spkiPin}`,
-      `--host-resolver-rules=MAP ${HOST} 127.0.0.1`,
-      ...(dbsc ? [DBSC_FEATURES] : []),
-    ],
-  })
+  const context = await launchPersistentChromium(profile, [
+    `--ignore-certificate-errors-spki-list=${spkiPin}`,
+    `--host-resolver-rules=MAP ${HOST} 127.0.0.1`,
+    ...(dbsc ? [DBSC_FEATURES] : []),
+  ])
   context.setDefaultTimeout(15_000)
   contexts.push(context)
   return context

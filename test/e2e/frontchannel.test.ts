@@ -4,10 +4,10 @@
 // session cookie is SameSite=Strict and never travels with that frame, so this
 // is the proof that the endpoint needs none, and that the IdP may frame it.
 
-import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { launchChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, beforeAll, expect, inject, it } from 'vitest'
 import { startDevIdp, type DevIdp } from '../../demo/idp.js'
 import { auditEvents, startBff, type TestBff } from '../helpers/bff.js'
@@ -16,17 +16,6 @@ import { freePort } from '../helpers/ports.js'
 import { sessionOf } from '../helpers/session.js'
 import { startEchoUpstream, type EchoUpstream } from '../helpers/upstream.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-// As in browser.test.ts: the flags known to work on these machines.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 const CLIENT_ID = 'tokenward-e2e-frontchannel'
 const PASSWORD = 'demo'
 const SPA_DIR = fileURLToPath(new URL('../../demo/spa', import.meta.url))
@@ -40,7 +29,7 @@ let context: BrowserContext | undefined
 let publicUrl = ''
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: the browser end-to-end tests need it`)
+  requireChromium('the browser end-to-end tests')
   const bffPort = await freePort()
   publicUrl = `http://localhost:${bffPort}`
   const clientSecret = randomBytes(24).toString('base64url')
@@ -69,7 +58,7 @@ beforeAll(async () => {
     routes: [{ prefix: '/api', upstream: upstream.url, token: 'user' }],
     env: { BFF_PUBLIC_URL: publicUrl, BFF_STATIC_DIR: SPA_DIR },
   })
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+  browser = await launchChromium()
   context = await browser.newContext()
   context.setDefaultTimeout(8_000)
 })

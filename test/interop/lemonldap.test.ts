@@ -6,11 +6,11 @@
 // and offline ones (`offline_access`) outliving it.
 
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { launchChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startBff, type TestBff } from '../helpers/bff.js'
 import { startLemonLdap, type LemonLdap } from '../helpers/lemonldap.js'
@@ -20,16 +20,6 @@ import { expireAccessToken, sessionOf, spaFetch } from '../helpers/session.js'
 import { startEchoUpstream, type EchoUpstream } from '../helpers/upstream.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 const CLIENT_ID = 'tokenward-interop'
 // A demo user of the packaged configuration (Demo authentication: password = login).
 const USER = 'dwho'
@@ -66,9 +56,7 @@ async function withInstance<T>(env: Record<string, string>, use: (bff: TestBff) 
 const publicUrl = (bff: TestBff) => bff.env.BFF_PUBLIC_URL!
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is missing at ${CHROMIUM}: the interop tests need it (apt-get install -y chromium)`)
-  }
+  requireChromium('the interop tests')
   const ports = [await freePort(), await freePort(), await freePort()]
   const origins = ports.map((p) => `http://localhost:${p}`)
   upstream = await startEchoUpstream()
@@ -98,7 +86,7 @@ beforeAll(async () => {
   offline = await startInstance(ports[0]!, origins[0]!, { BFF_SCOPES: 'openid profile email offline_access' })
   online = await startInstance(ports[1]!, origins[1]!, { BFF_SCOPES: 'openid profile email' })
   spare = { port: ports[2]!, origin: origins[2]! }
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+  browser = await launchChromium()
 }, 90_000)
 
 afterAll(async () => {
