@@ -50,6 +50,7 @@ function generatedSecrets(): Record<string, string> {
 interface Meta {
   name: string
   labels?: Record<string, string>
+  annotations?: Record<string, string>
 }
 interface Probe {
   httpGet?: { path: string; port: string | number }
@@ -1435,15 +1436,14 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     expect(ingress.text).not.toMatch(/metrics/)
 
     // A changed file changes checksum/frontends on the pod template, and only that: the pods roll.
-    const annotations = (objs: K8sObject[]) =>
-      (objs.find((o) => o.kind === 'Deployment') as unknown as Deployment).spec.template.metadata as { annotations: Record<string, string> }
+    const annotations = (objs: K8sObject[]) => (objs.find((o) => o.kind === 'Deployment') as unknown as Deployment).spec.template.metadata
     const changed = render('changed', {
       ...fixture,
       ...opts,
       frontends: [{ ...fixture.frontends[0], sessionIdleTimeout: 900 }, fixture.frontends[1]],
     })
-    const before = annotations(objects).annotations
-    const after = annotations(changed).annotations
+    const before = annotations(objects).annotations ?? {}
+    const after = annotations(changed).annotations ?? {}
     expect(before['checksum/frontends']).toMatch(/^[0-9a-f]{64}$/)
     expect(after['checksum/frontends']).not.toBe(before['checksum/frontends'])
     expect(after['checksum/config']).toBe(before['checksum/config'])
