@@ -1459,6 +1459,9 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     })
     expect(duplicate.status).not.toBe(0)
     expect(duplicate.stderr).toMatch(/frontends\[1\] \(admin\): the host shop\.example\.com of publicUrl is another frontend's/)
+    const unprovided = helmTemplate('no-secret', { ...fixture, frontendSecrets: [] })
+    expect(unprovided.status).not.toBe(0)
+    expect(unprovided.stderr).toMatch(/references a variable, but no Secret provides it/)
     const inlineValues = helmFixture('frontends-inline-secret') as { frontends: Array<{ cookieSecret: string }> }
     for (const args of [[], ['--skip-schema-validation']]) {
       const inline = helmTemplate('inline-secret', inlineValues, args)

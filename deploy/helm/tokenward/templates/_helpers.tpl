@@ -115,6 +115,9 @@ would silently become every frontend's default.
 {{- if not (regexMatch "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$" (toString (index $f $key))) -}}
 {{- fail (printf "frontends[%d] (%s): %s must be a ${ENV_NAME} reference to a variable of frontendSecrets, never the secret itself" $i $name $key) -}}
 {{- end -}}
+{{- if not (or $.Values.frontendSecrets $.Values.existingSecret) -}}
+{{- fail (printf "frontends[%d] (%s): %s references a variable, but no Secret provides it: list the Secret in frontendSecrets" $i $name $key) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
