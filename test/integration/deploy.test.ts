@@ -877,6 +877,10 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
         // No Secret rendered; the ${...} references read the one the base reads, which the operator creates.
         expect(objects.filter((o) => o.kind === 'Secret')).toEqual([])
         expect(container.envFrom!.filter((e) => e.secretRef).map((e) => e.secretRef!.name)).toEqual([realSecretName])
+        // The docs' `kubectl create secret` provides every variable the file references.
+        const referenced = frontends.flatMap((f) => SECRET_KEYS.filter((k) => k in f).map((k) => String(f[k]).slice(2, -1)))
+        expect(referenced.length).toBeGreaterThan(0)
+        for (const name of referenced) expect(read('docs/deployment.md'), name).toContain(`--from-literal=${name}=`)
 
         // Each frontend's environment (the format's rule) is a valid production configuration.
         for (const f of frontends) {
