@@ -5,13 +5,13 @@
 // probe, a new runtime dependency that the production image would lack).
 
 import { execFile, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import { basename, join, posix } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parse, parseAllDocuments } from 'yaml'
+import { parse, parseAllDocuments, parseDocument } from 'yaml'
 import { KNOWN_VARIABLES, unknownVariableProblems } from '../../src/config-env.js'
 import { loadConfig } from '../../src/config.js'
 import { startServer } from '../../src/server.js'
@@ -50,6 +50,7 @@ function generatedSecrets(): Record<string, string> {
 interface Meta {
   name: string
   labels?: Record<string, string>
+  annotations?: Record<string, string>
 }
 interface Probe {
   httpGet?: { path: string; port: string | number }
@@ -76,7 +77,7 @@ interface Container {
   lifecycle?: { preStop?: { exec?: { command: string[] }; sleep?: { seconds: number } } }
   resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> }
   securityContext?: SecurityContext
-  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>
+  volumeMounts?: Array<{ name: string; mountPath: string; subPath?: string; readOnly?: boolean }>
 }
 interface Deployment {
   kind: 'Deployment'
@@ -90,6 +91,7 @@ interface Deployment {
         containers: Container[]
         securityContext?: SecurityContext
         terminationGracePeriodSeconds?: number
+        volumes?: Array<{ name: string; configMap?: { name: string } }>
       }
     }
   }
@@ -263,6 +265,108 @@ function checkDeployment(
   expect(podLabels, `${where}: the PodDisruptionBudget selects the pods`).toMatchObject(pdb!.spec.selector.matchLabels)
 
   return { container, configMap: configMap!, secret, deployment }
+}
+
+// ---------------------------------------------------------------------------
+// Several frontends from one file: BFF_CONFIG_FILE (docs/configuration.md,
+// docs/deployment.md "Several frontends"). The deploy files are checked against
+// the documented format by reading the rendered file as plain YAML, not through
+// tokenward's own loader for it.
+
+/** The variable naming the file. The deploy files may name it even where src/ does not list it yet. */
+const CONFIG_FILE_VARIABLE = 'BFF_CONFIG_FILE'
+/** The BFF_* names the deploy files may use. */
+const deployVars = new Set([...configVars, CONFIG_FILE_VARIABLE])
+/** Where the chart and the multi-frontend overlay mount the file. */
+const FRONTENDS_PATH = '/etc/tokenward/frontends.yaml'
+
+/** Frontend keys whose values are secrets: in the file only ever a ${ENV_NAME} reference. */
+const SECRET_KEYS = ['clientSecret', 'clientPrivateKey', 'cookieSecret', 'encryptionKeys', 'dpopKey'] as const
+const ENV_REFERENCE = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/
+/** Process-wide variables: from the environment only, never set by a frontend. */
+const PROCESS_WIDE = /^BFF_(HOST|PORT|REDIS_[A-Z_]+|LOG_LEVEL|TRUSTED_PROXIES|METRICS_LISTEN|ACCESS_LOG|CONFIG_FILE)$/
+/** The format's mapping: a frontend key is its variable in lowerCamelCase without BFF_, special cases aside. */
+const SPECIAL_KEYS: Record<string, string> = { cookieSameSite: 'BFF_COOKIE_SAMESITE' }
+const variableOf = (key: string): string => SPECIAL_KEYS[key] ?? `BFF_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
+
+type Frontend = Record<string, unknown> & { name: string; publicUrl: string; routes?: Array<{ prefix: string }> }
+
+/**
+ * A rendered frontends file: YAML with only `frontends` at the top, each entry
+ * with a bounded name and an https publicUrl (both unique), keys that map to
+ * tokenward variables other than the process-wide ones, and secrets only as
+ * ${ENV_NAME} references.
+ */
+function checkFrontendsFile(text: string, where: string): Frontend[] {
+  const doc = parseDocument(text)
+  expect(
+    doc.errors.map((e) => e.message),
+    `${where}: YAML errors`,
+  ).toEqual([])
+  const file = doc.toJS() as Record<string, unknown>
+  expect(Object.keys(file), `${where}: only frontends at the top level`).toEqual(['frontends'])
+  expect(Array.isArray(file.frontends), `${where}: frontends is a list`).toBe(true)
+  const frontends = file.frontends as Frontend[]
+  expect(frontends.length, `${where}: frontends`).toBeGreaterThan(0)
+  for (const [i, f] of frontends.entries()) {
+    const at = `${where}: frontends[${i}] (${String(f.name)})`
+    expect(f.name, `${at}: name`).toMatch(/^[a-z][a-z0-9-]{0,31}$/)
+    expect(f.publicUrl, `${at}: publicUrl`).toBeTypeOf('string')
+    expect(new URL(f.publicUrl).protocol, `${at}: publicUrl`).toBe('https:')
+    for (const key of Object.keys(f).filter((k) => k !== 'name')) {
+      expect(configVars, `${at}: ${key} is a tokenward variable`).toContain(variableOf(key))
+      expect(variableOf(key), `${at}: ${key} is process-wide`).not.toMatch(PROCESS_WIDE)
+    }
+    for (const key of SECRET_KEYS) if (key in f) expect(f[key], `${at}: ${key} is a reference, never the secret`).toMatch(ENV_REFERENCE)
+  }
+  expect(new Set(frontends.map((f) => f.name)).size, `${where}: unique names`).toBe(frontends.length)
+  expect(new Set(frontends.map((f) => new URL(f.publicUrl).host)).size, `${where}: unique hosts`).toBe(frontends.length)
+  return frontends
+}
+
+/**
+ * One frontend's environment as the format defines it, { ...process environment,
+ * ...frontend mapped }, with valid generated values for its ${ENV_NAME}
+ * references (what the Secret would hold).
+ */
+function frontendEnv(frontend: Frontend, processEnv: Record<string, string>): Env {
+  const real: Record<string, string> = {
+    ...generatedSecrets(),
+    BFF_CLIENT_PRIVATE_KEY: generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString(),
+  }
+  const env: Env = { ...processEnv }
+  // The file itself: loadConfig here reads one frontend's environment.
+  delete env[CONFIG_FILE_VARIABLE]
+  for (const [key, value] of Object.entries(frontend)) {
+    if (key === 'name') continue
+    const variable = variableOf(key)
+    if (typeof value === 'string' && ENV_REFERENCE.test(value)) {
+      expect(real[variable], `a generated value for ${variable}`).toBeDefined()
+      env[variable] = real[variable]
+    } else {
+      // Lists and maps as JSON (routes); strings, numbers and booleans as their text.
+      env[variable] = typeof value === 'string' ? value : JSON.stringify(value)
+    }
+  }
+  return env
+}
+
+/** The Ingress rules' hosts and backends, and its TLS hosts. */
+function ingressOf(objects: K8sObject[]): { hosts: string[]; tlsHosts: string[]; backends: unknown[]; text: string } {
+  const ingresses = objects.filter((o) => o.kind === 'Ingress')
+  expect(ingresses).toHaveLength(1)
+  const spec = ingresses[0]!.spec as {
+    tls?: Array<{ hosts: string[] }>
+    rules: Array<{ host: string; http: { paths: Array<{ backend: unknown }> } }>
+  }
+  return {
+    hosts: spec.rules.map((r) => r.host),
+    tlsHosts: (spec.tls ?? []).flatMap((t) => t.hosts),
+    backends: spec.rules.flatMap((r) => r.http.paths.map((p) => p.backend)),
+    text: JSON.stringify(ingresses[0]),
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -558,8 +662,8 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
   it('every BFF_* name in deploy/k8s is one tokenward reads', () => {
     for (const f of allFiles) {
       for (const name of bffNames(read(f))) {
-        expect(configVars, `${name} in ${f}`).toContain(name)
-        expect(KNOWN_VARIABLES, `${name} in ${f}`).toContain(name)
+        expect(deployVars, `${name} in ${f}`).toContain(name)
+        if (name !== CONFIG_FILE_VARIABLE) expect(KNOWN_VARIABLES, `${name} in ${f}`).toContain(name)
       }
     }
   })
@@ -732,6 +836,101 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
         expect(Object.keys(peer.namespaceSelector?.matchLabels ?? {}).length, "the scraper's namespace").toBeGreaterThan(0)
       }
     }
+  })
+
+  describe('overlay multi-frontend (kubectl kustomize)', () => {
+    const dir = 'deploy/k8s/overlays/multi-frontend'
+    /** The rendered overlay: the Deployment, its main ConfigMap, the frontends file's ConfigMap, the mount and the file. */
+    const renderFrontends = (objects: K8sObject[], where: string) => {
+      const { configMap, container, deployment } = checkDeployment(objects, where)
+      const mount = container.volumeMounts?.find((m) => m.mountPath === configMap.data?.[CONFIG_FILE_VARIABLE])
+      const volume = deployment.spec.template.spec.volumes?.find((v) => v.name === mount?.name)
+      const fileMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === volume?.configMap?.name)
+      return { configMap, container, deployment, mount, volume, fileMap }
+    }
+
+    it.skipIf(!hasKubectl)(
+      'the file in a generated ConfigMap, mounted read-only at BFF_CONFIG_FILE; its secrets from the Secret the operator creates',
+      () => {
+        const objects = kustomize(dir)
+        const { configMap, container, mount, fileMap } = renderFrontends(objects, 'multi-frontend')
+        expect(configMap.data?.[CONFIG_FILE_VARIABLE]).toBe(FRONTENDS_PATH)
+        // The single frontend's settings give way to the file; the rest is process-wide or an inherited default.
+        for (const name of ['BFF_PUBLIC_URL', 'BFF_ISSUER', 'BFF_CLIENT_ID', 'BFF_ROUTES']) expect(configMap.data).not.toHaveProperty(name)
+        const processEnv = envFrom(configMap, undefined)
+        expect(unknownVariableProblems(Object.fromEntries(Object.entries(processEnv).filter(([k]) => k !== CONFIG_FILE_VARIABLE)))).toEqual(
+          [],
+        )
+
+        expect(mount, 'a mount at BFF_CONFIG_FILE').toMatchObject({ mountPath: FRONTENDS_PATH, subPath: 'frontends.yaml', readOnly: true })
+        expect(fileMap, 'the mounted ConfigMap').toBeDefined()
+        // Generated with a content hash: a changed file is a new name in the pod template (test below).
+        expect(fileMap!.metadata.name).toMatch(/^tokenward-frontends-[a-z0-9]+$/)
+        expect(Object.keys(fileMap!.data ?? {})).toEqual(['frontends.yaml'])
+        const frontends = checkFrontendsFile(String(fileMap!.data!['frontends.yaml']), 'multi-frontend')
+        expect(frontends.map((f) => [f.name, f.publicUrl])).toEqual([
+          ['shop', 'https://shop.example.com'],
+          ['admin', 'https://admin.example.com'],
+        ])
+        expect(frontends).toEqual((parse(read(`${dir}/frontends.yaml`)) as { frontends: Frontend[] }).frontends)
+
+        // No Secret rendered; the ${...} references read the one the base reads, which the operator creates.
+        expect(objects.filter((o) => o.kind === 'Secret')).toEqual([])
+        expect(container.envFrom!.filter((e) => e.secretRef).map((e) => e.secretRef!.name)).toEqual([realSecretName])
+        // The docs' `kubectl create secret` provides every variable the file references.
+        const referenced = frontends.flatMap((f) => SECRET_KEYS.filter((k) => k in f).map((k) => String(f[k]).slice(2, -1)))
+        expect(referenced.length).toBeGreaterThan(0)
+        for (const name of referenced) expect(read('docs/deployment.md'), name).toContain(`--from-literal=${name}=`)
+
+        // Each frontend's environment (the format's rule) is a valid production configuration.
+        for (const f of frontends) {
+          const config = loadConfig(frontendEnv(f, processEnv))
+          expect(config.publicUrl.host, f.name).toBe(new URL(f.publicUrl).host)
+          expect(config.allowHttp, `${f.name}: production never allows plain http`).toBe(false)
+          expect(config.routes.map((r) => r.prefix)).toEqual(f.routes!.map((r) => r.prefix))
+        }
+      },
+    )
+
+    it.skipIf(!hasKubectl)("one Ingress rule per frontend host, all to the http Service's http port, none to metrics", () => {
+      const objects = kustomize(dir)
+      const { fileMap } = renderFrontends(objects, 'multi-frontend')
+      const frontends = checkFrontendsFile(String(fileMap!.data!['frontends.yaml']), 'multi-frontend')
+      const ingress = ingressOf(objects)
+      const hosts = frontends.map((f) => new URL(f.publicUrl).hostname)
+      expect(ingress.hosts).toEqual(hosts)
+      expect(ingress.tlsHosts).toEqual(hosts)
+      const http = servicesOf(objects).find((svc) => svc.spec.ports.every((p) => p.targetPort === 'http'))!
+      for (const backend of ingress.backends) expect(backend).toEqual({ service: { name: http.metadata.name, port: { name: 'http' } } })
+      expect(ingress.text).not.toMatch(/metrics/)
+    })
+
+    it.skipIf(!hasKubectl)('a changed file is a new ConfigMap name in the pod template, so applying it rolls the pods', () => {
+      const original = renderFrontends(kustomize(dir), 'multi-frontend')
+      // An overlay of the overlay, as an operator would change the file.
+      const changedDir = join(tmp, 'multi-frontend-changed')
+      mkdirSync(changedDir, { recursive: true })
+      const up = changedDir
+        .slice(root.length + 1)
+        .split(/[\\/]/)
+        .map(() => '..')
+      const file = (parse(read(`${dir}/frontends.yaml`)) as { frontends: Frontend[] }).frontends
+      writeFileSync(join(changedDir, 'frontends.yaml'), JSON.stringify({ frontends: [file[0], { ...file[1], sessionIdleTimeout: 600 }] }))
+      writeFileSync(
+        join(changedDir, 'kustomization.yaml'),
+        JSON.stringify({
+          apiVersion: 'kustomize.config.k8s.io/v1beta1',
+          kind: 'Kustomization',
+          resources: [posix.join(...up, dir)],
+          configMapGenerator: [{ name: 'tokenward-frontends', behavior: 'replace', files: ['frontends.yaml'] }],
+        }),
+      )
+      const changed = renderFrontends(kustomize(changedDir.slice(root.length + 1)), 'multi-frontend (changed)')
+      expect(changed.volume?.configMap?.name).not.toBe(original.volume?.configMap?.name)
+      expect(changed.fileMap, 'the pods mount the changed file').toBeDefined()
+      const frontends = checkFrontendsFile(String(changed.fileMap!.data!['frontends.yaml']), 'multi-frontend (changed)')
+      expect(frontends[1]).toMatchObject({ name: 'admin', sessionIdleTimeout: 600 })
+    })
   })
 
   it.skipIf(!hasKubectl)('the ServiceMonitor is opt-in (a component) and scrapes the metrics Service on /metrics', () => {
@@ -1029,7 +1228,7 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
 
   it('templates name only variables src/config.ts reads, and provide every required one', () => {
     const all = templateFiles.map((f) => read(`${chartDir}/templates/${f}`)).join('\n')
-    for (const name of bffNames(all)) expect(configVars, `${name} in the chart`).toContain(name)
+    for (const name of bffNames(all)) expect(deployVars, `${name} in the chart`).toContain(name)
     const provided = bffNames(read(`${chartDir}/templates/configmap.yaml`) + read(`${chartDir}/templates/secret.yaml`))
     for (const name of REQUIRED) expect(provided, name).toContain(name)
     // Every Redis mode's settings can be rendered.
@@ -1185,6 +1384,100 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
     expect(bare.status, 'helm lint without publicUrl').not.toBe(0)
     expect(bare.stdout + bare.stderr).toMatch(/publicUrl/)
   })
+
+  it('`helm template` with `frontends`: the file in a ConfigMap mounted read-only at BFF_CONFIG_FILE, one Ingress rule per host', (ctx) => {
+    if (spawnSync('helm', ['version', '--short'], { encoding: 'utf8' }).status !== 0) {
+      ctx.skip('no `helm` binary on PATH: the template checks above are static only')
+    }
+    mkdirSync(tmp, { recursive: true })
+    const fixture = helmFixture('frontends') as { frontends: Frontend[]; frontendSecrets: string[] }
+    const helmTemplate = (name: string, vals: Record<string, unknown>, args: string[] = []) => {
+      const file = join(tmp, `values-frontends-${name}.json`)
+      writeFileSync(file, JSON.stringify(vals))
+      return spawnSync('helm', ['template', 'tokenward', join(root, chartDir), '-f', file, ...args], { encoding: 'utf8' })
+    }
+    const render = (name: string, vals: Record<string, unknown>): K8sObject[] => {
+      const r = helmTemplate(name, vals)
+      expect(r.stderr).not.toMatch(/Error/)
+      expect(r.status, r.stderr).toBe(0)
+      return parseManifests(r.stdout, `helm template (frontends, ${name})`)
+    }
+    const opts = { ingress: { enabled: true, tlsSecretName: 'tokenward-tls' }, metrics: { enabled: true } }
+    const objects = render('default', { ...fixture, ...opts })
+    const { configMap, secret, container, deployment } = checkDeployment(objects, 'helm template (frontends)')
+
+    // The main ConfigMap points at the file and no longer carries a single frontend.
+    expect(configMap.data?.[CONFIG_FILE_VARIABLE]).toBe(FRONTENDS_PATH)
+    for (const name of ['BFF_PUBLIC_URL', 'BFF_ROUTES']) expect(configMap.data).not.toHaveProperty(name)
+    const mount = container.volumeMounts?.find((m) => m.mountPath === FRONTENDS_PATH)
+    expect(mount, 'a read-only mount at BFF_CONFIG_FILE').toMatchObject({ subPath: 'frontends.yaml', readOnly: true })
+    const volume = deployment.spec.template.spec.volumes?.find((v) => v.name === mount!.name)
+    const fileMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === volume?.configMap?.name)
+    expect(fileMap, 'the mounted ConfigMap').toBeDefined()
+    expect(fileMap!.metadata.name).not.toBe(configMap.metadata.name)
+    expect(Object.keys(fileMap!.data ?? {})).toEqual(['frontends.yaml'])
+    const frontends = checkFrontendsFile(String(fileMap!.data!['frontends.yaml']), 'helm template (frontends)')
+    // Exactly the values: numbers digit for digit, lists and references as written.
+    expect(frontends).toEqual(fixture.frontends)
+
+    // The frontends' secrets come from frontendSecrets; with no `secrets.*` default the chart renders no Secret.
+    expect(objects.filter((o) => o.kind === 'Secret')).toEqual([])
+    expect(container.envFrom!.filter((e) => e.secretRef).map((e) => e.secretRef!.name)).toEqual(fixture.frontendSecrets)
+    // Each frontend's environment (the format's rule) is a valid tokenward configuration.
+    for (const f of frontends) {
+      const config = loadConfig(frontendEnv(f, envFrom(configMap, secret)))
+      expect(config.publicUrl.host, f.name).toBe(new URL(f.publicUrl).host)
+      expect(config.routes.map((r) => r.prefix)).toEqual(f.routes!.map((r) => r.prefix))
+    }
+    expect(loadConfig(frontendEnv(frontends[0]!, envFrom(configMap, secret))).session.maxAge).toBe(3000000)
+
+    // One rule per frontend host (without the port an Ingress host cannot carry), to the http port only.
+    const ingress = ingressOf(objects)
+    const hosts = frontends.map((f) => new URL(f.publicUrl).hostname)
+    expect(ingress.hosts).toEqual(hosts)
+    expect(ingress.tlsHosts).toEqual(hosts)
+    for (const backend of ingress.backends) expect(backend).toEqual({ service: { name: 'tokenward', port: { name: 'http' } } })
+    expect(ingress.text).not.toMatch(/metrics/)
+
+    // A changed file changes checksum/frontends on the pod template, and only that: the pods roll.
+    const annotations = (objs: K8sObject[]) => (objs.find((o) => o.kind === 'Deployment') as unknown as Deployment).spec.template.metadata
+    const changed = render('changed', {
+      ...fixture,
+      ...opts,
+      frontends: [{ ...fixture.frontends[0], sessionIdleTimeout: 900 }, fixture.frontends[1]],
+    })
+    const before = annotations(objects).annotations ?? {}
+    const after = annotations(changed).annotations ?? {}
+    expect(before['checksum/frontends']).toMatch(/^[0-9a-f]{64}$/)
+    expect(after['checksum/frontends']).not.toBe(before['checksum/frontends'])
+    expect(after['checksum/config']).toBe(before['checksum/config'])
+
+    // Refused: publicUrl next to frontends (the schema), a duplicate host, and an inline secret
+    // even past the schema, without echoing the secret.
+    const both = helmTemplate('public-url', { ...fixture, publicUrl: 'https://app.example.com' })
+    expect(both.status).not.toBe(0)
+    expect(both.stderr).toMatch(/publicUrl/)
+    const duplicate = helmTemplate('duplicate', {
+      ...fixture,
+      frontends: [fixture.frontends[0], { ...fixture.frontends[1], publicUrl: fixture.frontends[0]!.publicUrl }],
+    })
+    expect(duplicate.status).not.toBe(0)
+    expect(duplicate.stderr).toMatch(/frontends\[1\] \(admin\): the host shop\.example\.com of publicUrl is another frontend's/)
+    const unprovided = helmTemplate('no-secret', { ...fixture, frontendSecrets: [] })
+    expect(unprovided.status).not.toBe(0)
+    expect(unprovided.stderr).toMatch(/references a variable, but no Secret provides it/)
+    const inlineValues = helmFixture('frontends-inline-secret') as { frontends: Array<{ cookieSecret: string }> }
+    for (const args of [[], ['--skip-schema-validation']]) {
+      const inline = helmTemplate('inline-secret', inlineValues, args)
+      expect(inline.status, args.join(' ')).not.toBe(0)
+      expect(inline.stderr).toMatch(/cookieSecret/)
+      expect(inline.stderr).not.toContain(inlineValues.frontends[0]!.cookieSecret)
+      expect(inline.stdout).not.toContain(inlineValues.frontends[0]!.cookieSecret)
+    }
+
+    const lint = spawnSync('helm', ['lint', join(root, chartDir), '-f', join(tmp, 'values-frontends-default.json')], { encoding: 'utf8' })
+    expect(lint.status, lint.stdout + lint.stderr).toBe(0)
+  })
 })
 
 describe('Helm values schema (deploy/helm/tokenward/values.schema.json)', () => {
@@ -1215,18 +1508,52 @@ describe('Helm values schema (deploy/helm/tokenward/values.schema.json)', () => 
     expect(problems(helmValues(defaults, helmFixture('single-replica')))).toEqual([])
   })
 
+  it('accepts two frontends from one file instead of publicUrl and oidc.issuer', () => {
+    expect(problems(helmValues(defaults, helmFixture('frontends')))).toEqual([])
+  })
+
   it.each([
     ['extra-env-number', 'extraEnv.BFF_ID_TOKEN_MAX_AGE', /must be string/],
     ['idle-timeout-duration', 'session.idleTimeout', /must be integer/],
     ['required-unset', 'publicUrl', /must NOT have fewer than 1 characters/],
     ['required-unset', 'oidc.issuer', /must NOT have fewer than 1 characters/],
     ['unknown-key', 'replicas', /must NOT have additional properties/],
+    ['frontends-inline-secret', 'frontends.0.cookieSecret', /must match pattern/],
+    ['frontends-bad-name', 'frontends.0.name', /must match pattern/],
   ])('rejects test/fixtures/helm/%s.yaml, naming %s', (fixture, field, message) => {
     const found = problems(helmValues(defaults, helmFixture(fixture)))
     expect(
       found.filter((p) => p.startsWith(`${field}: `) && message.test(p)),
       found.join('; '),
     ).not.toEqual([])
+  })
+
+  it('with frontends: refuses every inline secret, a missing publicUrl, a process-wide key, and the single-frontend publicUrl', () => {
+    const two = helmFixture('frontends') as { frontends: Array<Record<string, unknown>> }
+    const withFrontend = (change: Record<string, unknown>, top: Record<string, unknown> = {}) =>
+      problems(helmValues(defaults, { ...two, ...top, frontends: [{ ...two.frontends[0], ...change }, two.frontends[1]] }))
+    for (const key of ['clientSecret', 'clientPrivateKey', 'cookieSecret', 'encryptionKeys', 'dpopKey']) {
+      const inline = 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA'
+      for (const value of [inline, '${SHOP_SECRET}' + inline, inline + '${SHOP_SECRET}', '$SHOP_SECRET']) {
+        const found = withFrontend({ [key]: value })
+        expect(found, `${key}: ${value}`).toEqual([expect.stringMatching(new RegExp(`^frontends\\.0\\.${key}: must match pattern`))])
+        // Helm prints these messages: they never echo the value.
+        expect(found.join('\n')).not.toContain(inline)
+      }
+    }
+    expect(withFrontend({ publicUrl: undefined })).toEqual([expect.stringMatching(/^frontends\.0\.publicUrl: must have required property/)])
+    expect(withFrontend({ redisUrl: 'redis://other:6379' })).toContainEqual(expect.stringMatching(/^frontends\.0\.redisUrl: /))
+    expect(withFrontend({ port: 8080 })).toContainEqual(expect.stringMatching(/^frontends\.0\.port: /))
+    expect(withFrontend({}, { publicUrl: 'https://app.example.com' })).toContainEqual(
+      expect.stringMatching(/^publicUrl: must NOT have more than 0 characters/),
+    )
+    // Without frontends, publicUrl and oidc.issuer are required as before.
+    expect(problems(helmValues(defaults, { frontends: [] }))).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^publicUrl: must NOT have fewer/),
+        expect.stringMatching(/^oidc\.issuer: must NOT have fewer/),
+      ]),
+    )
   })
 
   it('rejects an example URL that is not a URL, and a route list that is empty', () => {
