@@ -16,6 +16,7 @@ import { KNOWN_VARIABLES, unknownVariableProblems } from '../../src/config-env.j
 import { loadConfig } from '../../src/config.js'
 import { startServer } from '../../src/server.js'
 import { REQUIRED_VARIABLES } from '../helpers/env.js'
+import { createPki } from '../helpers/pki.js'
 
 const root = join(import.meta.dirname, '..', '..')
 const read = (path: string): string => readFileSync(join(root, path), 'utf8')
@@ -1375,6 +1376,34 @@ describe('Helm chart (deploy/helm/tokenward)', () => {
       ...Object.fromEntries((p.container.env ?? []).map((x) => [x.name, x.value ?? ''])),
     })
     expect(podConfig.staticDir).toBe('/srv/spa')
+
+    // Mutual TLS (RFC 8705): no client secret in the chart's Secret, the
+    // certificate from a mounted kubernetes.io/tls Secret, and routes that say
+    // `mtls`. The mount path is pointed at real files made here, so loadConfig
+    // checks the pair as the pod would.
+    const pki = createPki()
+    const issued = pki.client('chart', '/CN=tokenward-chart')
+    const mtls = render('mtls', {
+      oidc: { ...(helmFixture('valid').oidc as object), clientAuth: 'tls_client_auth' },
+      secrets: { cookieSecret: chartSecrets.cookieSecret, encryptionKeys: chartSecrets.encryptionKeys },
+      routes: [{ prefix: '/api', upstream: 'https://api.internal', token: 'user', mtls: true }],
+      extraVolumes: [{ name: 'client-tls', secret: { secretName: 'tokenward-client-tls' } }],
+      extraVolumeMounts: [{ name: 'client-tls', mountPath: '/etc/tokenward/tls', readOnly: true }],
+      extraEnv: { BFF_TLS_CLIENT_CERT: issued.certFile, BFF_TLS_CLIENT_KEY: issued.keyFile },
+    })
+    const t = checkDeployment(mtls, 'helm template (mtls)')
+    expect(Object.keys(envFrom(t.configMap, t.secret))).not.toContain('BFF_CLIENT_SECRET')
+    expect(envFrom(t.configMap, t.secret)).toMatchObject({ BFF_CLIENT_AUTH: 'tls_client_auth' })
+    expect(t.container.volumeMounts).toEqual(
+      expect.arrayContaining([{ name: 'client-tls', mountPath: '/etc/tokenward/tls', readOnly: true }]),
+    )
+    const mtlsConfig = loadConfig({
+      ...envFrom(t.configMap, t.secret),
+      ...Object.fromEntries((t.container.env ?? []).map((x) => [x.name, x.value ?? ''])),
+    })
+    expect(mtlsConfig.clientAuth).toBe('tls_client_auth')
+    expect(mtlsConfig.routes[0]?.mtls).toBe(true)
+    pki.close()
 
     // `helm lint`: clean with the values `render('default')` used; failing without publicUrl and oidc.issuer.
     const lint = (args: string[]) => spawnSync('helm', ['lint', join(root, chartDir), ...args], { encoding: 'utf8' })
