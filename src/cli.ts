@@ -58,13 +58,16 @@ async function serve(): Promise<void> {
   let reloading: Promise<unknown> = Promise.resolve()
   const reload = (reason: string) => {
     if (!set.file) return
-    reloading = reloading.then(() => reloadFrontends(server, process.env, logger, reason)).catch((err: unknown) => {
-      logger.error({ reason: err instanceof Error ? err.message : String(err) }, 'configuration reload failed')
-    })
+    reloading = reloading
+      .then(() => reloadFrontends(server, process.env, logger, reason))
+      .catch((err: unknown) => {
+        logger.error({ reason: err instanceof Error ? err.message : String(err) }, 'configuration reload failed')
+      })
   }
-  const unwatch = set.file && process.env.BFF_CONFIG_WATCH && /^(true|1|yes)$/.test(process.env.BFF_CONFIG_WATCH)
-    ? watchConfigFile(set.file, () => reload('file changed'))
-    : undefined
+  const unwatch =
+    set.file && process.env.BFF_CONFIG_WATCH && /^(true|1|yes)$/.test(process.env.BFF_CONFIG_WATCH)
+      ? watchConfigFile(set.file, () => reload('file changed'))
+      : undefined
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return

@@ -95,7 +95,11 @@ const PROCESS_PATHS = new Set(['/healthz', '/readyz', '/metrics'])
 
 function asSet(input: Config | FrontendSet): FrontendSet {
   if ('frontends' in input) return input
-  return { frontends: [{ name: DEFAULT_FRONTEND, config: input, host: input.publicUrl.host.toLowerCase() }], matchHost: false, file: undefined }
+  return {
+    frontends: [{ name: DEFAULT_FRONTEND, config: input, host: input.publicUrl.host.toLowerCase() }],
+    matchHost: false,
+    file: undefined,
+  }
 }
 
 /**
@@ -104,7 +108,7 @@ function asSet(input: Config | FrontendSet): FrontendSet {
  * frontends, and loads IdP metadata in the background.
  */
 export async function startServer(input: Config | FrontendSet, options: StartOptions = {}): Promise<RunningServer> {
-  let set = asSet(input)
+  const set = asSet(input)
   // Process-wide settings (listener, Redis, log level, metrics listener) are identical in every frontend.
   const proc = set.frontends[0]!.config
   const multi = set.matchHost
@@ -249,13 +253,18 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
         if (prev && prev.fingerprint === JSON.stringify(f.config)) kept.push(prev)
         else built.push(build(f))
       }
-      const nextServed = next.frontends.map((f) => kept.find((s) => s.frontend.name === f.name) ?? built.find((s) => s.frontend.name === f.name)!)
+      const nextServed = next.frontends.map(
+        (f) => kept.find((s) => s.frontend.name === f.name) ?? built.find((s) => s.frontend.name === f.name)!,
+      )
       const retired = served.filter((s) => !nextServed.includes(s))
       served = nextServed
       byHost = new Map(served.map((s) => [s.frontend.host, s]))
-      set = next
       logger.info(
-        { frontends: served.map((s) => s.frontend.name), added: built.map((s) => s.frontend.name), retired: retired.map((s) => s.frontend.name) },
+        {
+          frontends: served.map((s) => s.frontend.name),
+          added: built.map((s) => s.frontend.name),
+          retired: retired.map((s) => s.frontend.name),
+        },
         'configuration reloaded',
       )
       // In-flight requests of a retired frontend finish on its old deps; its
@@ -282,10 +291,12 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
         server.closeIdleConnections()
       })
       await metricsListener?.close()
-      await Promise.all(served.map(async (s) => {
-        await s.deps.tls?.close()
-        await s.deps.store.close()
-      }))
+      await Promise.all(
+        served.map(async (s) => {
+          await s.deps.tls?.close()
+          await s.deps.store.close()
+        }),
+      )
     },
   }
 }
