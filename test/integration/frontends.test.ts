@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
@@ -312,5 +313,34 @@ describe('several frontends in one process (security model S88-S91)', () => {
     const at3 = await raw('/auth/session', `third.localhost:${port}`, { cookie: `${COOKIE}=${a.jar.get(COOKIE, 'localhost')!}` })
     expect(at3.status).toBe(401)
     expect(JSON.parse(at3.body)).toMatchObject({ authenticated: false })
+  })
+
+  it('the CLI: check-config reads the file, sessions need --frontend with several, and revoke --frontend acts on that one only', async () => {
+    const cli = (args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+          cwd: join(import.meta.dirname, '..', '..'),
+          env: { PATH: process.env.PATH, ...env, BFF_LOG_LEVEL: 'silent' },
+        })
+        let stdout = ''
+        let stderr = ''
+        child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')))
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')))
+        child.on('close', (status) => resolve({ status, stdout, stderr }))
+      })
+    const check = await cli(['check-config'])
+    expect(check.status).toBe(0)
+    expect(check.stdout).toMatch(/^shop: configuration is valid: 1 route\(s\), issuer http/m)
+    expect(check.stdout).toMatch(/^admin: configuration is valid/m)
+    const noFrontend = await cli(['sessions', 'list', '--sub', 'henry'])
+    expect(noFrontend.status).toBe(2)
+    expect(noFrontend.stderr).toContain('--frontend is required: BFF_CONFIG_FILE declares shop, admin')
+    expect((await cli(['sessions', 'list', '--sub', 'henry', '--frontend', 'nope'])).stderr).toContain('no frontend named nope')
+    const a = await login(shop.url, { username: 'henry' })
+    const b = await login(admin.url, { username: 'henry' })
+    const revoked = await cli(['sessions', 'revoke', '--sub', 'henry', '--frontend', 'admin'])
+    expect(revoked.status).toBe(0)
+    expect((await api(admin, b.jar)).status).toBe(401)
+    expect((await api(shop, a.jar)).status).toBe(200)
   })
 })
