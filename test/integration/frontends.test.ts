@@ -343,4 +343,67 @@ describe('several frontends in one process (security model S88-S91)', () => {
     expect((await api(admin, b.jar)).status).toBe(401)
     expect((await api(shop, a.jar)).status).toBe(200)
   })
+
+  it('tokenward serve: SIGHUP and BFF_CONFIG_WATCH re-read the file; a bad file is refused and the running frontends kept', async () => {
+    const p2 = await freePort()
+    const one = { ...shop, name: 'one', url: `http://one.localhost:${p2}` }
+    const two = { ...shop, name: 'two', url: `http://two.localhost:${p2}` }
+    const three = { ...shop, name: 'three', url: `http://three.localhost:${p2}` }
+    const file = writeConfig(`frontends:${frontendYaml(one)}`)
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+      cwd: join(import.meta.dirname, '..', '..'),
+      env: {
+        PATH: process.env.PATH,
+        ...env,
+        BFF_CONFIG_FILE: file,
+        BFF_CONFIG_WATCH: 'true',
+        BFF_PORT: String(p2),
+        ONE_SECRET: 'x'.repeat(32),
+        TWO_SECRET: 'x'.repeat(32),
+        THREE_SECRET: 'x'.repeat(32),
+        BFF_LOG_LEVEL: 'info',
+      },
+    })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')))
+    child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')))
+    const statusAt = (host: string) =>
+      new Promise<number>((resolve) => {
+        const req = request({ host: '127.0.0.1', port: p2, path: '/auth/session', headers: { host, 'x-csrf': '1' } }, (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        })
+        req.on('error', () => resolve(0))
+        req.end()
+      })
+    const until = async (what: () => Promise<boolean>) => {
+      for (let i = 0; i < 150; i++) {
+        if (await what()) return true
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      return false
+    }
+    try {
+      expect(await until(async () => (await statusAt(`one.localhost:${p2}`)) === 401)).toBe(true)
+      expect(await statusAt(`two.localhost:${p2}`)).toBe(421)
+      // A bad file: refused, logged with its reasons; `one` still served.
+      writeFileSync(file, `frontends:${frontendYaml(one)}${frontendYaml(two).replace('clientId:', 'clientld:')}`)
+      child.kill('SIGHUP')
+      expect(await until(async () => out.includes('configuration reload refused'))).toBe(true)
+      expect(out).toContain('clientld is not a tokenward setting (did you mean clientId?)')
+      expect(await statusAt(`one.localhost:${p2}`)).toBe(401)
+      expect(await statusAt(`two.localhost:${p2}`)).toBe(421)
+      // Fixed, and signalled: `two` is served.
+      writeFileSync(file, `frontends:${frontendYaml(one)}${frontendYaml(two)}`)
+      child.kill('SIGHUP')
+      expect(await until(async () => (await statusAt(`two.localhost:${p2}`)) === 401)).toBe(true)
+      // Changed without a signal: the watch picks it up.
+      writeFileSync(file, `frontends:${frontendYaml(one)}${frontendYaml(two)}${frontendYaml(three)}`)
+      expect(await until(async () => (await statusAt(`three.localhost:${p2}`)) === 401)).toBe(true)
+      expect(await statusAt(`one.localhost:${p2}`)).toBe(401)
+    } finally {
+      child.kill('SIGTERM')
+      await new Promise((r) => child.once('close', r))
+    }
+  }, 30_000)
 })
