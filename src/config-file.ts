@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { loadConfig, type Config, type LoadConfigOptions } from './config.js'
-import { KNOWN_VARIABLES, suggestVariable } from './config-env.js'
+import { KNOWN_VARIABLES, suggestVariable, unknownVariableProblems } from './config-env.js'
 import { ConfigError } from './errors.js'
 
 /**
@@ -136,6 +136,10 @@ export function frontendsFromText(
     throw new ConfigError(problems)
   }
 
+  // A problem of the environment itself (an unknown BFF_* variable) is reported
+  // once, not once per frontend that inherits it.
+  const envProblems = new Set(unknownVariableProblems(env))
+  problems.push(...envProblems)
   const frontends: Frontend[] = []
   const names = new Map<string, number>()
   const hosts = new Map<string, string>()
@@ -176,7 +180,7 @@ export function frontendsFromText(
         config = loadConfig({ ...env, ...mapped }, options)
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err
-        own.push(...err.problems)
+        own.push(...err.problems.filter((p) => !envProblems.has(p)))
       }
     }
     if (config) {
@@ -186,7 +190,7 @@ export function frontendsFromText(
       else hosts.set(host, String(name))
     }
     for (const p of own) problems.push(`${label}: ${p}`)
-    if (config && own.length === 0) {
+    if (config && own.length === 0 && envProblems.size === 0) {
       const n = name as string
       frontends.push({ name: n, host: config.publicUrl.host.toLowerCase(), config: withPrefix(config, `${config.redis.prefix}${n}:`) })
     }

@@ -49,6 +49,9 @@ export interface RunningServer {
 /** How long a shutdown waits for in-flight requests before closing their connections. */
 const DRAIN_MS = 20_000
 
+/** How long a frontend a reload replaced or removed keeps its store open for requests in flight. */
+const RETIRE_GRACE_MS = 30_000
+
 /**
  * Requests Node's HTTP parser refuses never reach the app: answer them in the
  * contract's JSON shape instead of Node's bare status line, then close.
@@ -158,6 +161,8 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
   }
 
   let served: Served[] = set.frontends.map(build)
+  /** Frontends a reload replaced or removed, closed once RETIRE_GRACE_MS has passed (or at shutdown). */
+  const retiring = new Map<Served, NodeJS.Timeout>()
   let byHost = new Map(served.map((s) => [s.frontend.host, s]))
   const processMetrics = multi ? new ProcessMetrics(() => served.map((s) => s.deps.metrics)) : undefined
   const metricsSource: MetricsSource = processMetrics ?? served[0]!.deps.metrics
@@ -267,9 +272,18 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
         },
         'configuration reloaded',
       )
-      // In-flight requests of a retired frontend finish on its old deps; its
-      // open event streams end (the browser reconnects to the new one).
-      await Promise.allSettled(retired.map(retire))
+      // A retired frontend's open event streams end now (the browser
+      // reconnects, to the new one if it was only changed); its store closes
+      // after a grace period, so requests in flight on it can finish.
+      for (const s of retired) {
+        void s.deps.events.close()
+        const timer = setTimeout(() => {
+          retiring.delete(s)
+          void retire(s)
+        }, RETIRE_GRACE_MS)
+        timer.unref()
+        retiring.set(s, timer)
+      }
     },
     metricsUrl: metricsListener && `${metricsListener.url}/metrics`,
     async close() {
@@ -291,6 +305,11 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
         server.closeIdleConnections()
       })
       await metricsListener?.close()
+      for (const [s, timer] of retiring) {
+        clearTimeout(timer)
+        await retire(s)
+      }
+      retiring.clear()
       await Promise.all(
         served.map(async (s) => {
           await s.deps.tls?.close()

@@ -10,7 +10,7 @@ import { importJWK, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { inject } from 'vitest'
 import { loadFrontends } from '../../src/config-file.js'
-import { revokeSessions } from '../../src/commands.js'
+import { doctorFrontends, revokeSessions } from '../../src/commands.js'
 import { reloadFrontends } from '../../src/lifecycle/reload.js'
 import { createLogger } from '../../src/log.js'
 import { startServer, type RunningServer } from '../../src/server.js'
@@ -258,6 +258,20 @@ describe('several frontends in one process (security model S88-S91)', () => {
       expect(res.status, host).toBe(421)
       expect(JSON.parse(res.body)).toMatchObject({ error: 'misdirected_request' })
     }
+    // A WebSocket handshake for an unknown Host: 421 as well.
+    const upgrade = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write(
+          `GET /api/ws HTTP/1.1\r\nHost: evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+        ),
+      )
+      let text = ''
+      socket.on('data', (c: Buffer) => (text += c.toString('utf8')))
+      socket.on('close', () => resolve(text))
+      socket.on('error', reject)
+    })
+    expect(upgrade).toMatch(/^HTTP\/1\.1 421 /)
+    expect(upgrade).toContain('"error":"misdirected_request"')
     // No Host at all (HTTP/1.0): no frontend.
     const noHost = await new Promise<string>((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => socket.end('GET /auth/session HTTP/1.0\r\n\r\n'))
@@ -313,6 +327,18 @@ describe('several frontends in one process (security model S88-S91)', () => {
     const at3 = await raw('/auth/session', `third.localhost:${port}`, { cookie: `${COOKIE}=${a.jar.get(COOKIE, 'localhost')!}` })
     expect(at3.status).toBe(401)
     expect(JSON.parse(at3.body)).toMatchObject({ authenticated: false })
+
+    // Changing admin (rebuilt) and removing third: admin's sessions survive, third's host is 421 again.
+    const changed = writeConfig(`frontends:${frontendYaml(shop)}${frontendYaml(admin)}    sessionIdleTimeout: 1200\n`)
+    const adminDeps = server.frontends().get('admin')
+    expect(await reloadFrontends(server, { ...env, BFF_CONFIG_FILE: changed }, logger, 'test')).toBe(true)
+    expect([...server.frontends().keys()]).toEqual(['shop', 'admin'])
+    expect(server.frontends().get('admin')).not.toBe(adminDeps)
+    expect(server.frontends().get('admin')!.config.session.idleTimeout).toBe(1200)
+    expect(server.frontends().get('shop')).toBe(shopDeps)
+    expect((await api(admin, b.jar)).status).toBe(200)
+    expect((await api(shop, a.jar)).status).toBe(200)
+    expect((await raw('/auth/session', `third.localhost:${port}`)).status).toBe(421)
   })
 
   it('the CLI: check-config reads the file, sessions need --frontend with several, and revoke --frontend acts on that one only', async () => {
@@ -406,4 +432,18 @@ describe('several frontends in one process (security model S88-S91)', () => {
       await new Promise((r) => child.once('close', r))
     }
   }, 30_000)
+
+  it('doctor runs its checks per frontend: lines prefixed with the name, JSON checks carry frontend', async () => {
+    const set = loadFrontends(env)
+    const lines: string[] = []
+    expect(await doctorFrontends(set, (l) => lines.push(l))).toBe(0)
+    expect(lines.some((l) => l.startsWith('shop: PASS  client authentication'))).toBe(true)
+    expect(lines.some((l) => l.startsWith('admin: PASS  client authentication'))).toBe(true)
+    expect(lines.every((l) => /^(shop|admin): (PASS|WARN|FAIL) /.test(l))).toBe(true)
+    const json: string[] = []
+    expect(await doctorFrontends(set, (l) => json.push(l), { json: true })).toBe(0)
+    const report = JSON.parse(json[0]!) as { ok: boolean; checks: Array<{ frontend: string; name: string }> }
+    expect(report.ok).toBe(true)
+    expect(new Set(report.checks.map((c) => c.frontend))).toEqual(new Set(['shop', 'admin']))
+  })
 })

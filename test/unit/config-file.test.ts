@@ -180,4 +180,11 @@ describe('BFF_CONFIG_FILE (docs/configuration.md "Several frontends")', () => {
     expect(set.frontends.map((f) => f.host)).toEqual(['shop.localhost:3000', 'admin.localhost:3000'])
     expect(() => loadFrontends(baseEnv({ BFF_CONFIG_FILE: join(dir, 'missing.yaml') }))).toThrow(/cannot be read \(ENOENT\)/)
   })
+
+  it('reports a problem of the environment itself once, not per frontend', () => {
+    const p = problems(`frontends:${shop}${admin}`, baseEnv({ BFF_REDIS_URI: 'redis://x' }))
+    expect(p.filter((l) => l.includes('BFF_REDIS_URI'))).toEqual([
+      'BFF_REDIS_URI is not a tokenward variable (did you mean BFF_REDIS_URL?)',
+    ])
+  })
 })
