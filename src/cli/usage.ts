@@ -43,7 +43,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
 Starts the server. ${ENV}
 An invalid configuration (including an unknown BFF_* variable) is reported, every
 problem at once, and the process exits 1. SIGTERM and SIGINT drain and stop it;
-SIGHUP reads the TLS client certificate and key (BFF_TLS_CLIENT_CERT) again.
+SIGHUP reads the TLS client certificate and key (BFF_TLS_CLIENT_CERT) again,
+and BFF_CONFIG_FILE: a file with problems is refused (logged) and the running
+frontends kept.
 `,
   },
   'check-config': {
