@@ -29,6 +29,18 @@ export interface FrontendSet {
   readonly file: string | undefined
 }
 
+/**
+ * The Host values that name a frontend: its public URL's host exactly, and,
+ * when that URL has no port, the same host with the scheme's default port
+ * (RFC 9110 §4.2.3: `example.com` and `example.com:443` are the same origin
+ * for https), as some proxies and clients send it.
+ */
+export function hostKeys(frontend: Pick<Frontend, 'host' | 'config'>): string[] {
+  const url = frontend.config.publicUrl
+  if (url.port !== '') return [frontend.host]
+  return [frontend.host, `${frontend.host}:${url.protocol === 'https:' ? 443 : 80}`]
+}
+
 /** The name of the one frontend of an environment-only configuration. */
 export const DEFAULT_FRONTEND = 'default'
 

@@ -6,7 +6,7 @@ import { getRequestListener } from '@hono/node-server'
 import { createApp } from './app.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Config } from './config.js'
-import { DEFAULT_FRONTEND, type Frontend, type FrontendSet } from './config-file.js'
+import { DEFAULT_FRONTEND, hostKeys, type Frontend, type FrontendSet } from './config-file.js'
 import { createDeps } from './deps.js'
 import { BffError } from './errors.js'
 import type { OidcClientOptions } from './oidc/client.js'
@@ -93,6 +93,11 @@ export function requestHost(req: IncomingMessage): string {
 
 const MISDIRECTED = new BffError('misdirected_request', 'This server does not serve the requested host.')
 
+/** Each frontend by every Host value that names it (hostKeys). */
+function hostIndex(served: readonly Served[]): Map<string, Served> {
+  return new Map(served.flatMap((s) => hostKeys(s.frontend).map((h) => [h, s] as const)))
+}
+
 /** Paths a multi-frontend process answers itself, on any Host (a kubelet probes with the pod IP as Host). */
 const PROCESS_PATHS = new Set(['/healthz', '/readyz', '/metrics'])
 
@@ -163,7 +168,7 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
   let served: Served[] = set.frontends.map(build)
   /** Frontends a reload replaced or removed, closed once RETIRE_GRACE_MS has passed (or at shutdown). */
   const retiring = new Map<Served, NodeJS.Timeout>()
-  let byHost = new Map(served.map((s) => [s.frontend.host, s]))
+  let byHost = hostIndex(served)
   const processMetrics = multi ? new ProcessMetrics(() => served.map((s) => s.deps.metrics)) : undefined
   const metricsSource: MetricsSource = processMetrics ?? served[0]!.deps.metrics
 
@@ -263,7 +268,7 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
       )
       const retired = served.filter((s) => !nextServed.includes(s))
       served = nextServed
-      byHost = new Map(served.map((s) => [s.frontend.host, s]))
+      byHost = hostIndex(served)
       logger.info(
         {
           frontends: served.map((s) => s.frontend.name),

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { frontendsFromText, keyOf, loadFrontends, variableOf } from '../../src/config-file.js'
+import { frontendsFromText, hostKeys, keyOf, loadFrontends, variableOf } from '../../src/config-file.js'
 import { ConfigError } from '../../src/errors.js'
 import { testEnv } from '../helpers/env.js'
 
@@ -186,5 +186,14 @@ describe('BFF_CONFIG_FILE (docs/configuration.md "Several frontends")', () => {
     expect(p.filter((l) => l.includes('BFF_REDIS_URI'))).toEqual([
       'BFF_REDIS_URI is not a tokenward variable (did you mean BFF_REDIS_URL?)',
     ])
+  })
+
+  it('a frontend is named by its public host exactly, and by the default port when its URL has none', () => {
+    const [a, b] = frontendsFromText(
+      `frontends:${shop}${admin.replace('http://admin.localhost:3000', 'https://Admin.Example.com')}`,
+      baseEnv(),
+    )
+    expect(hostKeys(a!)).toEqual(['shop.localhost:3000'])
+    expect(hostKeys(b!)).toEqual(['admin.example.com', 'admin.example.com:443'])
   })
 })
