@@ -208,7 +208,13 @@ export function frontendsFromText(
     }
   })
   if (problems.length > 0) throw new ConfigError(problems)
-  return frontends
+  return frontends.map((f) => {
+    // Browsers keep cookies per host name, whatever the port (RFC 6265 §8.5).
+    const sharing = frontends.filter((o) => o !== f && o.config.publicUrl.hostname === f.config.publicUrl.hostname).map((o) => o.name)
+    if (sharing.length === 0) return f
+    const warning = `publicUrl shares its host name with ${sharing.join(', ')}: browsers send the same cookies to both, so a sign-in at one signs the other out (give each frontend its own host name)`
+    return { ...f, config: Object.freeze({ ...f.config, warnings: [...f.config.warnings, warning] }) }
+  })
 }
 
 /** The configuration with its derived Redis key prefix (not settable, security model S88). */

@@ -196,4 +196,12 @@ describe('BFF_CONFIG_FILE (docs/configuration.md "Several frontends")', () => {
     expect(hostKeys(a!)).toEqual(['shop.localhost:3000'])
     expect(hostKeys(b!)).toEqual(['admin.example.com', 'admin.example.com:443'])
   })
+
+  it('warns when two frontends share a host name on different ports (browsers share their cookies)', () => {
+    const [a, b] = frontendsFromText(`frontends:${shop}${admin.replace('admin.localhost:3000', 'shop.localhost:4000')}`, baseEnv())
+    expect(a!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name with admin'))).toBe(true)
+    expect(b!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name with shop'))).toBe(true)
+    const [c] = frontendsFromText(`frontends:${shop}${admin}`, baseEnv())
+    expect(c!.config.warnings.some((w) => w.includes('shares its host name'))).toBe(false)
+  })
 })
