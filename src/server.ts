@@ -144,9 +144,6 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
     deps.events
       .keepCoherent(deps.sessions)
       .catch((err: Error) => log.warn({ reason: err.message }, 'session event subscription failed; every request reads the store'))
-    deps.oidc
-      .configuration()
-      .catch((err: Error) => log.warn({ reason: err.message }, 'identity provider metadata not loaded yet; will retry on demand'))
     // API calls on a route and WebSocket handshakes go to the proxy's entry;
     // everything else to the app (tokenward's own endpoints, static files).
     return {
@@ -156,6 +153,13 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
       proxy: createProxyEntry(deps),
       fingerprint: JSON.stringify(frontend.config),
     }
+  }
+
+  /** Loads the IdP metadata in the background, once the frontend is served. */
+  const discover = (s: Served): void => {
+    s.deps.oidc
+      .configuration()
+      .catch((err: Error) => s.deps.logger.warn({ reason: err.message }, 'identity provider metadata not loaded yet; will retry on demand'))
   }
 
   const retire = async (s: Served): Promise<void> => {
@@ -245,6 +249,7 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
       'tokenward listening',
     )
   }
+  for (const s of served) discover(s)
 
   return {
     url,
@@ -263,6 +268,7 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
         if (prev && prev.fingerprint === JSON.stringify(f.config)) kept.push(prev)
         else built.push(build(f))
       }
+      for (const s of built) discover(s)
       const nextServed = next.frontends.map(
         (f) => kept.find((s) => s.frontend.name === f.name) ?? built.find((s) => s.frontend.name === f.name)!,
       )
