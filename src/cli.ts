@@ -64,6 +64,7 @@ async function serve(): Promise<void> {
         logger.error({ reason: err instanceof Error ? err.message : String(err) }, 'configuration reload failed')
       })
   }
+  // BFF_CONFIG_WATCH was validated as a boolean word with the rest (config-env.ts).
   const unwatch =
     set.file && process.env.BFF_CONFIG_WATCH && /^(true|1|yes)$/.test(process.env.BFF_CONFIG_WATCH)
       ? watchConfigFile(set.file, () => reload('file changed'))
