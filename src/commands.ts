@@ -84,4 +84,4 @@ export async function revokeSessions(config: Config, by: { sid?: string; sub?: s
   }
 }
 
-export { doctor } from './cli/doctor.js'
+export { doctor, doctorFrontends } from './cli/doctor.js'

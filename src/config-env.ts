@@ -87,6 +87,9 @@ export const envSchema = z.object({
     .refine((n) => n >= 1, 'must be between 1 and 999')
     .default(3),
   BFF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // Several frontends from one file (src/config-file.ts, docs/configuration.md); read before loadConfig.
+  BFF_CONFIG_FILE: z.string().min(1).optional(),
+  BFF_CONFIG_WATCH: bool.default(false),
 })
 
 /** Every variable tokenward reads, derived from the schema so the list cannot drift from it. */

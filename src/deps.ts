@@ -27,6 +27,11 @@ export interface DepsOptions {
   store?: Store | 'redis' | 'memory'
   oidc?: OidcClientOptions
   now?: () => number
+  /**
+   * The frontend's name when BFF_CONFIG_FILE declares the frontends: binds its
+   * cookies (security model S89) and labels its metrics. Undefined without the file.
+   */
+  frontend?: string
 }
 
 export function createStore(config: Config, kind: 'redis' | 'memory', metrics?: Metrics): Store {
@@ -49,7 +54,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
   const { logger } = options
   // The store reports to the metrics, and the metrics count the store's sessions:
   // that count is read when the metrics are scraped, after `store` is set below.
-  const metrics = new Metrics({ activeSessions: cachedCount(() => store.records.count()) })
+  const metrics = new Metrics({ activeSessions: cachedCount(() => store.records.count()), frontend: options.frontend })
   const store: Store = typeof options.store === 'object' ? options.store : createStore(config, options.store ?? 'redis', metrics)
   const keyring = new Keyring(config.encryptionKeys)
   const sessions = new SessionManager({
@@ -71,7 +76,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
   const terminator = new SessionTerminator({ sessions, events: store.events, oidc, logger })
   // One lease for refresh and token exchange alike: both write the session, and a write clears the refresh journal.
   const lease = new RefreshLease({ leases: store.leases, leaseMs: 5000, logger, now })
-  const cookies = new CookieSealer(config.cookieSecrets)
+  const cookies = new CookieSealer(config.cookieSecrets, options.frontend)
   const maxInflight = 1000
   const tokens = new TokenService({ config, sessions, oidc, logger, terminator, lease, metrics, now, maxInflight })
   return {

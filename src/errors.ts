@@ -12,6 +12,7 @@ export type BffErrorCode =
   | 'csrf_failed'
   | 'not_found'
   | 'method_not_allowed'
+  | 'misdirected_request'
   | 'payload_too_large'
   | 'rate_limited'
   | 'upstream_unavailable'
@@ -27,6 +28,8 @@ const STATUS: Record<BffErrorCode, number> = {
   csrf_failed: 403,
   not_found: 404,
   method_not_allowed: 405,
+  // RFC 9110 §15.5.20: this server does not serve the request's Host (docs/endpoints.md).
+  misdirected_request: 421,
   payload_too_large: 413,
   rate_limited: 429,
   upstream_unavailable: 502,

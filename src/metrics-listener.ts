@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { BffError } from './errors.js'
 import { writeError } from './http/error-response.js'
-import type { Metrics } from './metrics.js'
+import type { MetricsSource } from './metrics.js'
 
 export interface MetricsListener {
   readonly url: string
@@ -15,7 +15,7 @@ export interface MetricsListener {
  * scraper reaches the metrics on a port no ingress routes, and the public
  * listener need not serve them (they name routes, versions and session counts).
  */
-export async function startMetricsListener(metrics: Metrics, host: string, port: number): Promise<MetricsListener> {
+export async function startMetricsListener(metrics: MetricsSource, host: string, port: number): Promise<MetricsListener> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {

@@ -1,7 +1,7 @@
 // prom-client: the standard Prometheus client for Node: text exposition format,
 // histograms, and the process metrics (CPU, memory, event-loop lag, GC) for free.
 import { readFileSync } from 'node:fs'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 /** What tokenward asks the IdP for: the label of its IdP-call metrics (classified in oidc/fetch.ts). */
 export type IdpOperation =
@@ -60,10 +60,17 @@ export class Metrics {
   readonly dbscRefreshes: Counter
   readonly dbscRejections: Counter<'reason'>
 
-  constructor(options: { activeSessions?: () => Promise<number | undefined> } = {}) {
+  constructor(options: { activeSessions?: () => Promise<number | undefined>; frontend?: string } = {}) {
     const registers = [this.registry]
-    // The standard names (process_*, nodejs_*), no prefix, so stock Node.js dashboards find them.
-    collectDefaultMetrics({ register: this.registry })
+    if (options.frontend !== undefined) {
+      // One frontend of several (BFF_CONFIG_FILE): every series carries its
+      // (bounded, configured) name; the process metrics are the process's
+      // registry's (ProcessMetrics), once.
+      this.registry.setDefaultLabels({ frontend: options.frontend })
+    } else {
+      // The standard names (process_*, nodejs_*), no prefix, so stock Node.js dashboards find them.
+      collectDefaultMetrics({ register: this.registry })
+    }
     this.requests = new Counter({
       name: 'tokenward_http_requests_total',
       help: 'HTTP requests by route (route prefix or tokenward endpoint), method and status',
@@ -193,5 +200,36 @@ export class Metrics {
 
   get contentType(): string {
     return this.registry.contentType
+  }
+}
+
+/** What a /metrics endpoint serves: one frontend's Metrics, or the process's ProcessMetrics. */
+export interface MetricsSource {
+  metrics(): Promise<string>
+  readonly contentType: string
+}
+
+/**
+ * The one exposition of a process serving several frontends: the process
+ * metrics (process_*, nodejs_*) once, and each frontend's tokenward_* series
+ * with its `frontend` label. prom-client's aggregation merges same-named
+ * metrics into one HELP/TYPE block; the series stay apart by their label.
+ */
+export class ProcessMetrics implements MetricsSource {
+  readonly #process = new Registry()
+  readonly #frontends: () => readonly Metrics[]
+
+  constructor(frontends: () => readonly Metrics[]) {
+    collectDefaultMetrics({ register: this.#process })
+    this.#frontends = frontends
+  }
+
+  async metrics(): Promise<string> {
+    const all = await Promise.all([this.#process, ...this.#frontends().map((m) => m.registry)].map((r) => r.getMetricsAsJSON()))
+    return AggregatorRegistry.aggregate(all).metrics()
+  }
+
+  get contentType(): string {
+    return this.#process.contentType
   }
 }

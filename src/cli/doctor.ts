@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import * as oidc from 'openid-client'
 import type { Config } from '../config.js'
+import type { FrontendSet } from '../config-file.js'
 import { createDeps } from '../deps.js'
 import { createLogger } from '../log.js'
 import { classifyIdpError, describe } from '../oidc/idp-errors.js'
@@ -428,6 +429,29 @@ function idpChecks(config: Config, m: oidc.ServerMetadata): Check[] {
  * only when a check fails.
  */
 export async function doctor(config: Config, out: Out, opts: DoctorOptions = {}): Promise<number> {
+  const checks = await runChecks(config)
+  const failed = checks.some((c) => c.status === 'fail')
+  if (opts.json) out(JSON.stringify({ ok: !failed, checks }))
+  else for (const c of checks) out(formatCheck(c))
+  return failed ? 1 : 0
+}
+
+/**
+ * `tokenward doctor` with BFF_CONFIG_FILE: every check per frontend, each line
+ * prefixed with the frontend's name, each JSON check carrying `frontend`.
+ * Without the file, exactly `doctor` of the one configuration.
+ */
+export async function doctorFrontends(set: FrontendSet, out: Out, opts: DoctorOptions = {}): Promise<number> {
+  if (!set.matchHost) return doctor(set.frontends[0]!.config, out, opts)
+  const checks: Array<Check & { frontend: string }> = []
+  for (const f of set.frontends) for (const c of await runChecks(f.config)) checks.push({ ...c, frontend: f.name })
+  const failed = checks.some((c) => c.status === 'fail')
+  if (opts.json) out(JSON.stringify({ ok: !failed, checks }))
+  else for (const c of checks) out(`${c.frontend}: ${formatCheck(c)}`)
+  return failed ? 1 : 0
+}
+
+async function runChecks(config: Config): Promise<Check[]> {
   const checks: Check[] = [{ name: 'configuration', status: 'pass', basis: 'proven', detail: `${config.routes.length} route(s)` }]
   for (const w of config.warnings) checks.push({ name: 'configuration', status: 'warn', basis: 'proven', detail: w })
   const deps = createDeps(config, { logger: createLogger('silent'), store: 'redis' })
@@ -449,10 +473,7 @@ export async function doctor(config: Config, out: Out, opts: DoctorOptions = {})
     await deps.tls?.close()
     await deps.store.close()
   }
-  const failed = checks.some((c) => c.status === 'fail')
-  if (opts.json) out(JSON.stringify({ ok: !failed, checks }))
-  else for (const c of checks) out(formatCheck(c))
-  return failed ? 1 : 0
+  return checks
 }
 
 /** One line: `PASS`, `WARN` or `FAIL`, and `[advertised]` where only the discovery document says so. */

@@ -10,9 +10,9 @@ Commands:
                    revocation, every route's upstream, Redis, metrics exposure, and
                    what the IdP advertises; exit 1 on a failure, 0 with warnings
   keys generate    print a new BFF_ENCRYPTION_KEYS entry and a cookie secret
-  sessions list --sub <sub> [--json]
+  sessions list --sub <sub> [--frontend <name>] [--json]
                    a user's sessions: sid, created, last used, expiry (never a token)
-  sessions revoke (--sid <sid> | --sub <sub>)
+  sessions revoke (--sid <sid> | --sub <sub>) [--frontend <name>]
                    end sessions on every instance and revoke their refresh tokens
 
 Options:
@@ -31,7 +31,8 @@ export interface CommandSpec {
   help: string
 }
 
-const ENV = 'Configuration comes from the BFF_* environment variables (docs/configuration.md).'
+const ENV =
+  'Configuration comes from the BFF_* environment variables, and with BFF_CONFIG_FILE\nfrom that file, one frontend per entry (docs/configuration.md).'
 
 export const COMMANDS: Record<string, CommandSpec> = {
   serve: {
@@ -42,7 +43,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
 Starts the server. ${ENV}
 An invalid configuration (including an unknown BFF_* variable) is reported, every
 problem at once, and the process exits 1. SIGTERM and SIGINT drain and stop it;
-SIGHUP reads the TLS client certificate and key (BFF_TLS_CLIENT_CERT) again.
+SIGHUP reads the TLS client certificate and key (BFF_TLS_CLIENT_CERT) again,
+and BFF_CONFIG_FILE: a file with problems is refused (logged) and the running
+frontends kept.
 `,
   },
   'check-config': {
@@ -71,10 +74,12 @@ marked [advertised].
 
 Each check is PASS (proven, or advertised where nothing could prove it), WARN
 (not advertised or not provable; the line says what it costs) or FAIL (proven
-broken). Exit 1 when any check fails, 0 with warnings only.
+broken). Exit 1 when any check fails, 0 with warnings only. With
+BFF_CONFIG_FILE the checks run per frontend, each line prefixed with its name.
 
   --json   print one JSON object: {"ok": bool, "checks": [{"name", "status":
-           "pass"|"warn"|"fail", "basis": "proven"|"advertised", "detail"}]}
+           "pass"|"warn"|"fail", "basis": "proven"|"advertised", "detail",
+           "frontend"}]}
 `,
   },
   keys: {
@@ -87,10 +92,14 @@ a random BFF_COOKIE_SECRET. Needs no configuration.
 `,
   },
   sessions: {
-    values: ['sid', 'sub'],
+    values: ['sid', 'sub', 'frontend'],
     flags: ['json'],
-    help: `Usage: tokenward sessions list --sub <sub> [--json]
-       tokenward sessions revoke (--sid <sid> | --sub <sub>)
+    help: `Usage: tokenward sessions list --sub <sub> [--frontend <name>] [--json]
+       tokenward sessions revoke (--sid <sid> | --sub <sub>) [--frontend <name>]
+
+--frontend names the frontend of BFF_CONFIG_FILE whose sessions are meant;
+required when the file declares more than one (each frontend's sessions are
+its own, security model S88).
 
 list    a user's sessions: sid, created, last used, expiry (never a token);
         --json prints one JSON object per line

@@ -34,27 +34,46 @@ export function healthRoutes(deps: Deps): Hono<AppEnv> {
   }
 
   app.get('/readyz', async (c) => {
-    const down: string[] = []
-    const [store, idp] = await Promise.allSettled([
-      deps.store.ping(),
-      // Loads the IdP metadata if it is not loaded yet, so readiness recovers by
-      // itself, but never keeps a probe waiting for a slow discovery.
-      deps.oidc.loaded ? Promise.resolve() : withTimeout(deps.oidc.configuration(), PROBE_WAIT_MS),
-    ])
-    if (store.status === 'rejected') down.push('session store (redis)')
-    if (idp.status === 'rejected') down.push('identity provider metadata')
-    c.header('cache-control', 'no-store')
-    if (down.length === 0) return c.json({ status: 'ready' })
-    c.header('retry-after', '5')
-    return c.json(
-      {
-        error: store.status === 'rejected' ? 'session_store_unavailable' : 'idp_unavailable',
-        message: `Not ready: ${down.join(', ')} unavailable.`,
-        down,
-      },
-      503,
-    )
+    const r = await readiness([deps])
+    return c.json(r.body, r.status, r.headers)
   })
 
   return app
+}
+
+/**
+ * Readiness of a process: every frontend's session store and IdP metadata
+ * (with BFF_CONFIG_FILE, one probe answers for all frontends, whatever the Host).
+ */
+export async function readiness(
+  all: ReadonlyArray<Pick<Deps, 'store' | 'oidc'> & { readonly name?: string }>,
+): Promise<{ status: 200 | 503; body: Record<string, unknown>; headers: Record<string, string> }> {
+  const down: string[] = []
+  let storeDown = false
+  await Promise.all(
+    all.map(async (deps) => {
+      const [store, idp] = await Promise.allSettled([
+        deps.store.ping(),
+        // Loads the IdP metadata if it is not loaded yet, so readiness recovers by
+        // itself, but never keeps a probe waiting for a slow discovery.
+        deps.oidc.loaded ? Promise.resolve() : withTimeout(deps.oidc.configuration(), PROBE_WAIT_MS),
+      ])
+      const of = deps.name === undefined ? '' : ` of ${deps.name}`
+      if (store.status === 'rejected') {
+        storeDown = true
+        down.push(`session store (redis)${of}`)
+      }
+      if (idp.status === 'rejected') down.push(`identity provider metadata${of}`)
+    }),
+  )
+  if (down.length === 0) return { status: 200, body: { status: 'ready' }, headers: { 'cache-control': 'no-store' } }
+  return {
+    status: 503,
+    body: {
+      error: storeDown ? 'session_store_unavailable' : 'idp_unavailable',
+      message: `Not ready: ${down.join(', ')} unavailable.`,
+      down,
+    },
+    headers: { 'cache-control': 'no-store', 'retry-after': '5' },
+  }
 }

@@ -15,6 +15,13 @@ import { SingleFlight } from '../single-flight.js'
 export class CookieSealer {
   readonly #secrets: readonly string[]
   /**
+   * The frontend this sealer belongs to (BFF_CONFIG_FILE): sealed into every
+   * payload and required on unseal, so a cookie of one frontend is no cookie
+   * at another even when both use the same secret (security model S89).
+   * Undefined without the file: payloads are exactly as before.
+   */
+  readonly #frontend: string | undefined
+  /**
    * Unsealing derives keys with PBKDF2 on every call, which profiling showed to
    * be the largest per-request cost of a proxied call. A seal is immutable, so
    * the result for a given cookie value can be reused: only successful unseals
@@ -22,13 +29,15 @@ export class CookieSealer {
    */
   readonly #cache = new Lru<string, Readonly<Record<string, unknown>>>(10_000, 60_000)
 
-  constructor(secrets: readonly string[]) {
+  constructor(secrets: readonly string[], frontend?: string) {
     if (secrets.length === 0) throw new Error('at least one cookie secret is required')
     this.#secrets = secrets
+    this.#frontend = frontend
   }
 
   seal(data: Record<string, unknown>, ttlSeconds: number): Promise<string> {
-    return sealData(data, { password: this.#secrets[0]!, ttl: ttlSeconds })
+    const payload = this.#frontend === undefined ? data : { ...data, fe: this.#frontend }
+    return sealData(payload, { password: this.#secrets[0]!, ttl: ttlSeconds })
   }
 
   /**
@@ -54,7 +63,8 @@ export class CookieSealer {
     for (const password of this.#secrets) {
       try {
         const data = await unsealData<Record<string, unknown>>(value, { password, ttl: ttlSeconds })
-        if (data && Object.keys(data).length > 0) {
+        // Another frontend's seal (or one from before BFF_CONFIG_FILE) is not ours.
+        if (data && Object.keys(data).length > 0 && data.fe === this.#frontend) {
           const frozen = Object.freeze(data)
           this.#cache.set(value, frozen)
           return frozen

@@ -23,6 +23,17 @@ describe('CookieSealer', () => {
     expect(await sealer.unseal(sealed, TTL)).toEqual({ t: 'handle-123', n: 7 })
   })
 
+  it('security model S89: a seal of one frontend is nothing at another, even with the same secret', async () => {
+    const shared = secret()
+    const shop = new CookieSealer([shared], 'shop')
+    const sealed = await shop.seal({ h: 'handle-123' }, TTL)
+    expect(await shop.unseal(sealed, TTL)).toEqual({ h: 'handle-123', fe: 'shop' })
+    expect(await new CookieSealer([shared], 'admin').unseal(sealed, TTL)).toBeNull()
+    // Nor is it one of a process without BFF_CONFIG_FILE, and the other way round.
+    expect(await new CookieSealer([shared]).unseal(sealed, TTL)).toBeNull()
+    expect(await shop.unseal(await new CookieSealer([shared]).seal({ h: 'handle-123' }, TTL), TTL)).toBeNull()
+  })
+
   it('refuses to build without a secret', () => {
     expect(() => new CookieSealer([])).toThrow()
   })
