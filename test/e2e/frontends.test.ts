@@ -4,12 +4,13 @@
 // one listener told apart by Host, each with its own dev IdP and demo API,
 // both serving the demo SPA. Both share one cookie secret and keyring.
 
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
+import { launchChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startDemoApi, type DemoApi } from '../../demo/api.js'
 import { startDevIdp, type DevIdp } from '../../demo/idp.js'
@@ -18,16 +19,6 @@ import { createLogger } from '../../src/log.js'
 import { startServer, type RunningServer } from '../../src/server.js'
 import { freePort } from '../helpers/ports.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 const PASSWORD = 'demo'
 const SPA_DIR = fileURLToPath(new URL('../../demo/spa', import.meta.url))
 
@@ -78,7 +69,7 @@ function yaml(s: Side): string {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: the browser end-to-end tests need it`)
+  requireChromium('the browser end-to-end tests')
   const port = await freePort()
   sides.push(await side('shop', `http://localhost:${port}`), await side('admin', `http://127.0.0.1:${port}`))
   const file = join(mkdtempSync(join(tmpdir(), 'tw-e2e-frontends-')), 'frontends.yaml')
@@ -94,7 +85,7 @@ beforeAll(async () => {
     ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
   }
   server = await startServer(loadFrontends(env), { logger: createLogger('silent'), store: 'redis', port })
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {
