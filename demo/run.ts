@@ -11,6 +11,7 @@ import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { loadConfig } from '../src/config.js'
+import { frontendsFromText } from '../src/config-file.js'
 import { startServer } from '../src/server.js'
 import { startDemoApi } from './api.js'
 import type { DemoApi } from './api.js'
@@ -21,10 +22,16 @@ const HOST = '127.0.0.1'
 const IDP_PORT = Number(process.env.DEMO_IDP_PORT ?? 4000)
 const API_PORT = Number(process.env.DEMO_API_PORT ?? 5000)
 const PASSWORD = 'demo'
+/** `--two`: the second frontend's IdP and API. */
+const IDP2_PORT = Number(process.env.DEMO_IDP2_PORT ?? IDP_PORT + 1)
+const API2_PORT = Number(process.env.DEMO_API2_PORT ?? API_PORT + 1)
 
 interface Running {
   idp?: DevIdp
   api?: DemoApi
+  /** `--two`: the second frontend's IdP and API. */
+  idp2?: DevIdp
+  api2?: DemoApi
   bff?: { close(): Promise<void> }
   redis?: ChildProcess
 }
@@ -32,6 +39,7 @@ interface Running {
 const running: Running = {}
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--two')) return mainTwo()
   const issuer = `http://localhost:${IDP_PORT}`
   const audience = `http://localhost:${API_PORT}`
   const secret = (): string => randomBytes(32).toString('base64url')
@@ -85,6 +93,108 @@ async function main(): Promise<void> {
   running.bff = await startServer(config, { store: redis.url ? 'redis' : 'memory' })
 
   printBanner({ publicUrl, issuer: config.issuer, devIssuer: issuer, api: audience, store: redis.description })
+}
+
+// ---------------------------------------------------------------------------
+// `npm run demo -- --two`: two frontends on one tokenward, each with its own IdP
+// and API, told apart by the Host (localhost:3000 and 127.0.0.1:3000), as a
+// BFF_CONFIG_FILE declares them (docs/configuration.md).
+
+async function mainTwo(): Promise<void> {
+  const secret = (): string => randomBytes(32).toString('base64url')
+  const redis = await chooseRedis(process.env.BFF_REDIS_URL ?? 'redis://127.0.0.1:6379')
+  if (redis.child) running.redis = redis.child
+  const spa = fileURLToPath(new URL('./spa', import.meta.url))
+  const port = Number(process.env.BFF_PORT ?? 3000)
+  const sites = [
+    { name: 'shop', publicUrl: `http://localhost:${port}`, issuer: `http://localhost:${IDP_PORT}`, idpPort: IDP_PORT, apiPort: API_PORT },
+    {
+      name: 'admin',
+      publicUrl: `http://127.0.0.1:${port}`,
+      issuer: `http://127.0.0.1:${IDP2_PORT}`,
+      idpPort: IDP2_PORT,
+      apiPort: API2_PORT,
+    },
+  ].map((s) => ({ ...s, clientId: `tokenward-${s.name}`, clientSecret: secret(), audience: `http://127.0.0.1:${s.apiPort}` }))
+
+  // The file's content, built here; the secrets stay out of it as ${...}
+  // references to this process's environment, as in a real deployment.
+  const env: Record<string, string | undefined> = {
+    BFF_ALLOW_HTTP: 'true',
+    BFF_HOST: HOST,
+    BFF_LOG_LEVEL: 'info',
+    ...process.env,
+    BFF_PORT: String(port),
+    BFF_REDIS_URL: redis.url,
+  }
+  for (const s of sites) {
+    env[`DEMO_${s.name.toUpperCase()}_CLIENT_SECRET`] = s.clientSecret
+    env[`DEMO_${s.name.toUpperCase()}_COOKIE_SECRET`] = secret()
+    env[`DEMO_${s.name.toUpperCase()}_ENCRYPTION_KEYS`] = `demo:${randomBytes(32).toString('base64')}`
+  }
+  const file = {
+    frontends: sites.map((s) => ({
+      name: s.name,
+      publicUrl: s.publicUrl,
+      issuer: s.issuer,
+      clientId: s.clientId,
+      clientSecret: `\${DEMO_${s.name.toUpperCase()}_CLIENT_SECRET}`,
+      cookieSecret: `\${DEMO_${s.name.toUpperCase()}_COOKIE_SECRET}`,
+      encryptionKeys: `\${DEMO_${s.name.toUpperCase()}_ENCRYPTION_KEYS}`,
+      scopes: 'openid profile email offline_access api',
+      routes: [{ prefix: '/api', upstream: s.audience, token: 'user' }],
+      staticDir: spa,
+    })),
+  }
+  const frontends = frontendsFromText(JSON.stringify(file), env, {}, 'the demo frontends')
+
+  const [first, second] = await Promise.all(
+    sites.map((s) => {
+      const config = frontends.find((f) => f.name === s.name)!.config
+      return listenOn(`dev IdP of ${s.name}`, s.idpPort, s.name === 'shop' ? 'DEMO_IDP_PORT' : 'DEMO_IDP2_PORT', () =>
+        startDevIdp({
+          port: s.idpPort,
+          host: HOST,
+          issuer: s.issuer,
+          resource: s.audience,
+          password: PASSWORD,
+          clients: [
+            {
+              client_id: s.clientId,
+              client_secret: s.clientSecret,
+              redirect_uris: [config.redirectUri],
+              post_logout_redirect_uris: [config.postLogoutRedirect],
+              backchannel_logout_uri: `${config.publicOrigin}/auth/backchannel-logout`,
+            },
+          ],
+        }),
+      )
+    }),
+  )
+  running.idp = first
+  running.idp2 = second
+  running.api = await listenOn('demo API of shop', sites[0]!.apiPort, 'DEMO_API_PORT', () =>
+    startDemoApi({ port: sites[0]!.apiPort, host: HOST, issuer: sites[0]!.issuer, audience: sites[0]!.audience }),
+  )
+  running.api2 = await listenOn('demo API of admin', sites[1]!.apiPort, 'DEMO_API2_PORT', () =>
+    startDemoApi({ port: sites[1]!.apiPort, host: HOST, issuer: sites[1]!.issuer, audience: sites[1]!.audience }),
+  )
+  running.bff = await startServer({ frontends, matchHost: true, file: undefined }, { store: redis.url ? 'redis' : 'memory' })
+
+  console.log(
+    [
+      '',
+      '  tokenward demo is running with two frontends on one listener',
+      '',
+      ...sites.map((s) => `    ${s.name.padEnd(6)} ${s.publicUrl}   (IdP ${s.issuer}, API ${s.audience})`),
+      `    Sessions: ${redis.description}`,
+      '',
+      '    Each origin has its own IdP, client, cookie and sessions: signing in at',
+      '    one does not sign you in at the other, and their cookies mean nothing to',
+      `    each other. Any username, password "${PASSWORD}". Press Ctrl+C to stop.`,
+      '',
+    ].join('\n'),
+  )
 }
 
 // ---------------------------------------------------------------------------
@@ -240,7 +350,9 @@ async function shutdown(reason: string, code: number): Promise<void> {
   const steps: Array<[string, { close(): Promise<void> } | undefined]> = [
     ['tokenward', running.bff],
     ['demo API', running.api],
+    ['second demo API', running.api2],
     ['dev IdP', running.idp],
+    ['second dev IdP', running.idp2],
   ]
   for (const [name, service] of steps) {
     try {
