@@ -137,9 +137,14 @@ describe('two frontends in one browser', () => {
     await a.locator('#signed-in').waitFor()
     expect(await a.locator('dd[data-field="sub"]').textContent()).toBe('alice')
 
+    // Sign-out goes to shop's IdP (its end-session page asks first), then back
+    // to shop signed out. Waiting for the IdP's page first: the tab is still on
+    // shop's origin when the click returns.
     await a.locator('#sign-out').click()
-    await a.waitForURL((url) => url.origin === shop.url || url.origin === shop.idp.issuer)
-    await a.goto(`${shop.url}/`)
+    await a.waitForURL((url) => url.origin === new URL(shop.idp.issuer).origin)
+    const confirm = a.getByRole('button', { name: 'Yes, sign me out' })
+    if (await confirm.isVisible()) await confirm.click()
+    await a.waitForURL(`${shop.url}/`)
     await a.locator('#signed-out').waitFor()
     await b.reload()
     await b.locator('#signed-in').waitFor()
