@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse, parseAllDocuments, parseDocument } from 'yaml'
 import { KNOWN_VARIABLES, unknownVariableProblems } from '../../src/config-env.js'
 import { loadConfig } from '../../src/config.js'
+import { isProcessWide, keyOf } from '../../src/config-file.js'
 import { startServer } from '../../src/server.js'
 import { REQUIRED_VARIABLES } from '../helpers/env.js'
 import { createPki } from '../helpers/pki.js'
@@ -1573,6 +1574,13 @@ describe('Helm values schema (deploy/helm/tokenward/values.schema.json)', () => 
     expect(withFrontend({ publicUrl: undefined })).toEqual([expect.stringMatching(/^frontends\.0\.publicUrl: must have required property/)])
     expect(withFrontend({ redisUrl: 'redis://other:6379' })).toContainEqual(expect.stringMatching(/^frontends\.0\.redisUrl: /))
     expect(withFrontend({ port: 8080 })).toContainEqual(expect.stringMatching(/^frontends\.0\.port: /))
+    // The schema refuses exactly what tokenward refuses in a frontend: every
+    // process-wide variable it knows, under its file key.
+    for (const variable of KNOWN_VARIABLES.filter((v) => v.startsWith('BFF_') && isProcessWide(v))) {
+      expect(withFrontend({ [keyOf(variable)]: 'x' }), variable).toContainEqual(
+        expect.stringMatching(new RegExp(`^frontends\\.0\\.${keyOf(variable)}: `)),
+      )
+    }
     expect(withFrontend({}, { publicUrl: 'https://app.example.com' })).toContainEqual(
       expect.stringMatching(/^publicUrl: must NOT have more than 0 characters/),
     )
