@@ -209,10 +209,16 @@ export function frontendsFromText(
   })
   if (problems.length > 0) throw new ConfigError(problems)
   return frontends.map((f) => {
-    // Browsers keep cookies per host name, whatever the port (RFC 6265 §8.5).
-    const sharing = frontends.filter((o) => o !== f && o.config.publicUrl.hostname === f.config.publicUrl.hostname).map((o) => o.name)
+    // Browsers keep cookies per host name, whatever the port (RFC 6265 §8.5):
+    // frontends on one host name with one cookie name overwrite each other's
+    // cookies; distinct cookie names keep them apart (security model S92).
+    const sharing = frontends
+      .filter(
+        (o) => o !== f && o.config.publicUrl.hostname === f.config.publicUrl.hostname && o.config.cookie.name === f.config.cookie.name,
+      )
+      .map((o) => o.name)
     if (sharing.length === 0) return f
-    const warning = `publicUrl shares its host name with ${sharing.join(', ')}: browsers send the same cookies to both, so a sign-in at one signs the other out (give each frontend its own host name)`
+    const warning = `publicUrl shares its host name and cookie name with ${sharing.join(', ')}: browsers send the same cookies to both, so a sign-in at one signs the other out (give each frontend its own host name or its own cookieName)`
     return { ...f, config: Object.freeze({ ...f.config, warnings: [...f.config.warnings, warning] }) }
   })
 }

@@ -3,6 +3,7 @@ import { ConfigError } from './errors.js'
 import { DEFAULT_SCOPES, envSchema, unknownVariableProblems, type EnvValues } from './config-env.js'
 import { parseKeyring, privateKeyType } from './config-keys.js'
 import { parseRoutes } from './config-routes.js'
+import { cookieNames, resolveCookieName } from './config-cookie.js'
 import { parseTrustedProxies } from './client-address.js'
 import { authParamsProblems } from './oidc/login-policy.js'
 import { ENTRA_CONSUMERS_TENANT, entraAlias, isTenantId } from './oidc/tenants.js'
@@ -250,8 +251,6 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
   }
 
   let cookieSecure = true
-  let cookieName = '__Host-tokenward'
-  let txName = '__Host-tokenward-tx'
   let publicUrl: URL | undefined
   if (f.BFF_PUBLIC_URL !== undefined) {
     publicUrl = new URL(f.BFF_PUBLIC_URL)
@@ -264,12 +263,11 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
         // Browsers refuse `Secure` cookies (and so `__Host-`) on a plain-http
         // origin that is not loopback (RFC 6265bis §4.1.3.1, §5.7).
         cookieSecure = false
-        cookieName = 'tokenward'
-        txName = 'tokenward-tx'
         warnings.push('BFF_PUBLIC_URL is plain http on a non-loopback host: cookies lose the __Host- prefix and Secure flag')
       }
     }
   }
+  const cookies = cookieNames(resolveCookieName(cleaned.BFF_COOKIE_NAME, cookieSecure, problems, warnings))
   if (allowHttp) {
     warnings.push('BFF_ALLOW_HTTP=true: plain-http issuer and upstreams are allowed; never use this in production')
   }
@@ -326,8 +324,8 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
     postLogoutRedirect,
     logoutIdTokenHint: e.BFF_LOGOUT_ID_TOKEN_HINT,
     cookie: {
-      name: cookieName,
-      transactionName: txName,
+      name: cookies.name,
+      transactionName: cookies.transactionName,
       secure: cookieSecure,
       sameSite: e.BFF_COOKIE_SAMESITE.toLowerCase() === 'lax' ? 'Lax' : 'Strict',
     },
@@ -335,7 +333,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
       enabled: dbscEnabled,
       cookieTtl: e.BFF_DBSC_COOKIE_TTL,
       maxRejections: e.BFF_DBSC_MAX_REJECTIONS,
-      cookieName: `${cookieName}-bound`,
+      cookieName: cookies.boundName,
     },
     staticDir: e.BFF_STATIC_DIR === undefined ? undefined : isAbsolute(e.BFF_STATIC_DIR) ? e.BFF_STATIC_DIR : resolve(e.BFF_STATIC_DIR),
     logLevel: e.BFF_LOG_LEVEL,

@@ -199,9 +199,26 @@ describe('BFF_CONFIG_FILE (docs/configuration.md "Several frontends")', () => {
 
   it('warns when two frontends share a host name on different ports (browsers share their cookies)', () => {
     const [a, b] = frontendsFromText(`frontends:${shop}${admin.replace('admin.localhost:3000', 'shop.localhost:4000')}`, baseEnv())
-    expect(a!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name with admin'))).toBe(true)
-    expect(b!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name with shop'))).toBe(true)
+    expect(a!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name and cookie name with admin'))).toBe(true)
+    expect(b!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name and cookie name with shop'))).toBe(true)
     const [c] = frontendsFromText(`frontends:${shop}${admin}`, baseEnv())
     expect(c!.config.warnings.some((w) => w.includes('shares its host name'))).toBe(false)
+  })
+
+  it('distinct cookie names keep two frontends on one host name apart (no warning), each with its derived cookies', () => {
+    const [a, b] = frontendsFromText(
+      `frontends:${shop}    cookieName: __Host-shop\n${admin.replace('admin.localhost:3000', 'shop.localhost:4000')}    cookieName: __Host-admin\n`,
+      baseEnv(),
+    )
+    expect(a!.config.cookie).toMatchObject({ name: '__Host-shop', transactionName: '__Host-shop-tx' })
+    expect(a!.config.dbsc.cookieName).toBe('__Host-shop-bound')
+    expect(b!.config.cookie).toMatchObject({ name: '__Host-admin', transactionName: '__Host-admin-tx' })
+    expect([...a!.config.warnings, ...b!.config.warnings].some((w) => w.includes('shares its host name'))).toBe(false)
+  })
+
+  it("checks a frontend's cookieName like BFF_COOKIE_NAME", () => {
+    expect(problems(`frontends:${shop}    cookieName: "bad name"\n`)).toEqual([
+      expect.stringMatching(/^frontends\[0\] \(shop\): BFF_COOKIE_NAME must be a cookie-name token/),
+    ])
   })
 })

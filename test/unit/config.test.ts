@@ -80,6 +80,54 @@ describe('loadConfig', () => {
     expect(c.warnings.some((w) => w.includes('__Host-'))).toBe(true)
   })
 
+  describe('BFF_COOKIE_NAME (RFC 6265 §4.1.1, RFC 6265bis §4.1.3)', () => {
+    it('names the session cookie and the cookies derived from it', () => {
+      const c = loadConfig(testEnv({ BFF_COOKIE_NAME: '__Host-shop' }))
+      expect(c.cookie).toMatchObject({ name: '__Host-shop', transactionName: '__Host-shop-tx', secure: true })
+      expect(c.dbsc.cookieName).toBe('__Host-shop-bound')
+      expect(c.warnings.some((w) => w.startsWith('BFF_COOKIE_NAME'))).toBe(false)
+    })
+
+    it('keeps the defaults when unset or empty', () => {
+      const c = loadConfig(testEnv({ BFF_COOKIE_NAME: '' }))
+      expect(c.cookie.name).toBe('__Host-tokenward')
+      expect(c.dbsc.cookieName).toBe('__Host-tokenward-bound')
+      const plain = loadConfig(testEnv({ BFF_PUBLIC_URL: 'http://app.test:8080', BFF_ALLOW_HTTP: 'true' }))
+      expect(plain.cookie).toMatchObject({ name: 'tokenward', transactionName: 'tokenward-tx' })
+      expect(plain.dbsc.cookieName).toBe('tokenward-bound')
+    })
+
+    it('refuses a name that is no token, or too long', () => {
+      for (const bad of ['a b', 'a;b', 'a=b', 'sess"ion', 'caf\u00e9', 'a,b', 'x'.repeat(65)]) {
+        expect(
+          problems(testEnv({ BFF_COOKIE_NAME: bad })).some((p) => p.startsWith('BFF_COOKIE_NAME must')),
+          bad,
+        ).toBe(true)
+      }
+    })
+
+    it('refuses __Host- and __Secure- names (any letter case) where cookies cannot be Secure', () => {
+      const http = { BFF_PUBLIC_URL: 'http://app.test:8080', BFF_ALLOW_HTTP: 'true' }
+      for (const name of ['__Host-x', '__host-x', '__Secure-x', '__SECURE-x']) {
+        expect(
+          problems(testEnv({ ...http, BFF_COOKIE_NAME: name })).some((p) =>
+            p.startsWith('BFF_COOKIE_NAME with a __Host- or __Secure- prefix'),
+          ),
+          name,
+        ).toBe(true)
+      }
+      expect(loadConfig(testEnv({ ...http, BFF_COOKIE_NAME: 'shop' })).cookie).toMatchObject({ name: 'shop', secure: false })
+    })
+
+    it('accepts __Secure- and plain names on a secure origin, with a warning (no protection against planted cookies)', () => {
+      for (const name of ['__Secure-shop', 'shop_session']) {
+        const c = loadConfig(testEnv({ BFF_COOKIE_NAME: name }))
+        expect(c.cookie).toMatchObject({ name, secure: true })
+        expect(c.warnings.some((w) => w.startsWith('BFF_COOKIE_NAME is not __Host- prefixed'))).toBe(true)
+      }
+    })
+  })
+
   it('validates keyrings and cookie-secret lists', () => {
     const k = (n: number) => Buffer.alloc(32, n).toString('base64')
     const c = loadConfig(
