@@ -24,13 +24,21 @@ export function cookieNames(name: string): CookieNames {
 
 /**
  * The session cookie's name: the configured one, or `__Host-tokenward`
- * (plain `tokenward` where the cookies cannot be Secure). Problems go to
- * `problems`; a configured name without the `__Host-` prefix on a secure
- * origin is allowed with a warning (the prefix is what stops a sibling
- * subdomain from planting the cookie, RFC 6265bis §4.1.3.2).
+ * (`__Secure-tokenward` at a path base, whose cookies carry `Path=<base>`,
+ * which `__Host-` forbids; plain `tokenward` where the cookies cannot be
+ * Secure). Problems go to `problems`; a configured name without the `__Host-`
+ * prefix on a secure origin at the root is allowed with a warning (the prefix
+ * is what stops a sibling subdomain from planting the cookie, RFC 6265bis
+ * §4.1.3.2).
  */
-export function resolveCookieName(configured: string | undefined, secure: boolean, problems: string[], warnings: string[]): string {
-  if (configured === undefined) return secure ? '__Host-tokenward' : 'tokenward'
+export function resolveCookieName(
+  configured: string | undefined,
+  secure: boolean,
+  pathBase: boolean,
+  problems: string[],
+  warnings: string[],
+): string {
+  if (configured === undefined) return !secure ? 'tokenward' : pathBase ? '__Secure-tokenward' : '__Host-tokenward'
   if (!TOKEN.test(configured)) {
     problems.push("BFF_COOKIE_NAME must be a cookie-name token (letters, digits and !#$%&'*+-.^_`|~; RFC 6265 §4.1.1)")
     return configured
@@ -46,7 +54,11 @@ export function resolveCookieName(configured: string | undefined, secure: boolea
     problems.push(
       'BFF_COOKIE_NAME with a __Host- or __Secure- prefix needs Secure cookies, which a plain-http non-loopback BFF_PUBLIC_URL cannot have',
     )
-  } else if (secure && !lower.startsWith('__host-')) {
+  } else if (pathBase && lower.startsWith('__host-')) {
+    problems.push(
+      'BFF_COOKIE_NAME with the __Host- prefix needs Path=/, which a publicUrl with a path base cannot have (RFC 6265bis §4.1.3.2)',
+    )
+  } else if (secure && !pathBase && !lower.startsWith('__host-')) {
     warnings.push('BFF_COOKIE_NAME is not __Host- prefixed: a sibling subdomain could plant a cookie of that name (RFC 6265bis §4.1.3.2)')
   }
   return configured

@@ -22,7 +22,7 @@ export const envSchema = z.object({
   BFF_PUBLIC_URL: httpUrl.refine((v) => {
     if (!URL.canParse(v)) return true // reported by httpUrl
     const u = new URL(v)
-    return (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash
+    return !u.search && !u.hash
   }, 'must be an origin without path, query or fragment'),
   BFF_ISSUER: httpUrl,
   BFF_ISSUER_TENANTS: z.string().optional(),

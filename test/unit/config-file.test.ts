@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { frontendsFromText, hostKeys, keyOf, loadFrontends, variableOf } from '../../src/config-file.js'
+import { frontendsFromText, hostKeys, keyOf, loadFrontends, pathsOverlap, variableOf } from '../../src/config-file.js'
 import { ConfigError } from '../../src/errors.js'
 import { testEnv } from '../helpers/env.js'
 
@@ -220,5 +220,54 @@ describe('BFF_CONFIG_FILE (docs/configuration.md "Several frontends")', () => {
     expect(problems(`frontends:${shop}    cookieName: "bad name"\n`)).toEqual([
       expect.stringMatching(/^frontends\[0\] \(shop\): BFF_COOKIE_NAME must be a cookie-name token/),
     ])
+  })
+})
+
+describe('frontends at a path base (security model S92)', () => {
+  const at = (text: string, url: string, extra = '') => text.replace(/publicUrl: \S+/, `publicUrl: ${url}`) + extra
+
+  it('serves two frontends on one host at distinct bases, each with its cookies under its base', () => {
+    const [a, b] = frontendsFromText(
+      `frontends:${at(shop, 'http://localhost:3000/shop')}${at(admin, 'http://localhost:3000/admin')}`,
+      baseEnv(),
+    )
+    expect(a!.config.cookie).toMatchObject({ name: '__Secure-tokenward', path: '/shop' })
+    expect(b!.config.cookie).toMatchObject({ name: '__Secure-tokenward', path: '/admin' })
+    expect(a!.config.redirectUri).toBe('http://localhost:3000/shop/auth/callback')
+    expect(hostKeys(a!)).toEqual(hostKeys(b!))
+  })
+
+  it('refuses the same host and base twice, and overlapping cookie paths with one cookie name', () => {
+    expect(problems(`frontends:${at(shop, 'http://localhost:3000/shop')}${at(admin, 'http://localhost:3000/shop/')}`)).toEqual([
+      'frontends[1] (admin): publicUrl localhost:3000 at /shop is already served by frontend shop',
+    ])
+    expect(
+      problems(
+        `frontends:${at(shop, 'http://localhost:3000/shop', '    cookieName: tw\n')}${at(admin, 'http://localhost:4000/shop/admin', '    cookieName: tw\n')}`,
+      ),
+    ).toEqual([
+      "frontends[1] (admin): cookie tw at Path=/shop/admin overlaps frontend shop's (Path=/shop) on host name localhost: set a distinct cookieName",
+    ])
+    expect(
+      problems(
+        `frontends:${at(shop, 'http://localhost:3000', '    cookieName: tw\n')}${at(admin, 'http://localhost:3000/admin', '    cookieName: tw\n')}`,
+      ),
+    ).toEqual([
+      "frontends[1] (admin): cookie tw at Path=/admin overlaps frontend shop's (Path=/) on host name localhost: set a distinct cookieName",
+    ])
+    // Distinct names, or paths that do not overlap (/shop and /shopping are different paths), are fine.
+    expect(
+      problems(
+        `frontends:${at(shop, 'http://localhost:3000/shop', '    cookieName: tw\n')}${at(admin, 'http://localhost:3000/shopping', '    cookieName: tw\n')}`,
+      ),
+    ).toEqual([])
+    expect(problems(`frontends:${at(shop, 'http://localhost:3000')}${at(admin, 'http://localhost:3000/admin')}`)).toEqual([])
+  })
+
+  it('pathsOverlap follows RFC 6265 §5.1.4 path-match', () => {
+    expect(pathsOverlap('/', '/x')).toBe(true)
+    expect(pathsOverlap('/shop', '/shop/a')).toBe(true)
+    expect(pathsOverlap('/shop', '/shopping')).toBe(false)
+    expect(pathsOverlap('/shop', '/admin')).toBe(false)
   })
 })
