@@ -48,6 +48,8 @@ async function side(name: string, base: string, cookie: string, resource: string
         client_secret: `${name}-secret-${'x'.repeat(24)}`,
         redirect_uris: [`${url}/auth/callback`],
         post_logout_redirect_uris: [`${url}/`],
+        backchannel_logout_uri: `${url}/auth/backchannel-logout`,
+        backchannel_logout_session_required: true,
         grant_types: ['authorization_code', 'refresh_token'],
       },
     ],
@@ -223,5 +225,18 @@ describe('frontends at path bases on one host (security model S92)', () => {
     expect((await login(shop.url, { username: 'erin', returnTo: '/shopping' })).location).toBe('/shop/')
     expect((await login(shop.url, { username: 'erin', returnTo: '/shop/../admin' })).location).toBe('/shop/')
     expect((await login(shop.url, { username: 'erin', returnTo: '/shop/orders?id=7' })).location).toBe('/shop/orders?id=7')
+  })
+
+  it("the IdP's back-channel logout reaches the frontend's endpoint under its base and ends that frontend's session only", async () => {
+    const a = await login(shop.url, { username: 'frank' })
+    const b = await login(admin.url, { username: 'frank' })
+    const s = (await server.frontends().get('shop')!.sessions.list('sub', 'frank'))[0]!
+    const client = (await shop.idp.provider.Client.find('shop-bff')) as unknown as {
+      backchannelLogout(sub: string, sid: string): Promise<void>
+    }
+    // oidc-provider POSTs the logout token to http://localhost:<port>/shop/auth/backchannel-logout.
+    await client.backchannelLogout('frank', s.data.idpSid!)
+    expect((await call(`${shop.url}/api/echo`, a.jar)).status).toBe(401)
+    expect((await call(`${admin.url}/api/echo`, b.jar)).status).toBe(200)
   })
 })
