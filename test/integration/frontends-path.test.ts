@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -70,6 +71,7 @@ function frontendYaml(s: Side, extra = ''): string {
     encryptionKeys: \${ENCRYPTION_KEYS}
     routes:
       - { prefix: /api, upstream: "${s.upstream.url}", token: user }
+      - { prefix: /ws, upstream: "${s.upstream.url}/socket", token: user, websocket: true }
 ${extra}`
 }
 
@@ -238,5 +240,39 @@ describe('frontends at path bases on one host (security model S92)', () => {
     await client.backchannelLogout('frank', s.data.idpSid!)
     expect((await call(`${shop.url}/api/echo`, a.jar)).status).toBe(401)
     expect((await call(`${admin.url}/api/echo`, b.jar)).status).toBe(200)
+  })
+
+  it('a WebSocket handshake is dispatched by base like any request: /shop/ws reaches shop’s upstream, /shopws does not', async () => {
+    const a = await login(shop.url, { username: 'gina' })
+    /** A raw handshake (RFC 6455 §4.1); resolves with the response head. */
+    const handshake = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1')
+        let buf = ''
+        socket.on('error', reject)
+        socket.on('data', (d: Buffer) => {
+          buf += d.toString('latin1')
+          if (buf.includes('\r\n\r\n')) {
+            socket.destroy()
+            resolve(buf.slice(0, buf.indexOf('\r\n\r\n')))
+          }
+        })
+        const lines = [
+          `GET ${path} HTTP/1.1`,
+          `Host: localhost:${port}`,
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+          'Sec-WebSocket-Version: 13',
+          `Origin: http://localhost:${port}`,
+          `Cookie: ${a.jar.header(`${shop.url}/ws/chat`)}`,
+        ]
+        socket.write(`${lines.join('\r\n')}\r\n\r\n`)
+      })
+    expect(await handshake('/shop/ws/chat?room=1')).toMatch(/^HTTP\/1\.1 101 /)
+    expect(shop.upstream.requests.at(-1)!.url).toBe('/socket/chat?room=1')
+    const sent = shop.upstream.requests.length
+    for (const path of ['/shopws/chat', '/ws/chat']) expect(await handshake(path), path).toMatch(/^HTTP\/1\.1 404 /)
+    expect(shop.upstream.requests.length).toBe(sent)
   })
 })
