@@ -22,7 +22,7 @@ export const envSchema = z.object({
   BFF_PUBLIC_URL: httpUrl.refine((v) => {
     if (!URL.canParse(v)) return true // reported by httpUrl
     const u = new URL(v)
-    return (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash
+    return !u.search && !u.hash
   }, 'must be an origin without path, query or fragment'),
   BFF_ISSUER: httpUrl,
   BFF_ISSUER_TENANTS: z.string().optional(),
@@ -75,6 +75,8 @@ export const envSchema = z.object({
   PORT: z.string().optional(),
   BFF_POST_LOGOUT_REDIRECT: httpUrl.optional(),
   BFF_LOGOUT_ID_TOKEN_HINT: bool.default(false),
+  // Checked in loadConfig (src/config-cookie.ts): the rules depend on BFF_PUBLIC_URL.
+  BFF_COOKIE_NAME: z.string().optional(),
   BFF_COOKIE_SAMESITE: z.enum(['strict', 'lax', 'Strict', 'Lax']).default('strict'),
   BFF_STATIC_DIR: z.string().min(1).optional(),
   BFF_DBSC: z.enum(['auto', 'off']).default('auto'),

@@ -189,17 +189,33 @@ export function frontendsFromText(
     let config: Config | undefined
     if (own.length === 0) {
       try {
-        config = loadConfig({ ...env, ...mapped }, options)
+        config = loadConfig({ ...env, ...mapped }, { ...options, allowPathBase: true })
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err
         own.push(...err.problems.filter((p) => !envProblems.has(p)))
       }
     }
     if (config) {
+      // A host and path base serve one frontend; several frontends may share a host at different bases.
       const host = config.publicUrl.host.toLowerCase()
-      const other = hosts.get(host)
-      if (other !== undefined) own.push(`publicUrl host ${host} is already served by frontend ${other}`)
-      else hosts.set(host, String(name))
+      const where = `${host}${config.basePath}`
+      const other = hosts.get(where)
+      if (other !== undefined)
+        own.push(`publicUrl ${config.basePath ? `${host} at ${config.basePath}` : `host ${host}`} is already served by frontend ${other}`)
+      else hosts.set(where, String(name))
+      // Browsers send a cookie to every port of its host name and every path
+      // under its Path (RFC 6265 §5.1.4, §8.5): with the same name, one
+      // frontend's sign-in would replace the other's cookie (security model S92).
+      for (const f of other === undefined ? frontends : []) {
+        const o = f.config
+        if (o.publicUrl.hostname !== config.publicUrl.hostname || o.cookie.name !== config.cookie.name) continue
+        if (!o.basePath && !config.basePath) continue // the same-origin case keeps its warning below
+        if (pathsOverlap(o.cookie.path, config.cookie.path)) {
+          own.push(
+            `cookie ${config.cookie.name} at Path=${config.cookie.path} overlaps frontend ${f.name}'s (Path=${o.cookie.path}) on host name ${config.publicUrl.hostname}: set a distinct cookieName`,
+          )
+        }
+      }
     }
     for (const p of own) problems.push(`${label}: ${p}`)
     if (config && own.length === 0 && envProblems.size === 0) {
@@ -209,12 +225,24 @@ export function frontendsFromText(
   })
   if (problems.length > 0) throw new ConfigError(problems)
   return frontends.map((f) => {
-    // Browsers keep cookies per host name, whatever the port (RFC 6265 §8.5).
-    const sharing = frontends.filter((o) => o !== f && o.config.publicUrl.hostname === f.config.publicUrl.hostname).map((o) => o.name)
+    // Browsers keep cookies per host name, whatever the port (RFC 6265 §8.5):
+    // frontends on one host name with one cookie name overwrite each other's
+    // cookies; distinct cookie names keep them apart (security model S92).
+    const sharing = frontends
+      .filter(
+        (o) => o !== f && o.config.publicUrl.hostname === f.config.publicUrl.hostname && o.config.cookie.name === f.config.cookie.name,
+      )
+      .map((o) => o.name)
     if (sharing.length === 0) return f
-    const warning = `publicUrl shares its host name with ${sharing.join(', ')}: browsers send the same cookies to both, so a sign-in at one signs the other out (give each frontend its own host name)`
+    const warning = `publicUrl shares its host name and cookie name with ${sharing.join(', ')}: browsers send the same cookies to both, so a sign-in at one signs the other out (give each frontend its own host name or its own cookieName)`
     return { ...f, config: Object.freeze({ ...f.config, warnings: [...f.config.warnings, warning] }) }
   })
+}
+
+/** Whether a cookie of one Path is sent to requests under the other (RFC 6265 §5.1.4). */
+export function pathsOverlap(a: string, b: string): boolean {
+  const under = (p: string, base: string) => base === '/' || p === base || p.startsWith(`${base}/`)
+  return under(a, b) || under(b, a)
 }
 
 /** The configuration with its derived Redis key prefix (not settable, security model S88). */

@@ -65,6 +65,12 @@ export interface EncryptionKey {
 export interface Config {
   readonly publicUrl: URL
   readonly publicOrigin: string
+  /**
+   * The path base of a frontend at a path (BFF_CONFIG_FILE only): '' at the
+   * root, else `/seg[/seg...]` without a trailing slash. Every endpoint,
+   * route and static file of the frontend is under it (security model S92).
+   */
+  readonly basePath: string
   readonly redirectUri: string
   readonly issuer: string
   /**
@@ -131,6 +137,8 @@ export interface Config {
   readonly cookie: {
     readonly name: string
     readonly transactionName: string
+    /** The cookies' Path: the base path, or `/`. */
+    readonly path: string
     readonly secure: boolean
     readonly sameSite: 'Strict' | 'Lax'
   }

@@ -3,6 +3,7 @@ import { ConfigError } from './errors.js'
 import { DEFAULT_SCOPES, envSchema, unknownVariableProblems, type EnvValues } from './config-env.js'
 import { parseKeyring, privateKeyType } from './config-keys.js'
 import { parseRoutes } from './config-routes.js'
+import { cookieNames, resolveCookieName } from './config-cookie.js'
 import { parseTrustedProxies } from './client-address.js'
 import { authParamsProblems } from './oidc/login-policy.js'
 import { ENTRA_CONSUMERS_TENANT, entraAlias, isTenantId } from './oidc/tenants.js'
@@ -119,6 +120,34 @@ function tlsProblems(env: Env, routes: readonly RouteConfig[], problems: string[
   return certFile || keyFile || caFile ? Object.freeze({ certFile, keyFile, caFile }) : undefined
 }
 
+/** One path segment of a base: unreserved characters (RFC 3986 §2.3), not a dot segment. */
+const BASE_SEGMENT = /^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$/
+/** Answered by the process at the root, on any Host (docs/configuration.md). */
+const PROCESS_SEGMENTS = new Set(['healthz', 'readyz', 'metrics'])
+
+/**
+ * The path base of BFF_PUBLIC_URL ('' for an origin), `/shop/` read as `/shop`.
+ * Plain segments only, so that the base a browser scopes cookies to is the
+ * base tokenward matches, byte for byte (RFC 6265 §5.1.4).
+ */
+function parseBasePath(pathname: string, allowed: boolean, problems: string[]): string {
+  if (pathname === '/' || pathname === '') return ''
+  if (!allowed) {
+    problems.push('BFF_PUBLIC_URL must be an origin without path, query or fragment')
+    return ''
+  }
+  const base = pathname.replace(/\/$/, '')
+  const segments = base.split('/').slice(1)
+  if (!segments.every((s) => BASE_SEGMENT.test(s))) {
+    problems.push('BFF_PUBLIC_URL path base must be plain segments of letters, digits and -._~ (no dot segments, no percent-encoding)')
+  } else if (PROCESS_SEGMENTS.has(segments[0]!)) {
+    problems.push(`BFF_PUBLIC_URL path base /${segments[0]} is a process endpoint`)
+  } else if (segments[0] === 'auth') {
+    problems.push("BFF_PUBLIC_URL path base /auth would hide a frontend at the root's endpoints")
+  }
+  return base
+}
+
 /**
  * Reads and validates the whole configuration once. Every problem is collected and
  * reported together in one ConfigError naming the variables, so an operator fixes them in one pass.
@@ -133,6 +162,11 @@ export interface LoadConfigOptions {
    * cookie die in seconds. Production configuration cannot lower it.
    */
   readonly dbscMinCookieTtl?: number
+  /**
+   * BFF_CONFIG_FILE: a frontend's publicUrl may carry a path base. The
+   * single-frontend environment keeps requiring an origin.
+   */
+  readonly allowPathBase?: boolean
 }
 
 export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
@@ -250,11 +284,11 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
   }
 
   let cookieSecure = true
-  let cookieName = '__Host-tokenward'
-  let txName = '__Host-tokenward-tx'
   let publicUrl: URL | undefined
+  let basePath = ''
   if (f.BFF_PUBLIC_URL !== undefined) {
     publicUrl = new URL(f.BFF_PUBLIC_URL)
+    basePath = parseBasePath(publicUrl.pathname, options.allowPathBase === true, problems)
     if (publicUrl.protocol === 'http:' && !isLoopbackHost(publicUrl.hostname)) {
       if (!allowHttp) {
         problems.push(
@@ -264,12 +298,11 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
         // Browsers refuse `Secure` cookies (and so `__Host-`) on a plain-http
         // origin that is not loopback (RFC 6265bis §4.1.3.1, §5.7).
         cookieSecure = false
-        cookieName = 'tokenward'
-        txName = 'tokenward-tx'
         warnings.push('BFF_PUBLIC_URL is plain http on a non-loopback host: cookies lose the __Host- prefix and Secure flag')
       }
     }
   }
+  const cookies = cookieNames(resolveCookieName(cleaned.BFF_COOKIE_NAME, cookieSecure, basePath !== '', problems, warnings))
   if (allowHttp) {
     warnings.push('BFF_ALLOW_HTTP=true: plain-http issuer and upstreams are allowed; never use this in production')
   }
@@ -279,12 +312,16 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
     problems.push(`BFF_DBSC_COOKIE_TTL must be at least ${dbscMin} (browsers refresh a bound cookie about 120 s before it expires)`)
   }
   // DBSC works on secure origins only: browsers ignore it on plain http (security model S84).
-  const dbscEnabled = f.BFF_DBSC === 'auto' && publicUrl?.protocol === 'https:'
-  if (f.BFF_DBSC === 'auto' && publicUrl && !dbscEnabled) {
+  const dbscEnabled = f.BFF_DBSC === 'auto' && publicUrl?.protocol === 'https:' && basePath === ''
+  if (f.BFF_DBSC === 'auto' && publicUrl && publicUrl.protocol !== 'https:') {
     warnings.push('BFF_DBSC=auto but BFF_PUBLIC_URL is not https: device-bound sessions are off')
+  } else if (f.BFF_DBSC === 'auto' && basePath !== '') {
+    // A DBSC session's scope is an origin or a site, not a path: a session of
+    // this frontend would claim the other frontends' requests on the origin.
+    warnings.push('BFF_DBSC=auto but publicUrl has a path base: device-bound sessions are off for this frontend')
   }
 
-  let postLogoutRedirect = publicUrl ? `${publicUrl.origin}/` : ''
+  let postLogoutRedirect = publicUrl ? `${publicUrl.origin}${basePath}/` : ''
   if (f.BFF_POST_LOGOUT_REDIRECT) postLogoutRedirect = f.BFF_POST_LOGOUT_REDIRECT
 
   if (problems.length > 0 || !e || !publicUrl) throw new ConfigError(problems)
@@ -292,7 +329,8 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
   return Object.freeze({
     publicUrl,
     publicOrigin: publicUrl.origin,
-    redirectUri: `${publicUrl.origin}/auth/callback`,
+    basePath,
+    redirectUri: `${publicUrl.origin}${basePath}/auth/callback`,
     issuer: e.BFF_ISSUER,
     issuerTenants,
     clientId: e.BFF_CLIENT_ID,
@@ -326,8 +364,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
     postLogoutRedirect,
     logoutIdTokenHint: e.BFF_LOGOUT_ID_TOKEN_HINT,
     cookie: {
-      name: cookieName,
-      transactionName: txName,
+      name: cookies.name,
+      transactionName: cookies.transactionName,
+      path: basePath || '/',
       secure: cookieSecure,
       sameSite: e.BFF_COOKIE_SAMESITE.toLowerCase() === 'lax' ? 'Lax' : 'Strict',
     },
@@ -335,7 +374,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
       enabled: dbscEnabled,
       cookieTtl: e.BFF_DBSC_COOKIE_TTL,
       maxRejections: e.BFF_DBSC_MAX_REJECTIONS,
-      cookieName: `${cookieName}-bound`,
+      cookieName: cookies.boundName,
     },
     staticDir: e.BFF_STATIC_DIR === undefined ? undefined : isAbsolute(e.BFF_STATIC_DIR) ? e.BFF_STATIC_DIR : resolve(e.BFF_STATIC_DIR),
     logLevel: e.BFF_LOG_LEVEL,

@@ -92,10 +92,38 @@ export function requestHost(req: IncomingMessage): string {
 }
 
 const MISDIRECTED = new BffError('misdirected_request', 'This server does not serve the requested host.')
+/**
+ * A served Host but no frontend's path base: 404, not 421, which would tell
+ * the client to retry on another connection (RFC 9110 §15.5.20) when the
+ * authority is right and only the path is not served (docs/configuration.md).
+ */
+const NO_BASE = new BffError('not_found', 'Nothing is served at this path.')
 
-/** Each frontend by every Host value that names it (hostKeys). */
-function hostIndex(served: readonly Served[]): Map<string, Served> {
-  return new Map(served.flatMap((s) => hostKeys(s.frontend).map((h) => [h, s] as const)))
+/** Each frontend by every Host value that names it (hostKeys), longest path base first. */
+function hostIndex(served: readonly Served[]): Map<string, Served[]> {
+  const index = new Map<string, Served[]>()
+  for (const s of served) for (const h of hostKeys(s.frontend)) index.set(h, [...(index.get(h) ?? []), s])
+  for (const list of index.values()) list.sort((a, b) => b.frontend.config.basePath.length - a.frontend.config.basePath.length)
+  return index
+}
+
+/**
+ * The frontend whose path base the request's path is at or under, on a
+ * segment boundary (`/shop`, `/shop/...`, `/shop?...`, never `/shopping`;
+ * security model S92). Its app and proxy see the path without the base.
+ */
+function atBase(candidates: readonly Served[], req: IncomingMessage): Served | undefined {
+  const url = req.url ?? '/'
+  for (const s of candidates) {
+    const base = s.frontend.config.basePath
+    if (base === '') return s
+    if (!url.startsWith(base)) continue
+    const rest = url.slice(base.length)
+    if (rest !== '' && !rest.startsWith('/') && !rest.startsWith('?')) continue
+    req.url = rest.startsWith('/') ? rest : `/${rest}`
+    return s
+  }
+  return undefined
 }
 
 /** Paths a multi-frontend process answers itself, on any Host (a kubelet probes with the pod IP as Host). */
@@ -176,8 +204,17 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
   const processMetrics = multi ? new ProcessMetrics(() => served.map((s) => s.deps.metrics)) : undefined
   const metricsSource: MetricsSource = processMetrics ?? served[0]!.deps.metrics
 
-  /** The frontend a request is for; undefined for an unknown Host (then 421). */
-  const pick = (req: IncomingMessage): Served | undefined => (multi ? byHost.get(requestHost(req)) : served[0])
+  /**
+   * The frontend a request is for (its URL then relative to the frontend's
+   * path base), or the refusal: 421 for an unknown Host, 404 for a served
+   * Host where no path base matches.
+   */
+  const pick = (req: IncomingMessage): Served | BffError => {
+    if (!multi) return served[0]!
+    const candidates = byHost.get(requestHost(req))
+    if (!candidates) return MISDIRECTED
+    return atBase(candidates, req) ?? NO_BASE
+  }
 
   const processEndpoint = (req: IncomingMessage, res: ServerResponse, path: string): void => {
     const done = (p: Promise<void>) => p.catch((err: unknown) => writeError(res, err, {}))
@@ -206,8 +243,8 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
       }
     }
     const s = pick(req)
-    if (!s) {
-      writeError(res, MISDIRECTED, {})
+    if (s instanceof BffError) {
+      writeError(res, s, {})
       return
     }
     if (!s.proxy.request(req, res)) void s.app(req, res)
@@ -221,9 +258,9 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
   server.on('clientError', answerClientError)
   server.on('upgrade', (req, socket, head) => {
     const s = pick(req)
-    if (s) return s.proxy.upgrade(req, socket, head)
+    if (!(s instanceof BffError)) return s.proxy.upgrade(req, socket, head)
     socket.on('error', () => socket.destroy())
-    const { status, body, headers } = toErrorResponse(MISDIRECTED)
+    const { status, body, headers } = toErrorResponse(s)
     endSocket(socket, status, { ...headers, 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(body))
   })
   server.listen(options.port ?? proc.port, proc.host)
@@ -245,7 +282,7 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
   for (const s of served) {
     const { config } = s.frontend
     s.deps.logger.info(
-      { url, publicUrl: config.publicOrigin, store: s.deps.store.kind, routes: config.routes.map((r) => r.prefix) },
+      { url, publicUrl: `${config.publicOrigin}${config.basePath}`, store: s.deps.store.kind, routes: config.routes.map((r) => r.prefix) },
       'tokenward listening',
     )
   }

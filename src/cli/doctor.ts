@@ -372,7 +372,7 @@ function idpChecks(config: Config, m: oidc.ServerMetadata): Check[] {
       'no end_session_endpoint: logout ends only the local session; the user stays signed in at the IdP, and the next login may not ask for credentials',
   })
 
-  const frontchannelUri = `${config.publicOrigin}/auth/frontchannel-logout`
+  const frontchannelUri = `${config.publicOrigin}${config.basePath}/auth/frontchannel-logout`
   const frontchannel = Boolean((m as { frontchannel_logout_supported?: unknown }).frontchannel_logout_supported)
   checks.push({
     name: 'back-channel logout',

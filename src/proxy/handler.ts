@@ -139,7 +139,7 @@ export function createProxyHandler(deps: Deps): ProxyHandler {
           {
             error: 'step_up_required',
             message: 'The API requires a stronger or more recent sign-in.',
-            loginUrl: `/auth/login?${new URLSearchParams(stepUp).toString()}`,
+            loginUrl: `${config.basePath}/auth/login?${new URLSearchParams(stepUp).toString()}`,
             ...stepUp,
           },
           { 'cache-control': 'no-store', 'x-request-id': rc.requestId },

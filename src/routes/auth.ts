@@ -55,7 +55,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
     c.get('log').warn({ reason: err.logDetail ?? err.message }, 'login failed')
     if (err instanceof IdpUnavailableError) c.header('retry-after', String(err.retryAfter))
     noStore(c)
-    if (wantsHtml(c)) return c.html(errorPage('Sign-in failed', err.message), err.status as 400)
+    if (wantsHtml(c)) return c.html(errorPage('Sign-in failed', err.message, `${config.basePath}/`), err.status as 400)
     return errorResponse(c, err)
   }
 
@@ -76,7 +76,7 @@ export function authRoutes(deps: Deps): Hono<AppEnv> {
   }
 
   app.get('/login', async (c) => {
-    const returnTo = safeReturnTo(c.req.query('returnTo'), config.publicOrigin)
+    const returnTo = safeReturnTo(c.req.query('returnTo'), config.publicOrigin, config.basePath)
     // One transaction cookie per browser, reused by concurrent logins in several
     // tabs, so the cookies cannot pile up (the oauth2-proxy 431 problem).
     const existing = await deps.cookies.unseal<{ t?: unknown }>(readCookie(c, config.cookie.transactionName), TRANSACTION_TTL_SECONDS)

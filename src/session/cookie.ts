@@ -86,9 +86,10 @@ export interface CookieOptions {
  * Builds a Set-Cookie value. `__Host-` cookies must be Secure, Path=/ and carry no
  * Domain (RFC 6265bis §4.1.3.2); HttpOnly keeps the handle from scripts
  * (draft-ietf-oauth-browser-based-apps §6.1.3.2, security model S14, S15).
+ * A frontend at a path base scopes its cookies to the base (security model S92).
  */
 export function serializeCookie(config: Config, name: string, value: string, options: CookieOptions): string {
-  const parts = [`${name}=${value}`, 'Path=/', `Max-Age=${Math.max(0, Math.floor(options.maxAge))}`, 'HttpOnly']
+  const parts = [`${name}=${value}`, `Path=${config.cookie.path}`, `Max-Age=${Math.max(0, Math.floor(options.maxAge))}`, 'HttpOnly']
   if (config.cookie.secure) parts.push('Secure')
   parts.push(`SameSite=${options.sameSite}`)
   return parts.join('; ')

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { frontendsFromText, hostKeys, keyOf, loadFrontends, variableOf } from '../../src/config-file.js'
+import { frontendsFromText, hostKeys, keyOf, loadFrontends, pathsOverlap, variableOf } from '../../src/config-file.js'
 import { ConfigError } from '../../src/errors.js'
 import { testEnv } from '../helpers/env.js'
 
@@ -199,9 +199,75 @@ describe('BFF_CONFIG_FILE (docs/configuration.md "Several frontends")', () => {
 
   it('warns when two frontends share a host name on different ports (browsers share their cookies)', () => {
     const [a, b] = frontendsFromText(`frontends:${shop}${admin.replace('admin.localhost:3000', 'shop.localhost:4000')}`, baseEnv())
-    expect(a!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name with admin'))).toBe(true)
-    expect(b!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name with shop'))).toBe(true)
+    expect(a!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name and cookie name with admin'))).toBe(true)
+    expect(b!.config.warnings.some((w) => w.startsWith('publicUrl shares its host name and cookie name with shop'))).toBe(true)
     const [c] = frontendsFromText(`frontends:${shop}${admin}`, baseEnv())
     expect(c!.config.warnings.some((w) => w.includes('shares its host name'))).toBe(false)
+  })
+
+  it('distinct cookie names keep two frontends on one host name apart (no warning), each with its derived cookies', () => {
+    const [a, b] = frontendsFromText(
+      `frontends:${shop}    cookieName: __Host-shop\n${admin.replace('admin.localhost:3000', 'shop.localhost:4000')}    cookieName: __Host-admin\n`,
+      baseEnv(),
+    )
+    expect(a!.config.cookie).toMatchObject({ name: '__Host-shop', transactionName: '__Host-shop-tx' })
+    expect(a!.config.dbsc.cookieName).toBe('__Host-shop-bound')
+    expect(b!.config.cookie).toMatchObject({ name: '__Host-admin', transactionName: '__Host-admin-tx' })
+    expect([...a!.config.warnings, ...b!.config.warnings].some((w) => w.includes('shares its host name'))).toBe(false)
+  })
+
+  it("checks a frontend's cookieName like BFF_COOKIE_NAME", () => {
+    expect(problems(`frontends:${shop}    cookieName: "bad name"\n`)).toEqual([
+      expect.stringMatching(/^frontends\[0\] \(shop\): BFF_COOKIE_NAME must be a cookie-name token/),
+    ])
+  })
+})
+
+describe('frontends at a path base (security model S92)', () => {
+  const at = (text: string, url: string, extra = '') => text.replace(/publicUrl: \S+/, `publicUrl: ${url}`) + extra
+
+  it('serves two frontends on one host at distinct bases, each with its cookies under its base', () => {
+    const [a, b] = frontendsFromText(
+      `frontends:${at(shop, 'http://localhost:3000/shop')}${at(admin, 'http://localhost:3000/admin')}`,
+      baseEnv(),
+    )
+    expect(a!.config.cookie).toMatchObject({ name: '__Secure-tokenward', path: '/shop' })
+    expect(b!.config.cookie).toMatchObject({ name: '__Secure-tokenward', path: '/admin' })
+    expect(a!.config.redirectUri).toBe('http://localhost:3000/shop/auth/callback')
+    expect(hostKeys(a!)).toEqual(hostKeys(b!))
+  })
+
+  it('refuses the same host and base twice, and overlapping cookie paths with one cookie name', () => {
+    expect(problems(`frontends:${at(shop, 'http://localhost:3000/shop')}${at(admin, 'http://localhost:3000/shop/')}`)).toEqual([
+      'frontends[1] (admin): publicUrl localhost:3000 at /shop is already served by frontend shop',
+    ])
+    expect(
+      problems(
+        `frontends:${at(shop, 'http://localhost:3000/shop', '    cookieName: tw\n')}${at(admin, 'http://localhost:4000/shop/admin', '    cookieName: tw\n')}`,
+      ),
+    ).toEqual([
+      "frontends[1] (admin): cookie tw at Path=/shop/admin overlaps frontend shop's (Path=/shop) on host name localhost: set a distinct cookieName",
+    ])
+    expect(
+      problems(
+        `frontends:${at(shop, 'http://localhost:3000', '    cookieName: tw\n')}${at(admin, 'http://localhost:3000/admin', '    cookieName: tw\n')}`,
+      ),
+    ).toEqual([
+      "frontends[1] (admin): cookie tw at Path=/admin overlaps frontend shop's (Path=/) on host name localhost: set a distinct cookieName",
+    ])
+    // Distinct names, or paths that do not overlap (/shop and /shopping are different paths), are fine.
+    expect(
+      problems(
+        `frontends:${at(shop, 'http://localhost:3000/shop', '    cookieName: tw\n')}${at(admin, 'http://localhost:3000/shopping', '    cookieName: tw\n')}`,
+      ),
+    ).toEqual([])
+    expect(problems(`frontends:${at(shop, 'http://localhost:3000')}${at(admin, 'http://localhost:3000/admin')}`)).toEqual([])
+  })
+
+  it('pathsOverlap follows RFC 6265 §5.1.4 path-match', () => {
+    expect(pathsOverlap('/', '/x')).toBe(true)
+    expect(pathsOverlap('/shop', '/shop/a')).toBe(true)
+    expect(pathsOverlap('/shop', '/shopping')).toBe(false)
+    expect(pathsOverlap('/shop', '/admin')).toBe(false)
   })
 })

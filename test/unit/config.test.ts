@@ -15,7 +15,14 @@ describe('loadConfig', () => {
     expect(c.port).toBe(3000)
     expect(c.host).toBe('0.0.0.0')
     expect(c.postLogoutRedirect).toBe('http://localhost:3000/')
-    expect(c.cookie).toEqual({ name: '__Host-tokenward', transactionName: '__Host-tokenward-tx', secure: true, sameSite: 'Strict' })
+    expect(c.cookie).toEqual({
+      name: '__Host-tokenward',
+      transactionName: '__Host-tokenward-tx',
+      path: '/',
+      secure: true,
+      sameSite: 'Strict',
+    })
+    expect(c.basePath).toBe('')
     expect(c.routes[0]).toMatchObject({ prefix: '/api', token: 'user', timeoutMs: 30000 })
     expect(Object.isFrozen(c)).toBe(true)
   })
@@ -78,6 +85,100 @@ describe('loadConfig', () => {
     const c = loadConfig(testEnv({ BFF_PUBLIC_URL: 'http://app.internal:8080' }))
     expect(c.cookie).toMatchObject({ name: 'tokenward', secure: false })
     expect(c.warnings.some((w) => w.includes('__Host-'))).toBe(true)
+  })
+
+  describe('BFF_COOKIE_NAME (RFC 6265 §4.1.1, RFC 6265bis §4.1.3)', () => {
+    it('names the session cookie and the cookies derived from it', () => {
+      const c = loadConfig(testEnv({ BFF_COOKIE_NAME: '__Host-shop' }))
+      expect(c.cookie).toMatchObject({ name: '__Host-shop', transactionName: '__Host-shop-tx', secure: true })
+      expect(c.dbsc.cookieName).toBe('__Host-shop-bound')
+      expect(c.warnings.some((w) => w.startsWith('BFF_COOKIE_NAME'))).toBe(false)
+    })
+
+    it('keeps the defaults when unset or empty', () => {
+      const c = loadConfig(testEnv({ BFF_COOKIE_NAME: '' }))
+      expect(c.cookie.name).toBe('__Host-tokenward')
+      expect(c.dbsc.cookieName).toBe('__Host-tokenward-bound')
+      const plain = loadConfig(testEnv({ BFF_PUBLIC_URL: 'http://app.test:8080', BFF_ALLOW_HTTP: 'true' }))
+      expect(plain.cookie).toMatchObject({ name: 'tokenward', transactionName: 'tokenward-tx' })
+      expect(plain.dbsc.cookieName).toBe('tokenward-bound')
+    })
+
+    it('refuses a name that is no token, or too long', () => {
+      for (const bad of ['a b', 'a;b', 'a=b', 'sess"ion', 'caf\u00e9', 'a,b', 'x'.repeat(65)]) {
+        expect(
+          problems(testEnv({ BFF_COOKIE_NAME: bad })).some((p) => p.startsWith('BFF_COOKIE_NAME must')),
+          bad,
+        ).toBe(true)
+      }
+    })
+
+    it('refuses __Host- and __Secure- names (any letter case) where cookies cannot be Secure', () => {
+      const http = { BFF_PUBLIC_URL: 'http://app.test:8080', BFF_ALLOW_HTTP: 'true' }
+      for (const name of ['__Host-x', '__host-x', '__Secure-x', '__SECURE-x']) {
+        expect(
+          problems(testEnv({ ...http, BFF_COOKIE_NAME: name })).some((p) =>
+            p.startsWith('BFF_COOKIE_NAME with a __Host- or __Secure- prefix'),
+          ),
+          name,
+        ).toBe(true)
+      }
+      expect(loadConfig(testEnv({ ...http, BFF_COOKIE_NAME: 'shop' })).cookie).toMatchObject({ name: 'shop', secure: false })
+    })
+
+    it('accepts __Secure- and plain names on a secure origin, with a warning (no protection against planted cookies)', () => {
+      for (const name of ['__Secure-shop', 'shop_session']) {
+        const c = loadConfig(testEnv({ BFF_COOKIE_NAME: name }))
+        expect(c.cookie).toMatchObject({ name, secure: true })
+        expect(c.warnings.some((w) => w.startsWith('BFF_COOKIE_NAME is not __Host- prefixed'))).toBe(true)
+      }
+    })
+  })
+
+  describe('a publicUrl with a path base (BFF_CONFIG_FILE only; security model S92)', () => {
+    it('is refused in the single-frontend environment, as before', () => {
+      expect(problems(testEnv({ BFF_PUBLIC_URL: 'https://apps.example.com/shop' }))).toContain(
+        'BFF_PUBLIC_URL must be an origin without path, query or fragment',
+      )
+      expect(problems(testEnv({ BFF_PUBLIC_URL: 'https://apps.example.com/?a=1' }))).toContain(
+        'BFF_PUBLIC_URL must be an origin without path, query or fragment',
+      )
+    })
+
+    it('puts the callback, the logout default and the cookies under the base, with __Secure- names and no device binding', () => {
+      const c = loadConfig(testEnv({ BFF_PUBLIC_URL: 'https://apps.example.com/shop/' }), { allowPathBase: true })
+      expect(c.basePath).toBe('/shop')
+      expect(c.publicOrigin).toBe('https://apps.example.com')
+      expect(c.redirectUri).toBe('https://apps.example.com/shop/auth/callback')
+      expect(c.postLogoutRedirect).toBe('https://apps.example.com/shop/')
+      expect(c.cookie).toMatchObject({ name: '__Secure-tokenward', transactionName: '__Secure-tokenward-tx', path: '/shop', secure: true })
+      expect(c.dbsc.enabled).toBe(false)
+      expect(c.warnings).toContain('BFF_DBSC=auto but publicUrl has a path base: device-bound sessions are off for this frontend')
+      const nested = loadConfig(testEnv({ BFF_PUBLIC_URL: 'http://localhost:3000/a/b-2' }), { allowPathBase: true })
+      expect(nested.cookie).toMatchObject({ name: '__Secure-tokenward', path: '/a/b-2' })
+    })
+
+    it('refuses a __Host- cookie name, odd segments and the process paths as a base', () => {
+      const opt = { allowPathBase: true }
+      const p = (env: Record<string, string>) => {
+        try {
+          loadConfig(testEnv(env), opt)
+          return []
+        } catch (err) {
+          return (err as { problems: string[] }).problems
+        }
+      }
+      expect(p({ BFF_PUBLIC_URL: 'https://a.example/shop', BFF_COOKIE_NAME: '__Host-shop' })).toEqual([
+        expect.stringMatching(/^BFF_COOKIE_NAME with the __Host- prefix needs Path=\//),
+      ])
+      for (const base of ['/%73hop', '/.hidden', '/a//b', '/sh%20op']) {
+        expect(p({ BFF_PUBLIC_URL: `https://a.example${base}` }), base).toEqual([
+          expect.stringMatching(/^BFF_PUBLIC_URL path base must be plain segments/),
+        ])
+      }
+      expect(p({ BFF_PUBLIC_URL: 'https://a.example/healthz' })).toEqual(['BFF_PUBLIC_URL path base /healthz is a process endpoint'])
+      expect(p({ BFF_PUBLIC_URL: 'https://a.example/auth' })).toHaveLength(1)
+    })
   })
 
   it('validates keyrings and cookie-secret lists', () => {

@@ -86,3 +86,29 @@ describe('safeReturnTo', () => {
     },
   )
 })
+
+describe('safeReturnTo at a path base (security model S92)', () => {
+  const origin = 'https://apps.example.com'
+  it('keeps a destination at or under the base, on a segment boundary', () => {
+    for (const ok of ['/shop', '/shop/', '/shop/orders?x=1#top', '/shop?x=1']) expect(safeReturnTo(ok, origin, '/shop'), ok).toBe(ok)
+  })
+  it("replaces anything else, including another frontend's paths and dot-segment escapes, with the base's root", () => {
+    for (const bad of [
+      undefined,
+      '',
+      '/',
+      '/admin',
+      '/shopping',
+      '/shop/../admin',
+      '/shop/%2e%2e/admin',
+      '//evil.example',
+      'https://evil.example/shop',
+    ]) {
+      expect(safeReturnTo(bad, origin, '/shop'), String(bad)).toBe('/shop/')
+    }
+  })
+  it('is unchanged without a base', () => {
+    expect(safeReturnTo('/admin', origin)).toBe('/admin')
+    expect(safeReturnTo('//evil.example', origin)).toBe('/')
+  })
+})
