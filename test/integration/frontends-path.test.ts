@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,9 +9,10 @@ import { loadFrontends } from '../../src/config-file.js'
 import { createLogger } from '../../src/log.js'
 import { startServer, type RunningServer } from '../../src/server.js'
 import { CookieJar, login } from '../helpers/login.js'
+import { hostRequest, startFrontendIdp, type RawAnswer } from '../helpers/frontends.js'
 import { freePort } from '../helpers/ports.js'
-import { startTestIdp, type TestIdp } from '../helpers/test-idp.js'
-import { startEchoUpstream, type EchoUpstream } from '../helpers/upstream.js'
+import type { TestIdp } from '../helpers/test-idp.js'
+import type { EchoUpstream } from '../helpers/upstream.js'
 
 // Two frontends on the SAME host, http://localhost:<port>, at the path bases
 // /shop and /admin (docs/configuration.md "Several frontends"; security model
@@ -40,23 +40,7 @@ let server: RunningServer
 
 async function side(name: string, base: string, cookie: string, resource: string): Promise<Side> {
   const url = `http://localhost:${port}${base}`
-  const idp = await startTestIdp({
-    accessTokenTtl: 60,
-    resource,
-    clients: [
-      {
-        client_id: `${name}-bff`,
-        client_secret: `${name}-secret-${'x'.repeat(24)}`,
-        redirect_uris: [`${url}/auth/callback`],
-        post_logout_redirect_uris: [`${url}/`],
-        backchannel_logout_uri: `${url}/auth/backchannel-logout`,
-        backchannel_logout_session_required: true,
-        grant_types: ['authorization_code', 'refresh_token'],
-      },
-    ],
-  })
-  const upstream = await startEchoUpstream()
-  upstream.verifyTokens({ issuer: idp.issuer, jwksUri: idp.provider.urlFor('jwks'), audience: resource })
+  const { idp, upstream } = await startFrontendIdp(name, url, resource)
   return { name, url, base, cookie, idp, upstream }
 }
 
@@ -76,16 +60,8 @@ ${extra}`
 }
 
 /** A request with the exact path and Host given. */
-function raw(path: string, host = `localhost:${port}`, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host, 'x-csrf': '1', ...headers } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
+function raw(path: string, host = `localhost:${port}`, headers: Record<string, string> = {}): Promise<RawAnswer> {
+  return hostRequest(port, path, host, headers)
 }
 
 /** A call as the SPA makes it, with the cookies the browser would send to that URL. */

@@ -15,9 +15,10 @@ import { reloadFrontends } from '../../src/lifecycle/reload.js'
 import { createLogger } from '../../src/log.js'
 import { startServer, type RunningServer } from '../../src/server.js'
 import { CookieJar, completeAtIdp, login, startLogin } from '../helpers/login.js'
+import { hostRequest, startFrontendIdp, type RawAnswer } from '../helpers/frontends.js'
 import { freePort } from '../helpers/ports.js'
-import { startTestIdp, type TestIdp } from '../helpers/test-idp.js'
-import { startEchoUpstream, type EchoUpstream } from '../helpers/upstream.js'
+import type { TestIdp } from '../helpers/test-idp.js'
+import type { EchoUpstream } from '../helpers/upstream.js'
 
 // Two frontends served by one process (docs/configuration.md "Several
 // frontends"; security model S88-S91): `shop` at http://localhost:<port> and
@@ -66,44 +67,13 @@ function writeConfig(text: string): string {
 }
 
 async function side(name: string, url: string, resource: string): Promise<Side> {
-  const clientId = `${name}-bff`
-  const idp = await startTestIdp({
-    accessTokenTtl: 60,
-    resource,
-    clients: [
-      {
-        client_id: clientId,
-        client_secret: `${name}-secret-${'x'.repeat(24)}`,
-        redirect_uris: [`${url}/auth/callback`],
-        post_logout_redirect_uris: [`${url}/`],
-        backchannel_logout_uri: `${url}/auth/backchannel-logout`,
-        backchannel_logout_session_required: true,
-        grant_types: ['authorization_code', 'refresh_token'],
-      },
-    ],
-  })
-  const upstream = await startEchoUpstream()
-  upstream.verifyTokens({ issuer: idp.issuer, jwksUri: idp.provider.urlFor('jwks'), audience: resource })
+  const { clientId, idp, upstream } = await startFrontendIdp(name, url, resource)
   return { name, url, clientId, idp, upstream }
 }
 
 /** A request with the exact Host given, to this process's one listener. */
-function raw(
-  path: string,
-  host: string,
-  headers: Record<string, string> = {},
-  method = 'GET',
-  body?: string,
-): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, headers: { host, 'x-csrf': '1', ...headers } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+function raw(path: string, host: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<RawAnswer> {
+  return hostRequest(port, path, host, headers, method, body)
 }
 
 /** An API call as the SPA makes it, at `s`'s origin with `jar`'s cookies for it. */
