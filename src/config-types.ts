@@ -41,8 +41,9 @@ export interface RouteConfig {
   /**
    * RFC 8705: calls to this upstream present tokenward's TLS client
    * certificate, so certificate-bound access tokens (§3) are usable there.
-   * Undefined when the route did not say (allowed only while tokenward
-   * presents no certificate to the IdP; security model S81).
+   * Undefined when the route did not say and tokenward presents no
+   * certificate (or the route sends no token); with a certificate, an https
+   * token route that did not say is `true` (security model S81).
    */
   readonly mtls: boolean | undefined
 }

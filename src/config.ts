@@ -85,8 +85,11 @@ function parseIssuerTenants(issuer: string | undefined, raw: string | undefined,
  * routes' `mtls` rule (security model S81): once tokenward presents a
  * certificate to the IdP, the IdP may bind the tokens to it (RFC 8705 §3), and
  * a bound token is useless, and so an outage, on a call without the
- * certificate. Every route that sends a token must then say whether its
- * upstream gets the certificate.
+ * certificate. A route that sends a token and does not say otherwise then
+ * presents the certificate to its (https) upstream: a TLS client presents its
+ * certificate only when the server asks for one (RFC 8446 §4.3.2), so this
+ * costs nothing where the upstream does not verify the binding. A plain-http
+ * upstream cannot be given one and must say `"mtls": false`.
  */
 function tlsProblems(env: Env, routes: readonly RouteConfig[], problems: string[]): Config['tls'] {
   const certFile = env.BFF_TLS_CLIENT_CERT
@@ -111,9 +114,9 @@ function tlsProblems(env: Env, routes: readonly RouteConfig[], problems: string[
     if (r.mtls === true && !(certFile && keyFile)) {
       problems.push(`BFF_ROUTES route ${r.prefix} has "mtls": true but BFF_TLS_CLIENT_CERT and BFF_TLS_CLIENT_KEY are not set`)
     }
-    if (certFile && keyFile && r.token !== 'none' && r.mtls === undefined) {
+    if (certFile && keyFile && r.token !== 'none' && r.mtls === undefined && r.upstream.protocol !== 'https:') {
       problems.push(
-        `BFF_ROUTES route ${r.prefix} sends access tokens that the IdP may bind to tokenward's client certificate (RFC 8705 §3): set "mtls": true to present the certificate to its upstream, or "mtls": false when the IdP does not bind this client's tokens`,
+        `BFF_ROUTES route ${r.prefix} sends access tokens that the IdP may bind to tokenward's client certificate (RFC 8705 §3), but its plain-http upstream cannot be given the certificate: set "mtls": false when the IdP does not bind this client's tokens, or use an https:// upstream`,
       )
     }
   })
@@ -205,7 +208,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
   }
 
   const encryptionKeys = parseKeyring(cleaned.BFF_ENCRYPTION_KEYS, problems)
-  const routes = parseRoutes(cleaned.BFF_ROUTES, allowHttp, problems)
+  const parsedRoutes = parseRoutes(cleaned.BFF_ROUTES, allowHttp, problems)
   const trustedProxies = parseTrustedProxies(cleaned.BFF_TRUSTED_PROXIES, problems)
   const metricsListen = parseListen(cleaned.BFF_METRICS_LISTEN, 'BFF_METRICS_LISTEN', problems)
 
@@ -230,7 +233,14 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
     problems.push(`BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=${clientAuth}`)
   }
 
-  const tls = tlsProblems(cleaned, routes, problems)
+  const tls = tlsProblems(cleaned, parsedRoutes, problems)
+  // With a certificate, a token route that did not say presents it (see tlsProblems).
+  const routes =
+    tls?.certFile && tls.keyFile
+      ? parsedRoutes.map((r) =>
+          r.token !== 'none' && r.mtls === undefined && r.upstream.protocol === 'https:' ? Object.freeze({ ...r, mtls: true }) : r,
+        )
+      : parsedRoutes
 
   // Keys are checked here, not at first use, so check-config catches them.
   if (cleaned.BFF_DPOP_KEY !== undefined && privateKeyType(cleaned.BFF_DPOP_KEY) !== 'ec:prime256v1') {

@@ -104,7 +104,8 @@ async function start(clientId: string, port: number, env: Record<string, string 
     port,
     routes: routes ?? [
       { prefix: '/api', upstream: upstream.url, token: 'user', mtls: true },
-      { prefix: '/b', upstream: upstream.url, token: 'user', mtls: true, tokenExchange: { audience: API_B } },
+      // No "mtls": with a certificate configured, an https token route presents it by default.
+      { prefix: '/b', upstream: upstream.url, token: 'user', tokenExchange: { audience: API_B } },
     ],
     env,
   })
@@ -215,10 +216,14 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
     expect((await spaFetch(bff, jar, '/svc/jobs')).status).toBe(200)
     expect(upstream.requests.at(-1)).toMatchObject({ url: '/jobs', presented: client.thumbprint, status: 200 })
 
-    // Left unsaid, it is a configuration error at startup.
+    // Left unsaid, an https route presents the certificate (the /b route above
+    // proves it end to end); a plain-http one cannot, and is a configuration error.
+    expect(
+      loadConfig({ ...bff.env, BFF_ROUTES: JSON.stringify([{ prefix: '/api', upstream: upstream.url, token: 'user' }]) }).routes[0]!.mtls,
+    ).toBe(true)
     expect(() =>
-      loadConfig({ ...bff.env, BFF_ROUTES: JSON.stringify([{ prefix: '/api', upstream: upstream.url, token: 'user' }]) }),
-    ).toThrow(/route \/api sends access tokens that the IdP may bind .* set "mtls": true/)
+      loadConfig({ ...bff.env, BFF_ROUTES: JSON.stringify([{ prefix: '/api', upstream: 'http://127.0.0.1:9', token: 'user' }]) }),
+    ).toThrow(/route \/api sends access tokens that the IdP may bind .* plain-http upstream cannot be given the certificate/)
     await spaFetch(bff, jar, '/auth/logout', { method: 'POST' })
   })
 

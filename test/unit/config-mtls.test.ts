@@ -105,16 +105,32 @@ describe('routes and certificate-bound tokens (security model S81)', () => {
     expect(problems).toContain('BFF_ROUTES route /api has "mtls": true but BFF_TLS_CLIENT_CERT and BFF_TLS_CLIENT_KEY are not set')
   })
 
-  it('once a certificate is presented to the IdP, every route that sends a token must say whether its upstream gets it', () => {
+  it('once a certificate is presented to the IdP, a token route presents it to its https upstream unless it says "mtls": false', () => {
     const routes = [
       { prefix: '/user', upstream: 'https://127.0.0.1:5000', token: 'user' },
       { prefix: '/optional', upstream: 'https://127.0.0.1:5000', token: 'optional' },
       { prefix: '/client', upstream: 'https://127.0.0.1:5000', token: 'client' },
+      { prefix: '/public', upstream: 'https://127.0.0.1:5000', token: 'none' },
+      { prefix: '/said-no', upstream: 'https://127.0.0.1:5000', token: 'user', mtls: false },
+    ]
+    const config = loadConfig(env({ BFF_ROUTES: JSON.stringify(routes) }))
+    expect(Object.fromEntries(config.routes.map((r) => [r.prefix, r.mtls]))).toEqual({
+      '/user': true,
+      '/optional': true,
+      '/client': true,
+      '/public': undefined,
+      '/said-no': false,
+    })
+  })
+
+  it('a token route to a plain-http upstream cannot be given the certificate, so it must say "mtls": false', () => {
+    const routes = [
+      { prefix: '/user', upstream: 'http://127.0.0.1:5000', token: 'user' },
       { prefix: '/public', upstream: 'http://127.0.0.1:5000', token: 'none' },
       { prefix: '/said-no', upstream: 'http://127.0.0.1:5000', token: 'user', mtls: false },
     ]
     const problems = configProblems(env({ BFF_ROUTES: JSON.stringify(routes) })).filter((p) => p.includes('may bind'))
-    expect(problems.map((p) => /route (\S+)/.exec(p)?.[1]).sort()).toEqual(['/client', '/optional', '/user'])
+    expect(problems.map((p) => /route (\S+)/.exec(p)?.[1])).toEqual(['/user'])
   })
 
   it('the same rule holds for a certificate used only for binding (private_key_jwt or a secret at the token endpoint)', () => {
@@ -123,7 +139,9 @@ describe('routes and certificate-bound tokens (security model S81)', () => {
       BFF_CLIENT_SECRET: 'secret',
       BFF_ROUTES: JSON.stringify([{ prefix: '/api', upstream: 'https://a.example', token: 'user' }]),
     })
-    expect(configProblems(e).join('\n')).toMatch(/route \/api sends access tokens that the IdP may bind/)
+    expect(loadConfig(e).routes[0]!.mtls).toBe(true)
+    const http = { ...e, BFF_ROUTES: JSON.stringify([{ prefix: '/api', upstream: 'http://a.example', token: 'user' }]) }
+    expect(configProblems(http).join('\n')).toMatch(/route \/api sends access tokens that the IdP may bind/)
     expect(configProblems({ ...e, BFF_ROUTES: mtlsRoute() })).toEqual([])
   })
 })
