@@ -91,7 +91,11 @@ function parseIssuerTenants(issuer: string | undefined, raw: string | undefined,
  * costs nothing where the upstream does not verify the binding. A plain-http
  * upstream cannot be given one and must say `"mtls": false`.
  */
-function tlsProblems(env: Env, routes: readonly RouteConfig[], problems: string[]): Config['tls'] {
+function parseClientTls(
+  env: Env,
+  parsed: readonly RouteConfig[],
+  problems: string[],
+): { tls: Config['tls']; routes: readonly RouteConfig[] } {
   const certFile = env.BFF_TLS_CLIENT_CERT
   const keyFile = env.BFF_TLS_CLIENT_KEY
   const caFile = env.BFF_TLS_CA
@@ -110,17 +114,20 @@ function tlsProblems(env: Env, routes: readonly RouteConfig[], problems: string[
       problems.push(err instanceof CertificateError ? err.message : `BFF_TLS_CA ${caFile} cannot be used`)
     }
   }
-  routes.forEach((r) => {
-    if (r.mtls === true && !(certFile && keyFile)) {
+  const presented = Boolean(certFile && keyFile)
+  const routes = parsed.map((r) => {
+    if (r.mtls === true && !presented) {
       problems.push(`BFF_ROUTES route ${r.prefix} has "mtls": true but BFF_TLS_CLIENT_CERT and BFF_TLS_CLIENT_KEY are not set`)
     }
-    if (certFile && keyFile && r.token !== 'none' && r.mtls === undefined && r.upstream.protocol !== 'https:') {
-      problems.push(
-        `BFF_ROUTES route ${r.prefix} sends access tokens that the IdP may bind to tokenward's client certificate (RFC 8705 §3), but its plain-http upstream cannot be given the certificate: set "mtls": false when the IdP does not bind this client's tokens, or use an https:// upstream`,
-      )
-    }
+    if (!presented || r.token === 'none' || r.mtls !== undefined) return r
+    // A token route that did not say: the certificate goes to an https upstream.
+    if (r.upstream.protocol === 'https:') return Object.freeze({ ...r, mtls: true })
+    problems.push(
+      `BFF_ROUTES route ${r.prefix} sends access tokens that the IdP may bind to tokenward's client certificate (RFC 8705 §3), but its plain-http upstream cannot be given the certificate: set "mtls": false when the IdP does not bind this client's tokens, or use an https:// upstream`,
+    )
+    return r
   })
-  return certFile || keyFile || caFile ? Object.freeze({ certFile, keyFile, caFile }) : undefined
+  return { tls: certFile || keyFile || caFile ? Object.freeze({ certFile, keyFile, caFile }) : undefined, routes }
 }
 
 /** One path segment of a base: unreserved characters (RFC 3986 §2.3), not a dot segment. */
@@ -233,14 +240,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): Config {
     problems.push(`BFF_CLIENT_SECRET is required when BFF_CLIENT_AUTH=${clientAuth}`)
   }
 
-  const tls = tlsProblems(cleaned, parsedRoutes, problems)
-  // With a certificate, a token route that did not say presents it (see tlsProblems).
-  const routes =
-    tls?.certFile && tls.keyFile
-      ? parsedRoutes.map((r) =>
-          r.token !== 'none' && r.mtls === undefined && r.upstream.protocol === 'https:' ? Object.freeze({ ...r, mtls: true }) : r,
-        )
-      : parsedRoutes
+  const { tls, routes } = parseClientTls(cleaned, parsedRoutes, problems)
 
   // Keys are checked here, not at first use, so check-config catches them.
   if (cleaned.BFF_DPOP_KEY !== undefined && privateKeyType(cleaned.BFF_DPOP_KEY) !== 'ec:prime256v1') {
