@@ -298,17 +298,16 @@ export async function startServer(input: Config | FrontendSet, options: StartOpt
     async reload(next) {
       if (!multi || !next.matchHost) throw new Error('reload needs BFF_CONFIG_FILE')
       const old = new Map(served.map((s) => [s.frontend.name, s]))
-      const kept: Served[] = []
       const built: Served[] = []
-      for (const f of next.frontends) {
+      // In the file's order: an unchanged frontend keeps what it has, any other is built anew.
+      const nextServed = next.frontends.map((f) => {
         const prev = old.get(f.name)
-        if (prev && prev.fingerprint === JSON.stringify(f.config)) kept.push(prev)
-        else built.push(build(f))
-      }
+        if (prev && prev.fingerprint === JSON.stringify(f.config)) return prev
+        const fresh = build(f)
+        built.push(fresh)
+        return fresh
+      })
       for (const s of built) discover(s)
-      const nextServed = next.frontends.map(
-        (f) => kept.find((s) => s.frontend.name === f.name) ?? built.find((s) => s.frontend.name === f.name)!,
-      )
       const retired = served.filter((s) => !nextServed.includes(s))
       served = nextServed
       byHost = hostIndex(served)
