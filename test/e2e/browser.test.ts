@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import type { Browser, BrowserContext, Page, Response } from 'playwright-core'
+import { signInAtDemoSpa, submitDevIdpLogin } from '../helpers/demo-spa.js'
 import { launchChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
 import { startDemoApi, type DemoApi } from '../../demo/api.js'
@@ -456,19 +457,12 @@ async function newContext(on: Browser = browser!): Promise<BrowserContext> {
 }
 
 /** Signs in from the SPA's own "Sign in" button through the IdP's login form. */
-async function signIn(p: Page, username: string): Promise<void> {
-  await p.goto(`${publicUrl}/`)
-  await p.locator('#sign-in').click()
-  await p.waitForURL((url) => url.origin === idp!.issuer)
-  await submitLogin(p, username)
+function signIn(p: Page, username: string): Promise<void> {
+  return signInAtDemoSpa(p, publicUrl, idp!.issuer, username, PASSWORD)
 }
 
 async function submitLogin(p: Page, username: string): Promise<void> {
-  await p.locator('#username').fill(username)
-  await p.locator('#password').fill(PASSWORD)
-  await p.getByRole('button', { name: 'Sign in', exact: true }).click()
-  await p.waitForURL(`${publicUrl}/`)
-  await p.locator('#signed-in').waitFor()
+  await submitDevIdpLogin(p, publicUrl, username, PASSWORD)
   expect(await p.locator('dd[data-field="sub"]').textContent()).toBe(username)
 }
 

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
+import { signInAtDemoSpa } from '../helpers/demo-spa.js'
 import { launchPersistentChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startDemoApi, type DemoApi } from '../../demo/api.js'
@@ -139,15 +140,8 @@ async function browserContext(dbsc: boolean): Promise<BrowserContext> {
   return context
 }
 
-async function signIn(page: Page, username = 'alice'): Promise<void> {
-  await page.goto(`${publicUrl}/`)
-  await page.locator('#sign-in').click()
-  await page.waitForURL((url) => url.origin === idp!.issuer)
-  await page.locator('#username').fill(username)
-  await page.locator('#password').fill(PASSWORD)
-  await page.getByRole('button', { name: 'Sign in', exact: true }).click()
-  await page.waitForURL(`${publicUrl}/`)
-  await page.locator('#signed-in').waitFor()
+function signIn(page: Page, username = 'alice'): Promise<void> {
+  return signInAtDemoSpa(page, publicUrl, idp!.issuer, username, PASSWORD)
 }
 
 /** A same-origin fetch from the page, as the SPA makes it. */

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { signInAtDemoSpa } from '../helpers/demo-spa.js'
 import { launchChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, beforeAll, expect, inject, it } from 'vitest'
 import { startDevIdp, type DevIdp } from '../../demo/idp.js'
@@ -70,15 +71,8 @@ afterAll(async () => {
   await idp?.close()
 })
 
-async function signIn(p: Page, username: string): Promise<void> {
-  await p.goto(`${publicUrl}/`)
-  await p.locator('#sign-in').click()
-  await p.waitForURL((url) => url.origin === idp!.issuer)
-  await p.locator('#username').fill(username)
-  await p.locator('#password').fill(PASSWORD)
-  await p.getByRole('button', { name: 'Sign in', exact: true }).click()
-  await p.waitForURL(`${publicUrl}/`)
-  await p.locator('#signed-in').waitFor()
+function signIn(p: Page, username: string): Promise<void> {
+  return signInAtDemoSpa(p, publicUrl, idp!.issuer, username, PASSWORD)
 }
 
 it('a logout at the IdP ends the tokenward session through the IdP’s cross-site iframe, with no cookie, and the open tab hears it', async () => {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Browser, Page } from 'playwright-core'
+import { signInAtDemoSpa } from '../helpers/demo-spa.js'
 import { launchChromium, requireChromium } from '../helpers/chromium.js'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startDemoApi, type DemoApi } from '../../demo/api.js'
@@ -97,15 +98,8 @@ afterAll(async () => {
   }
 })
 
-async function signIn(p: Page, s: Side, username: string): Promise<void> {
-  await p.goto(`${s.url}/`)
-  await p.locator('#sign-in').click()
-  await p.waitForURL((url) => url.origin === s.idp.issuer)
-  await p.locator('#username').fill(username)
-  await p.locator('#password').fill(PASSWORD)
-  await p.getByRole('button', { name: 'Sign in', exact: true }).click()
-  await p.waitForURL(`${s.url}/`)
-  await p.locator('#signed-in').waitFor()
+function signIn(p: Page, s: Side, username: string): Promise<void> {
+  return signInAtDemoSpa(p, s.url, s.idp.issuer, username, PASSWORD)
 }
 
 async function callApi(p: Page): Promise<{ status: number; sub?: string }> {
