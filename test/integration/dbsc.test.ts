@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto'
-import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listSessions } from '../../src/commands.js'
+import { handshakeHead } from '../helpers/websocket.js'
 import { auditEvents, type TestBff } from '../helpers/bff.js'
 import { deviceKey, parseChallenge, parseRegistration, proof, type DeviceKey } from '../helpers/dbsc-client.js'
 import { CookieJar, completeAtIdp, startLogin } from '../helpers/login.js'
@@ -65,31 +64,10 @@ async function refresh(bff: TestBff, jar: CookieJar, key: DeviceKey, sid: string
 }
 
 /** The status line of a raw WebSocket handshake (RFC 6455 §4.1) as a browser sends it. */
-function handshakeStatus(bff: TestBff, path: string, cookie: string): Promise<string> {
+async function handshakeStatusLine(bff: TestBff, path: string, cookie: string): Promise<string> {
   const { port, host } = new URL(bff.url)
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), '127.0.0.1')
-    let buf = ''
-    socket.on('error', reject)
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1')
-      if (buf.includes('\r\n')) {
-        socket.destroy()
-        resolve(buf.slice(0, buf.indexOf('\r\n')))
-      }
-    })
-    const lines = [
-      `GET ${path} HTTP/1.1`,
-      `Host: ${host}`,
-      'Upgrade: websocket',
-      'Connection: Upgrade',
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
-      'Sec-WebSocket-Version: 13',
-      `Origin: ${bff.config.publicOrigin}`,
-      `Cookie: ${cookie}`,
-    ]
-    socket.write(`${lines.join('\r\n')}\r\n\r\n`)
-  })
+  const head = await handshakeHead(Number(port), path, { Host: host, Origin: bff.config.publicOrigin, Cookie: cookie })
+  return head.split('\r\n')[0]!
 }
 
 const BOUND = '__Host-tokenward-bound'
@@ -151,7 +129,7 @@ describe('device-bound sessions', () => {
     const rows = lines.map((l) => JSON.parse(l) as { sid: string; deviceBound: boolean })
     expect(rows.find((r) => r.sid === before.sid)?.deviceBound).toBe(true)
     expect((await spaFetch(bff, jar, '/api/x')).status).toBe(200)
-    expect(await handshakeStatus(bff, '/ws', jar.header(bff.url))).toMatch(/^HTTP\/1\.1 101 /)
+    expect(await handshakeStatusLine(bff, '/ws', jar.header(bff.url))).toMatch(/^HTTP\/1\.1 101 /)
     const events = auditEvents(bff.logs).filter((e) => e.event === 'dbsc_registered' && e.sid === before.sid)
     expect(events).toHaveLength(1)
     expect(JSON.stringify(events)).not.toContain(jar.get(SESSION))
@@ -168,7 +146,7 @@ describe('device-bound sessions', () => {
     expect((await spaFetch(bff, jar, '/auth/session')).status).toBe(401)
     const events = await fetch(`${bff.url}/auth/events`, { headers: { cookie: jar.header(bff.url) } })
     expect(events.status).toBe(401)
-    expect(await handshakeStatus(bff, '/ws', jar.header(bff.url))).toMatch(/^HTTP\/1\.1 401 /)
+    expect(await handshakeStatusLine(bff, '/ws', jar.header(bff.url))).toMatch(/^HTTP\/1\.1 401 /)
     expect(auditEvents(bff.logs).some((e) => e.event === 'dbsc_cookie_refused' && e.reason === 'bound cookie missing')).toBe(true)
     // A bound cookie of another session does not do either.
     const second = await loginAt(bff)

@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -11,6 +10,7 @@ import { startServer, type RunningServer } from '../../src/server.js'
 import { CookieJar, login } from '../helpers/login.js'
 import { hostRequest, startFrontendIdp, type RawAnswer } from '../helpers/frontends.js'
 import { freePort } from '../helpers/ports.js'
+import { handshakeHead } from '../helpers/websocket.js'
 import type { TestIdp } from '../helpers/test-idp.js'
 import type { EchoUpstream } from '../helpers/upstream.js'
 
@@ -220,30 +220,11 @@ describe('frontends at path bases on one host (security model S92)', () => {
 
   it('a WebSocket handshake is dispatched by base like any request: /shop/ws reaches shop’s upstream, /shopws does not', async () => {
     const a = await login(shop.url, { username: 'gina' })
-    /** A raw handshake (RFC 6455 §4.1); resolves with the response head. */
     const handshake = (path: string) =>
-      new Promise<string>((resolve, reject) => {
-        const socket = connect(port, '127.0.0.1')
-        let buf = ''
-        socket.on('error', reject)
-        socket.on('data', (d: Buffer) => {
-          buf += d.toString('latin1')
-          if (buf.includes('\r\n\r\n')) {
-            socket.destroy()
-            resolve(buf.slice(0, buf.indexOf('\r\n\r\n')))
-          }
-        })
-        const lines = [
-          `GET ${path} HTTP/1.1`,
-          `Host: localhost:${port}`,
-          'Upgrade: websocket',
-          'Connection: Upgrade',
-          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
-          'Sec-WebSocket-Version: 13',
-          `Origin: http://localhost:${port}`,
-          `Cookie: ${a.jar.header(`${shop.url}/ws/chat`)}`,
-        ]
-        socket.write(`${lines.join('\r\n')}\r\n\r\n`)
+      handshakeHead(port, path, {
+        Host: `localhost:${port}`,
+        Origin: `http://localhost:${port}`,
+        Cookie: a.jar.header(`${shop.url}/ws/chat`),
       })
     expect(await handshake('/shop/ws/chat?room=1')).toMatch(/^HTTP\/1\.1 101 /)
     expect(shop.upstream.requests.at(-1)!.url).toBe('/socket/chat?room=1')

@@ -1,12 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { randomBytes, randomUUID } from 'node:crypto'
-import { connect } from 'node:net'
+import { randomUUID } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startDevIdp, type DevIdp } from '../../demo/idp.js'
 import { doctor } from '../../src/cli/doctor.js'
 import { loadConfig } from '../../src/config.js'
+import { handshakeHead, handshakeStatus } from '../helpers/websocket.js'
 import { startBff, testSecrets, type TestBff } from '../helpers/bff.js'
 import { buildCli, waitHealthy } from '../helpers/cli-build.js'
 import { login } from '../helpers/login.js'
@@ -345,30 +345,9 @@ describe('mutual-TLS client authentication and certificate-bound tokens (RFC 870
 })
 
 /** The status of a raw WebSocket handshake (RFC 6455 §4.1) through tokenward, as a browser sends it. */
-function websocketStatus(bff: TestBff, path: string, cookie: string): Promise<number> {
+async function websocketStatus(bff: TestBff, path: string, cookie: string): Promise<number> {
   const { port, host } = new URL(bff.url)
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), '127.0.0.1')
-    socket.on('error', reject)
-    socket.once('data', (d: Buffer) => {
-      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'))?.[1] ?? 0))
-      socket.destroy()
-    })
-    socket.write(
-      [
-        `GET ${path} HTTP/1.1`,
-        `Host: ${host}`,
-        'Upgrade: websocket',
-        'Connection: Upgrade',
-        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
-        'Sec-WebSocket-Version: 13',
-        `Origin: ${bff.url}`,
-        `Cookie: ${cookie}`,
-        '',
-        '',
-      ].join('\r\n'),
-    )
-  })
+  return handshakeStatus(await handshakeHead(Number(port), path, { Host: host, Origin: bff.url, Cookie: cookie }))
 }
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {

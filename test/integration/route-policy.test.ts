@@ -2,9 +2,8 @@
 // list) must not be reachable through a broader route, neither by a path the
 // upstream reads as the specific route's (`;` parameters, letter case) nor by
 // a header that makes the upstream change the method or the path.
-import { randomBytes } from 'node:crypto'
-import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { handshakeHead } from '../helpers/websocket.js'
 import { type CookieJar, login } from '../helpers/login.js'
 import { spaRequest } from '../helpers/session.js'
 import { startWorld, type World } from '../helpers/world.js'
@@ -29,35 +28,10 @@ function send(method: string, path: string, headers: Record<string, string> = {}
   return spaRequest(world.bff, jar, method, path, headers)
 }
 
-/** A raw WebSocket handshake (RFC 6455 §4.1); resolves with the response head. */
+/** A raw WebSocket handshake (RFC 6455 §4.1) with the session's cookie; resolves with the response head. */
 function handshake(path: string, headers: Record<string, string>): Promise<string> {
   const { port, host } = new URL(world.bff.url)
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), '127.0.0.1')
-    let buf = ''
-    socket.on('error', reject)
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1')
-      const end = buf.indexOf('\r\n\r\n')
-      if (end >= 0) {
-        socket.destroy()
-        resolve(buf.slice(0, end))
-      }
-    })
-    socket.on('close', () => resolve(buf))
-    const lines = [
-      `GET ${path} HTTP/1.1`,
-      `Host: ${host}`,
-      'Upgrade: websocket',
-      'Connection: Upgrade',
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
-      'Sec-WebSocket-Version: 13',
-      `Origin: ${world.bff.url}`,
-      `Cookie: ${jar.header(world.bff.url)}`,
-      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-    ]
-    socket.write(`${lines.join('\r\n')}\r\n\r\n`)
-  })
+  return handshakeHead(Number(port), path, { Host: host, Origin: world.bff.url, Cookie: jar.header(world.bff.url), ...headers })
 }
 
 describe('a more specific route cannot be reached through a broader one (issue 13, item 3)', () => {
