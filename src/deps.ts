@@ -87,6 +87,7 @@ export function createDeps(config: Config, options: DepsOptions): Deps {
     oidc,
     cookies,
     tokens,
+    lease,
     exchangedTokens: new TokenExchanger({ config, sessions, oidc, logger, now, tokens, lease, maxInflight }),
     clientTokens: new ClientTokenService({ oidc, logger, skewSeconds: config.refreshSkew, now }),
     transactions: new TransactionStore(store.transactions, keyring),

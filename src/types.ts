@@ -8,6 +8,7 @@ import type { OidcClient } from './oidc/client.js'
 import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
 import type { TokenService } from './tokens/refresh.js'
+import type { RefreshLease } from './tokens/lease.js'
 import type { ClientTokenService } from './tokens/client-credentials.js'
 import type { TokenExchanger } from './tokens/exchange.js'
 import type { TransactionStore } from './session/transactions.js'
@@ -26,6 +27,12 @@ export interface Deps {
   readonly oidc: OidcClient
   readonly cookies: CookieSealer
   readonly tokens: TokenService
+  /**
+   * The per-session refresh lease: a session write that is not a refresh
+   * takes it too, since any session write clears the refresh journal
+   * (src/tokens/lease.ts, security model S35).
+   */
+  readonly lease: RefreshLease
   /** RFC 8693 tokens for routes with a `tokenExchange` target. */
   readonly exchangedTokens: TokenExchanger
   readonly clientTokens: ClientTokenService

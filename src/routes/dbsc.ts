@@ -8,6 +8,7 @@ import { sessionIgnoringBinding } from '../middleware/session.js'
 import type { BoundDeviceKey } from '../session/data.js'
 import { DbscProofError, verifyRefreshProof, verifyRegistrationProof } from '../session/dbsc-proof.js'
 import type { Session, SessionData } from '../session/sessions.js'
+import { interrupted } from '../tokens/lease.js'
 import type { AppEnv, Deps } from '../types.js'
 
 type Ctx = Context<AppEnv>
@@ -50,20 +51,35 @@ export function dbscRoutes(deps: Deps): Hono<AppEnv> {
     return c.json(deps.dbsc.instructions(session.sid))
   }
 
-  /** Writes `change(data)` with compare-and-set, reading again when a token refresh wrote in between. */
-  const update = async (session: Session, change: (data: SessionData) => SessionData | null): Promise<Session | null> => {
-    let current: Session | null = session
-    for (let attempt = 0; attempt < 5 && current; attempt++) {
-      const next = change(current.data)
-      if (!next) return null
-      const { result, session: written } = await deps.sessions.replace(current, next)
-      if (result === 'ok') return written
-      if (result === 'missing') return null
-      current = await deps.sessions.loadBySid(current.sid, { slide: false })
-    }
-    if (!current) return null
-    throw new BffError('server_error', 'The session changed too often to be updated; try again.')
-  }
+  const tooBusy = () => new BffError('server_error', 'The session changed too often to be updated; try again.')
+
+  /**
+   * Writes `change(data)` under the refresh lease, as token exchange writes
+   * back: a session write clears the refresh journal, so one made while a
+   * refresh is redeeming the token would hide a possibly spent refresh token
+   * from the next holder, and make the refresh's own write fail (RFC 9700
+   * §4.14.2; security model S35). A session whose last refresh was
+   * interrupted is not written (null): its next refresh ends it.
+   */
+  const update = (session: Session, change: (data: SessionData) => SessionData | null): Promise<Session | null> =>
+    deps.lease.wait(session.sid, {
+      deadline: deps.now() + 2 * deps.lease.leaseMs,
+      work: async (held) => {
+        for (let attempt = 0; attempt < 5; attempt++) {
+          const current = await deps.sessions.loadBySid(session.sid, { slide: false })
+          if (!current || interrupted(held, current.version)) return null
+          const next = change(current.data)
+          if (!next) return null
+          const { result, session: written } = await deps.sessions.replace(current, next)
+          if (result === 'ok') return written
+          if (result === 'missing') return null
+        }
+        throw tooBusy()
+      },
+      timeout: () => {
+        throw tooBusy()
+      },
+    })
 
   const refused = (c: Ctx, session: Session, reason: string, kind: 'proof' | 'challenge') => {
     deps.metrics.dbscRejections.inc({ reason: kind })

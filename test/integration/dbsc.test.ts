@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listSessions } from '../../src/commands.js'
 import { handshakeHead } from '../helpers/websocket.js'
@@ -181,6 +182,45 @@ describe('device-bound sessions', () => {
     })
     expect(replay.status).toBe(403)
     expect(replay.headers.get('secure-session-challenge')).toMatch(/^"[\w-]{43}";id="/)
+  })
+
+  it('a registration is written under the refresh lease: it waits for a refresh in flight, and never hides a journal it left (security model S35)', async () => {
+    const { bff } = world
+    const { sessions, store } = bff.server.deps
+    const version = async (sid: string) => (await sessions.loadBySid(sid, { slide: false }))!.version
+    const sidOf = async (jar: CookieJar) => ((await (await spaFetch(bff, jar, '/auth/session?slide=false')).json()) as { sid: string }).sid
+
+    // A refresh elsewhere holds the lease and is redeeming this version's
+    // refresh token; it finishes normally: the registration goes through after it.
+    const first = await loginAt(bff)
+    const a = await sidOf(first.jar)
+    const v = await version(a)
+    expect((await store.leases.acquire(a, 'refresh-elsewhere', 10_000)).acquired).toBe(true)
+    expect(await store.leases.writeJournal(a, 'refresh-elsewhere', v, 60_000)).toBe(true)
+    const pending = register(bff, first.jar, first.registration, await deviceKey())
+    await sleep(300)
+    expect(await version(a)).toBe(v)
+    await store.leases.clearJournal(a)
+    await store.leases.release(a, 'refresh-elsewhere')
+    expect((await pending).status).toBe(200)
+    expect(await version(a)).toBe(v + 1)
+
+    // The holder dies after writing its journal: the registration does not
+    // write over the possibly spent refresh token, and the journal stays for
+    // the next refresh to find.
+    const second = await loginAt(bff)
+    const b = await sidOf(second.jar)
+    const w = await version(b)
+    expect((await store.leases.acquire(b, 'refresh-elsewhere', 10_000)).acquired).toBe(true)
+    expect(await store.leases.writeJournal(b, 'refresh-elsewhere', w, 60_000)).toBe(true)
+    const refused = register(bff, second.jar, second.registration, await deviceKey())
+    await sleep(300)
+    await store.leases.release(b, 'refresh-elsewhere')
+    expect((await refused).status).toBe(401)
+    expect(await version(b)).toBe(w)
+    const probe = await store.leases.acquire(b, 'probe', 1000)
+    expect(probe.journal).toBe(w)
+    await store.leases.release(b, 'probe')
   })
 
   it('refuses registration proofs with a foreign challenge, a wrong authorization, a replay or a second key', async () => {
